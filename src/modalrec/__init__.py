@@ -1,0 +1,3 @@
+"""modalrec: ID-free, multi-modal, transferable sequential recommendation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,309 @@
+"""Typed configuration: dataclasses, YAML files and ``a.b=c`` overrides.
+
+Every run is described by one :class:`RunConfig`. It is built from defaults, then an optional
+YAML file, then command-line overrides, in that order. Unknown keys are an error (with a
+suggestion); values are parsed as YAML scalars (never ``eval``). The resolved config is written
+into every run dir as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix (unknown key, wrong type, bad value)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class InteractionsSpec:
+    """Where the interaction table is and which columns hold user, item and time."""
+
+    path: str = ""
+    format: str = "auto"  # auto | csv | tsv | parquet | jsonl | atomic
+    sep: str = ""  # csv/tsv delimiter; empty = by format
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"  # empty: file order is time order
+
+
+@dataclass
+class ItemsSpec:
+    """The item catalogue: id column, which fields form the item text, where images are."""
+
+    path: str = ""
+    format: str = "auto"
+    sep: str = ""
+    item_col: str = "item_id"
+    text_fields: list[str] = field(default_factory=list)
+    text_template: str = ""  # e.g. "{title} ({year}). Genres: {genres}"; empty: fields joined by ". "
+    image_col: str = ""  # column with an image path (relative to image_dir or the table's folder)
+    image_dir: str = ""  # folder of <item_id>.jpg|png|webp
+
+
+@dataclass
+class DataConfig:
+    """Which data set, and how it is prepared and split."""
+
+    dataset: str = "ml-100k"  # built-in name, a data-spec YAML, or a folder of RecBole atomic files
+    interactions: InteractionsSpec = field(default_factory=InteractionsSpec)
+    items: ItemsSpec = field(default_factory=ItemsSpec)
+    dedup: str = "first"  # first | last | none: repeated (user, item) events
+    min_user_inter: int = 5  # iterative k-core: users
+    min_item_inter: int = 5  # iterative k-core: items
+    min_seq_len: int = 3  # users with fewer events after filtering are dropped
+    max_seq_len: int = 0  # keep only the most recent N events per user (0 = all)
+    split: str = "loo"  # loo | time | cold
+    time_cut: float = 0.9  # time split: quantile of event times where test begins
+    cold_item_ratio: float = 0.1  # cold split: share of items (the newest) held out of training
+    drop_unknown_items: bool = False  # interactions with items missing from the catalogue
+    cache: bool = True  # reuse a prepared copy when inputs and options are unchanged
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine (both after a linear warm-up)
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    patience: int = 10  # early stopping: evaluations without improvement of valid NDCG@10
+    eval_every: int = 1  # epochs between validations
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # autocast (bf16/fp16) where the device supports it; no-op on CPU
+    threads: int = 0  # torch intra-op threads (0 = leave as is)
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [10, 20, 50])
+    exclude_history: bool = True  # items already in the history cannot be recommended
+    batch_size: int = 1024  # users per chunk
+    item_chunk: int = 0  # items per chunk (0 = all at once); bounds peak memory
+    per_user: bool = False  # also write per-user ranks
+
+
+@dataclass
+class RunConfig:
+    model: Any = None  # a model's own config dataclass; `model.name` selects it
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> plain dict/list/scalars (YAML- and JSON-safe)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _suggest(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(sorted(options))}."
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a parsed value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit type {tp}")
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, str):  # "a,b,c" on the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def update_dataclass(obj: Any, values: dict, where: str = "") -> Any:
+    """Apply a nested mapping onto a dataclass instance in place; unknown keys raise."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    for key, val in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"Unknown config key '{path}'.{_suggest(key, list(fields))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            update_dataclass(current, val, path)
+        else:
+            setattr(obj, key, _coerce(val, hints[key], path))
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=c`` -> (["a", "b"], parsed c). Values are YAML scalars: 3, 0.1, true, [10,20], text."""
+    if "=" not in text:
+        raise ConfigError(f"Override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"Override '{text}' has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def nest(parts: list[str], value: Any) -> dict:
+    out: dict = {}
+    cur = out
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (model, data, train, eval)")
+    return data
+
+
+def build_config(
+    base: dict | None = None, overrides: list[str] | tuple[str, ...] = (), model: str | None = None
+) -> RunConfig:
+    """Defaults <- ``base`` mapping (e.g. from YAML) <- ``overrides`` (``a.b=c`` strings).
+
+    ``model`` (if given) selects the model before overrides; ``model.name=...`` works too.
+    """
+    from modalrec.models.registry import model_config_class  # local: keeps import light
+
+    tree: dict = dict(base or {})
+    for ov in overrides:
+        parts, value = parse_override(ov)
+        tree = deep_merge(tree, nest(parts, value))
+    model_tree = tree.pop("model", {}) or {}
+    if isinstance(model_tree, str):
+        model_tree = {"name": model_tree}
+    if model:
+        model_tree = {**model_tree, "name": model}
+    name = model_tree.get("name", "sasrec")
+    cfg = RunConfig()
+    cfg.model = model_config_class(name)()
+    update_dataclass(cfg.model, model_tree, "model")
+    unknown = set(tree) - {"data", "train", "eval"}
+    if unknown:
+        k = sorted(unknown)[0]
+        raise ConfigError(f"Unknown config section '{k}'.{_suggest(k, ['model', 'data', 'train', 'eval'])}")
+    for section in ("data", "train", "eval"):
+        if section in tree:
+            update_dataclass(getattr(cfg, section), tree[section] or {}, section)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    d, t, e = cfg.data, cfg.train, cfg.eval
+    choices = {
+        "data.dedup": (d.dedup, ("first", "last", "none")),
+        "data.split": (d.split, ("loo", "time", "cold")),
+        "train.schedule": (t.schedule, ("constant", "cosine")),
+    }
+    for key, (val, allowed) in choices.items():
+        if val not in allowed:
+            raise ConfigError(f"{key}={val!r}: choose one of {', '.join(allowed)}")
+    if not 0.0 < d.time_cut < 1.0:
+        raise ConfigError(f"data.time_cut={d.time_cut}: must be a quantile strictly between 0 and 1")
+    if not 0.0 < d.cold_item_ratio < 1.0:
+        raise ConfigError(f"data.cold_item_ratio={d.cold_item_ratio}: must be between 0 and 1")
+    if t.epochs < 0 or t.batch_size <= 0 or t.lr <= 0:
+        raise ConfigError("train.epochs must be >= 0, train.batch_size and train.lr > 0")
+    if not e.ks or any(k <= 0 for k in e.ks):
+        raise ConfigError(f"eval.ks={e.ks}: give positive cut-offs, e.g. [10,20,50]")
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from modalrec.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Rebuild a RunConfig from a run dir's config.yaml."""
+    return build_config(load_yaml(path))

@@ -1,0 +1,73 @@
+"""The model contract shared by every recommender in modalrec.
+
+Trainer, evaluator and server only use this surface, so they never ask which model they hold:
+
+* ``item_embeddings(items=None) -> Tensor[N, d]``: item vectors (all items, row 0 = padding,
+  when ``items`` is None). ID-free models compute them from content.
+* ``user_embeddings(batch) -> Tensor[B, d]``: one vector per history in ``batch["items"]``.
+* ``score(users, items) -> Tensor[B, N]``: ``users @ items.T`` unless a model documents otherwise.
+* ``forward(batch) -> Output``: the training loss lives in ``forward`` (DDP/AMP friendly).
+
+Batches are dicts of tensors. Histories are **left-padded** with item 0, so the most recent item
+is always at position ``L-1``:
+
+* training: ``items`` [B, L] inputs, ``targets`` [B, L] next items (0 where there is none);
+* evaluation/serving: ``items`` [B, L] histories, ``targets`` [B] (evaluation only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from modalrec.data.dataset import PreparedDataset
+
+
+@dataclass
+class ModelConfig:
+    """Base of every model config; ``name`` selects the registered model."""
+
+    name: str = ""
+    max_len: int = 50  # history window the model sees (longer training sequences are cut into windows)
+
+
+class Output(NamedTuple):
+    loss: torch.Tensor
+    logs: dict
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: subclasses set ``name``/``config_class`` through ``@register_model``."""
+
+    name: str = ""
+    config_class: type = ModelConfig
+    trainable: bool = True  # False for statistics-only models (pop): no optimizer, no epochs
+    id_free: bool = False  # True when items are encoded from content (unseen items can be scored)
+
+    def __init__(self, config: ModelConfig, dataset: "PreparedDataset"):
+        super().__init__()
+        self.config = config
+        self.n_items = dataset.n_items
+
+    # -- the contract ------------------------------------------------------------------------
+    def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def user_embeddings(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users @ items.T
+
+    def forward(self, batch: dict) -> Output:
+        raise NotImplementedError
+
+    def fit_statistics(self, dataset: "PreparedDataset") -> None:
+        """Non-gradient fitting from the training split (e.g. popularity counts). Default: none."""
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
