@@ -1,0 +1,40 @@
+# One-command set-up: `make demo` and `make test` both create .venv and install first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench fetch clean help
+
+help:
+	@echo "make demo    install, fetch ml-100k, train SASRec and Pop, print results and recommendations"
+	@echo "make test    install and run the whole test suite"
+	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json)"
+	@echo "make fetch   download the built-in data sets into \$$MODALREC_HOME (~/.cache/modalrec)"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[test,data]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+fetch: install
+	$(VENV)/bin/modalrec data fetch
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not builtin"
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,234 @@
+"""The ``modalrec`` command: parses arguments, calls library functions, prints.
+
+Heavy modules (torch, pandas) are imported inside the commands, so ``modalrec --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXAMPLES = """\
+examples:
+  modalrec data fetch ml-100k
+  modalrec data info --dataset ml-1m
+  modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3
+  modalrec evaluate runs/demo --json
+  modalrec recommend runs/demo --history 50,181,258 -k 5
+
+Overrides are key.sub=value pairs (YAML scalars): train.lr=5e-4 eval.ks=[10,20] data.split=cold.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser, dataset_required: bool = False) -> None:
+    p.add_argument("--dataset", required=dataset_required,
+                   help="built-in name (ml-100k, ml-1m, ml-latest-small-2016, synthetic), "
+                        "a data-spec YAML, or a folder of RecBole atomic files")
+    p.add_argument("--config", help="YAML file with model/data/train/eval sections")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=3")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="modalrec",
+        description="ID-free, multi-modal, transferable sequential recommendation.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="fetch, prepare and inspect data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    f = dsub.add_parser("fetch", help="download built-in data sets into the cache ($MODALREC_HOME)")
+    f.add_argument("names", nargs="*", help="built-in names (default: all MovieLens sets)")
+    p = dsub.add_parser("prepare", help="prepare (and cache) a data set: filtering, sequences, split")
+    _add_common(p, dataset_required=False)
+    i = dsub.add_parser("info", help="statistics of a prepared data set")
+    _add_common(i, dataset_required=False)
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("models", help="list the registered models")
+
+    t = sub.add_parser("train", help="train a model into a run folder",
+                       description="Train a model; writes config.yaml, metrics.jsonl, checkpoints/, "
+                                   "best.pt and results.json into --out.")
+    t.add_argument("--model", help="model name (see `modalrec models`)")
+    t.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    _add_common(t)
+
+    e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--split", choices=("test", "valid"), default="test")
+    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    e.add_argument("--include-history", action="store_true",
+                   help="let items of the history be ranked too (default: excluded)")
+    e.add_argument("--per-user", metavar="FILE", help="write per-user ranks to this CSV file")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--quiet", action="store_true")
+
+    r = sub.add_parser("recommend", help="top-k recommendations for a history of item ids")
+    r.add_argument("run", help="run folder")
+    r.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--include-seen", action="store_true", help="allow items of the history")
+    r.add_argument("--json", action="store_true")
+    return ap
+
+
+def _config(args, model: str | None = None):
+    from modalrec.config import build_config, load_yaml
+
+    base = load_yaml(args.config) if args.config else {}
+    overrides = list(args.overrides)
+    if args.dataset:
+        overrides.insert(0, f"data.dataset={args.dataset}")
+    return build_config(base, overrides, model=model)
+
+
+def cmd_data(args) -> int:
+    if args.data_command == "fetch":
+        from modalrec.data import builtin
+
+        names = args.names or [n for n in builtin.BUILTINS if n != "synthetic"]
+        for n in names:
+            path = builtin.ensure(n)
+            print(f"{n}: {path}")
+        return 0
+    from modalrec.data.prepare import load_or_prepare
+
+    cfg = _config(args)
+    ds = load_or_prepare(cfg.data, progress=not args.quiet)
+    summary = ds.summary()
+    if args.data_command == "info" and args.json:
+        print(json.dumps({"summary": summary, "meta": ds.meta}, indent=2, default=str))
+        return 0
+    width = max(len(k) for k in summary)
+    for k, v in summary.items():
+        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_models(_args) -> int:
+    from modalrec.models.registry import available_models, get_model_class
+
+    for name in available_models():
+        doc = (get_model_class(name).__module__ and sys.modules[get_model_class(name).__module__].__doc__ or "")
+        print(f"{name:<10} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from modalrec.train.trainer import train
+
+    if args.resume:
+        if args.model or args.dataset or args.config:
+            print("error: --resume continues a run with its saved config; only key=value overrides of "
+                  "train/eval may be given", file=sys.stderr)
+            return 2
+        results = train(None, args.out, resume=True, overrides=args.overrides, progress=not args.quiet)
+    else:
+        cfg = _config(args, model=args.model)
+        results = train(cfg, args.out, progress=not args.quiet)
+    _print_metrics(results["test"]["metrics"], title=f"{results['model']} on {results['dataset']}: test")
+    print(f"run folder: {args.out}  (best epoch {results['best_epoch']}, train {results['train_time_s']:.1f}s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from modalrec.evaluate.ranking import evaluate
+    from modalrec.serve.recommender import Recommender
+
+    rec = Recommender.load(args.run, checkpoint=args.checkpoint, progress=not args.quiet)
+    cfg, ds = rec.cfg, rec.dataset
+    seqset = getattr(ds.split, args.split)
+    res = evaluate(
+        rec.model, seqset, max_len=cfg.model.max_len, ks=cfg.eval.ks,
+        exclude_history=not args.include_history, batch_size=cfg.eval.batch_size,
+        item_chunk=cfg.eval.item_chunk, per_user=bool(args.per_user),
+        cold_items=torch.as_tensor(~ds.seen_in_train()), progress=not (args.quiet or args.json),
+        split_name=args.split,
+    )
+    if args.per_user:
+        _write_per_user(args.per_user, res, ds)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+    else:
+        _print_metrics(res.metrics, title=f"{cfg.model.name} on {ds.name}: {args.split} ({res.count} users)")
+        if res.cold_metrics:
+            _print_metrics(res.cold_metrics, title=f"cold items only ({res.cold_count} targets unseen in training)")
+    return 0
+
+
+def _write_per_user(path: str, res, ds) -> None:
+    import pandas as pd
+
+    from modalrec.utils import atomic_path
+
+    pu = res.per_user
+    df = pd.DataFrame({
+        "user_id": ds.user_ids[pu["users"]],
+        "target_item_id": ds.catalogue.item_ids[pu["targets"]],
+        "rank": pu["ranks"],
+    })
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def cmd_recommend(args) -> int:
+    from modalrec.serve.recommender import Recommender
+
+    rec = Recommender.load(args.run)
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    recs = rec.recommend(history, k=args.k, exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in recs], indent=2))
+    else:
+        for n, r in enumerate(recs, 1):
+            print(f"{n:>3}. {r.item_id:<8} {r.score:9.4f}  {r.text}")
+    return 0
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    print(title)
+    ks = sorted({int(k.split("@")[1]) for k in metrics if "@" in k})
+    names = [n for n in ("hr", "ndcg", "mrr") if any(k.startswith(n + "@") for k in metrics)]
+    print(f"  {'':<6}" + "".join(f"{'@' + str(k):>10}" for k in ks))
+    for n in names:
+        print(f"  {n:<6}" + "".join(f"{metrics.get(f'{n}@{k}', float('nan')):>10.4f}" for k in ks))
+
+
+COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate,
+            "recommend": cmd_recommend}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from modalrec import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        build_parser().print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        if os.environ.get("MODALREC_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

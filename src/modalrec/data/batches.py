@@ -1,0 +1,81 @@
+"""Training batches: windows over the CSR sequences, gathered in one vectorised step.
+
+A training sequence of n items gives n-1 next-item targets. A sequence longer than the model's
+window L is cut into consecutive windows of at most L targets, counted back from its end, so
+every target is trained on (never only the last window). A window is two integers into the flat
+item array; a batch is built by one fancy-indexing gather, left-padded with 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+
+from modalrec.data.dataset import SeqSet
+
+
+def training_windows(train: SeqSet, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows over input positions: (win_start, win_end) absolute indices into ``train.items``.
+
+    Window w takes inputs ``items[win_start[w]:win_end[w]]`` and targets shifted by one. Windows
+    of a sequence tile positions [start, end-1) from the end backwards in steps of ``max_len``.
+    """
+    if max_len <= 0:
+        raise ValueError("max_len must be positive")
+    n_inputs = np.maximum(train.lengths - 1, 0).astype(np.int64)  # positions with a next item
+    n_win = -(-n_inputs // max_len)  # ceil
+    seq = np.repeat(np.arange(len(train), dtype=np.int64), n_win)
+    k = np.arange(len(seq), dtype=np.int64) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    rel_end = n_inputs[seq] - k * max_len
+    rel_start = np.maximum(rel_end - max_len, 0)
+    base = train.start[seq].astype(np.int64)
+    return base + rel_start, base + rel_end
+
+
+def gather_windows(items: np.ndarray, win_start: np.ndarray, win_end: np.ndarray, max_len: int):
+    """Left-padded inputs and targets [B, max_len] for the given windows (int64 numpy)."""
+    idx = win_end[:, None] - max_len + np.arange(max_len)[None, :]
+    valid = idx >= win_start[:, None]
+    safe = np.where(valid, idx, 0)
+    inputs = np.where(valid, items[safe], 0)
+    targets = np.where(valid, items[safe + 1], 0)
+    return inputs.astype(np.int64), targets.astype(np.int64)
+
+
+class WindowDataset(Dataset):
+    """Index = window number; ``__getitems__``/``__getitem__`` with a list returns a whole batch."""
+
+    def __init__(self, train: SeqSet, max_len: int):
+        self.items = train.items
+        self.max_len = max_len
+        self.win_start, self.win_end = training_windows(train, max_len)
+        self.users = np.repeat(train.users, -(-np.maximum(train.lengths - 1, 0) // max_len))
+
+    def __len__(self) -> int:
+        return len(self.win_start)
+
+    def __getitem__(self, idx):
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        inputs, targets = gather_windows(self.items, self.win_start[idx], self.win_end[idx], self.max_len)
+        return {
+            "items": torch.from_numpy(inputs),
+            "targets": torch.from_numpy(targets),
+            "users": torch.from_numpy(self.users[idx].astype(np.int64)),
+        }
+
+
+def train_loader(
+    train: SeqSet, max_len: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+) -> tuple[DataLoader, DistributedSampler]:
+    """A loader whose order depends only on (seed, epoch): call ``sampler.set_epoch(e)``.
+
+    The same DistributedSampler serves one process (world_size=1) and torchrun ranks, so a
+    resumed run sees exactly the batches an uninterrupted one would.
+    """
+    ds = WindowDataset(train, max_len)
+    if len(ds) == 0:
+        raise ValueError("no training targets: every training sequence has fewer than 2 items")
+    sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    loader = DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+    return loader, sampler

@@ -1,0 +1,316 @@
+"""The training loop: one code path for a CPU, a GPU and ``torchrun`` (DDP).
+
+AdamW with decoupled weight decay (no decay on biases, norms), linear warm-up then a constant or
+cosine schedule, gradient clipping, autocast on CUDA (bf16 where supported, else fp16 with a
+GradScaler; on CPU autocast is off: it is slower there for these models), validation every
+``eval_every`` epochs with early stopping on NDCG@10, an atomic checkpoint every epoch and exact
+resume (model, optimizer, scheduler, scaler, RNG states, early-stopping state, elapsed time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+
+from modalrec.config import RunConfig, build_config, load_yaml, save_config, to_dict
+from modalrec.train import checkpoint as ckpt_io
+from modalrec.train.distributed import DistInfo, barrier, init_from_env
+from modalrec.utils import atomic_write_json, resolve_device, seed_everything
+
+
+class RunDirError(ValueError):
+    """The run folder cannot be used as asked (exists without --resume, or has nothing to resume)."""
+
+
+class RunDir:
+    """Paths of a run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.checkpoints = self.path / "checkpoints"
+        self.last = self.checkpoints / "last.pt"
+        self.best = self.path / "best.pt"
+        self.results = self.path / "results.json"
+        self.dataset = self.path / "dataset.json"
+
+
+def select_key(ks: list[int]) -> str:
+    """Model selection metric: NDCG@10 (or NDCG at the smallest cut-off if 10 is not asked for)."""
+    return f"ndcg@{10 if 10 in ks else min(ks)}"
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return f
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    return torch.autocast(device.type, enabled=False), False
+
+
+def prepare_run_config(out: str | Path, cfg: RunConfig | None, resume: bool, overrides=()) -> RunConfig:
+    """The config of a new run, or of the run being resumed (overrides may change train/eval only)."""
+    rd = RunDir(out)
+    if resume:
+        if not rd.config.is_file() or not rd.last.is_file():
+            raise RunDirError(f"nothing to resume in {rd.path}: no config.yaml or checkpoints/last.pt")
+        saved = load_yaml(rd.config)
+        resumed = build_config(saved, overrides)
+        for section in ("model", "data"):
+            if to_dict(getattr(resumed, section)) != saved.get(section):
+                raise RunDirError(f"--resume cannot change the '{section}' section of {rd.config}")
+        return resumed
+    if rd.config.exists() or rd.last.exists():
+        raise RunDirError(
+            f"{rd.path} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    if cfg is None:
+        raise ValueError("a config is needed for a new run")
+    return cfg
+
+
+def train(
+    cfg: RunConfig | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overrides=(),
+    dataset=None,
+    progress: bool = True,
+    callbacks: list[Callable[[int, dict], None]] = (),
+) -> dict:
+    """Train ``cfg.model`` on ``cfg.data`` into run folder ``out``; returns the results dict.
+
+    ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's checkpoint is written
+    (tests use this to interrupt a run). Under torchrun only rank 0 writes files.
+    """
+    from modalrec.data.batches import train_loader
+    from modalrec.data.prepare import load_or_prepare
+    from modalrec.evaluate.ranking import evaluate
+    from modalrec.models.registry import build_model
+
+    dist_info = init_from_env(cfg.train.device if cfg is not None else "auto")
+    rd = RunDir(out)
+    cfg = prepare_run_config(out, cfg, resume, overrides)
+    t = cfg.train
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    show = progress and dist_info.is_main
+
+    if dataset is None:
+        if dist_info.is_main:
+            dataset = load_or_prepare(cfg.data, progress=show)
+        barrier(dist_info)
+        if not dist_info.is_main:
+            dataset = load_or_prepare(cfg.data, progress=False)
+
+    seed_everything(t.seed)
+    model = build_model(cfg.model, dataset)
+    model.fit_statistics(dataset)
+    model.to(device)
+
+    if dist_info.is_main:
+        rd.path.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(cfg, rd.config)
+            atomic_write_json(rd.dataset, {"summary": dataset.summary(), "meta_key": dataset.meta.get("key")})
+            rd.metrics.write_text("")
+    barrier(dist_info)
+
+    ev = cfg.eval
+    key = select_key(ev.ks)
+    max_len = cfg.model.max_len
+    cold = torch.as_tensor(~dataset.seen_in_train())
+
+    def run_eval(seqset, split_name: str):
+        return evaluate(
+            model, seqset, max_len=max_len, ks=ev.ks, exclude_history=ev.exclude_history,
+            batch_size=ev.batch_size, item_chunk=ev.item_chunk, device=device, cold_items=cold,
+            progress=show, distributed=dist_info.enabled, split_name=split_name,
+        )
+
+    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
+             "time_to_best": 0.0}
+    stopped_early = False
+
+    if model.trainable and t.epochs > 0:
+        loader, sampler = train_loader(
+            dataset.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size
+        )
+        steps_per_epoch = len(loader)
+        total_steps = steps_per_epoch * t.epochs
+        optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps))
+        autocast, needs_scaler = _autocast(device, t.amp)
+        scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else model
+
+        if resume:
+            ck = ckpt_io.load(rd.last, expect_model=cfg.model.name)
+            if dist_info.is_main:
+                _truncate_metrics(rd.metrics, ck["state"]["epoch"])
+            ckpt_io.load_model_state(model, ck["model"], str(rd.last))
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            scaler.load_state_dict(ck["scaler"])
+            state.update(ck["state"])
+            ckpt_io.set_rng_state(ck["rng"])
+            stopped_early = bool(ck["state"].get("stopped_early", False))
+
+        writer = _tensorboard(rd.path) if dist_info.is_main else None
+        while state["epoch"] < t.epochs and not stopped_early:
+            epoch = state["epoch"] + 1
+            model.train()
+            sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            n_batches = 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{t.epochs}", disable=not show, leave=False, unit="batch")
+            for batch in bar:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with autocast:
+                    out = net(batch)
+                loss = out.loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss.item()} at epoch {epoch}, step {state['step']}; "
+                        "lower train.lr or set train.grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if t.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                state["step"] += 1
+                loss_sum += loss.detach().double().cpu()
+                n_batches += 1
+                if show and n_batches % 20 == 0:
+                    bar.set_postfix(loss=f"{(loss_sum / n_batches).item():.4f}")
+            state["elapsed"] += time.perf_counter() - t0
+            state["epoch"] = epoch
+            record = {"epoch": epoch, "step": state["step"], "train_loss": (loss_sum / max(1, n_batches)).item(),
+                      "lr": scheduler.get_last_lr()[0]}
+            if epoch % t.eval_every == 0 or epoch == t.epochs:
+                t1 = time.perf_counter()
+                res = run_eval(dataset.split.valid, "valid")
+                state["elapsed"] += time.perf_counter() - t1
+                record["valid"] = res.metrics
+                score = res.metrics[key]
+                if state["best"] is None or score > state["best"]:
+                    state.update(best=score, best_epoch=epoch, bad_evals=0, time_to_best=state["elapsed"])
+                    if dist_info.is_main:
+                        _save_best(rd.best, model, cfg, epoch, res.metrics)
+                else:
+                    state["bad_evals"] += 1
+                    if state["bad_evals"] >= t.patience:
+                        stopped_early = True
+            record["elapsed_s"] = round(state["elapsed"], 3)
+            state["stopped_early"] = stopped_early
+            if dist_info.is_main:
+                _append_jsonl(rd.metrics, record)
+                if writer is not None:
+                    writer.add_scalar("train/loss", record["train_loss"], epoch)
+                    for k, v in record.get("valid", {}).items():
+                        writer.add_scalar(f"valid/{k}", v, epoch)
+                ckpt_io.save(rd.last, {
+                    "model_name": cfg.model.name, "config": cfg.to_dict(), "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": ckpt_io.rng_state(), "state": dict(state),
+                })
+                if show:
+                    v = record.get("valid", {})
+                    tqdm.write(f"epoch {epoch}: loss {record['train_loss']:.4f}"
+                               + (f"  valid {key} {v[key]:.4f}  (best {state['best']:.4f} @ {state['best_epoch']})" if v else ""))
+            barrier(dist_info)
+            for cb in callbacks:
+                cb(epoch, record)
+        if writer is not None:
+            writer.close()
+    elif dist_info.is_main:
+        _save_best(rd.best, model, cfg, 0, {})
+    barrier(dist_info)
+
+    # final: best weights, validation and test
+    best = ckpt_io.load(rd.best, expect_model=cfg.model.name)
+    ckpt_io.load_model_state(model, best["model"], str(rd.best))
+    valid = run_eval(dataset.split.valid, "valid")
+    test = run_eval(dataset.split.test, "test")
+    results = {
+        "model": cfg.model.name,
+        "dataset": dataset.name,
+        "split": dataset.split.kind,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "stopped_early": stopped_early,
+        "train_time_s": round(state["elapsed"], 3),
+        "time_to_best_s": round(state["time_to_best"], 3),
+        "parameters": model.num_parameters(),
+        "valid": valid.to_dict(),
+        "test": test.to_dict(),
+    }
+    if dist_info.is_main:
+        _append_jsonl(rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
+        atomic_write_json(rd.results, results)
+    barrier(dist_info)
+    return results
+
+
+def _save_best(path: Path, model, cfg: RunConfig, epoch: int, metrics: dict) -> None:
+    ckpt_io.save(path, {"model_name": cfg.model.name, "config": cfg.to_dict(), "model": model.state_dict(),
+                        "epoch": epoch, "valid": metrics})
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop records of epochs after the checkpoint being resumed (they will be run again)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch
+            and not json.loads(ln).get("final")]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: metrics.jsonl is always written
+        return None
+    return SummaryWriter(str(path / "tensorboard"))
