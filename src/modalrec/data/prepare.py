@@ -290,6 +290,7 @@ def prepare_frames(
     progress: bool = False,
     source_meta: dict | None = None,
     paths: tuple[str, str] = ("interactions", "items"),
+    _bar=None,
 ) -> PreparedDataset:
     """Prepare from in-memory tables (``read_interactions`` / ``read_items`` layout).
 
@@ -297,10 +298,8 @@ def prepare_frames(
     ``items``: columns item_id, text and optionally image_path, or None (catalogue = the item ids
     of the interactions, without text).
     """
-    from tqdm.auto import tqdm
-
     _check_options(cfg)
-    bar = tqdm(total=7, desc=f"prepare {name}", disable=not progress, leave=False, unit="step")
+    bar = _bar if _bar is not None else _progress_bar(name, progress, 7)
 
     def step(label: str) -> None:
         bar.set_postfix_str(label, refresh=False)
@@ -406,7 +405,8 @@ def prepare_frames(
             seq_items, offsets, timestamps, user_of, n_items, cfg.cold_item_ratio
         )
     step("split")
-    bar.close()
+    if _bar is None:
+        bar.close()
 
     stats.update(users=int(n_users), items=int(n_items), interactions=int(len(seq_items)))
     options = to_dict(cfg)
@@ -424,6 +424,12 @@ def prepare_frames(
     if cold_items is not None:
         meta["cold_items"] = [int(x) for x in cold_items]
     return PreparedDataset(name, catalogue, user_ids.astype(str), offsets, seq_items, timestamps, split, meta)
+
+
+def _progress_bar(name: str, progress: bool, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"prepare {name}", disable=not progress, leave=False, unit="step")
 
 
 def _check_options(cfg: DataConfig) -> None:
@@ -485,17 +491,25 @@ def prepare(cfg: DataConfig, *, name: str | None = None, progress: bool = True) 
 
 
 def _prepare_source(cfg: DataConfig, src: Source, digests: dict[str, str], progress: bool) -> PreparedDataset:
-    inter = read_interactions(src.interactions)
-    items = read_items(src.items) if src.items is not None else None
-    return prepare_frames(
-        inter,
-        items,
-        cfg,
-        name=src.name,
-        progress=progress,
-        source_meta=_source_meta(src, digests),
-        paths=(src.interactions.path, src.items.path if src.items else ""),
-    )
+    _check_options(cfg)
+    bar = _progress_bar(src.name, progress, 8)
+    bar.set_postfix_str("read", refresh=True)
+    try:
+        inter = read_interactions(src.interactions)
+        items = read_items(src.items) if src.items is not None else None
+        bar.update(1)
+        return prepare_frames(
+            inter,
+            items,
+            cfg,
+            name=src.name,
+            progress=progress,
+            source_meta=_source_meta(src, digests),
+            paths=(src.interactions.path, src.items.path if src.items else ""),
+            _bar=bar,
+        )
+    finally:
+        bar.close()
 
 
 # --------------------------------------------------------------------------------------------
