@@ -319,9 +319,11 @@ def ids_as_str(values: pd.Series) -> pd.Series:
         arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
         finite = np.isfinite(arr)
         if finite.all() and np.all(arr == np.floor(arr)):
-            return pd.Series(arr.astype(np.int64).astype(str), index=values.index)
+            return pd.Series(arr.astype(np.int64), index=values.index).astype(str)
     if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
         return values
+    if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+        return values.astype(np.int64).astype(str)
     return values.map(lambda v: "" if _is_missing(v) else str(v)).astype(str)
 
 
