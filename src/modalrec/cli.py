@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
         exclude_history=not args.include_history, batch_size=cfg.eval.batch_size,
         item_chunk=cfg.eval.item_chunk, per_user=bool(args.per_user),
         cold_items=torch.as_tensor(~ds.seen_in_train()), progress=not (args.quiet or args.json),
-        split_name=args.split,
+        split=args.split,
     )
     if args.per_user:
         _write_per_user(args.per_user, res, ds)

@@ -12,7 +12,7 @@ Batches are dicts of tensors. Histories are **left-padded** with item 0, so the 
 is always at position ``L-1``:
 
 * training: ``items`` [B, L] inputs, ``targets`` [B, L] next items (0 where there is none);
-* evaluation/serving: ``items`` [B, L] histories, ``targets`` [B] (evaluation only).
+* evaluation/serving: ``items`` [B, L] histories and ``users`` [B]; never the targets.
 """
 
 from __future__ import annotations

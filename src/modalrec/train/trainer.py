@@ -157,7 +157,7 @@ def train(
         return evaluate(
             model, seqset, max_len=max_len, ks=ev.ks, exclude_history=ev.exclude_history,
             batch_size=ev.batch_size, item_chunk=ev.item_chunk, device=device, cold_items=cold,
-            progress=show, distributed=dist_info.enabled, split_name=split_name,
+            progress=show, distributed=dist_info.enabled, split=split_name,
         )
 
     state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
@@ -279,6 +279,7 @@ def train(
         "train_time_s": round(state["elapsed"], 3),
         "time_to_best_s": round(state["time_to_best"], 3),
         "parameters": model.num_parameters(),
+        "world_size": dist_info.world_size,
         "valid": valid.to_dict(),
         "test": test.to_dict(),
     }
