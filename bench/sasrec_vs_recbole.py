@@ -1,0 +1,198 @@
+"""SASRec: modalrec against RecBole 1.2.1 on ml-100k, and modalrec alone on ml-1m.
+
+Part 1 (ml-100k, same data, same protocol, same model size, several seeds):
+  * our pipeline prepares ml-100k (defaults: 5-core, leave-one-out) and the prepared sequences are
+    exported as a RecBole atomic file whose timestamps are each event's position in its user's
+    sequence, so both libraries see exactly the same sequences and the same split;
+  * both are evaluated by exact full ranking with the history NOT excluded (RecBole's behaviour for
+    sequential models); RecBole's test metrics are taken pessimistic (its own re-scoring, see
+    bench/recbole/README.md), ours are pessimistic by construction;
+  * measured: wall time from the start of training to the end of the validation pass of the best
+    epoch (training and validation passes included, data preparation excluded), test NDCG@10 and
+    HR@10. RecBole runs in its own venv (bench/recbole/setup_venv.sh) and never becomes a
+    dependency of modalrec.
+  RecBole turns every prefix into a training sample, so one of its epochs costs minutes here; give
+  it a time budget with --recbole-time-budget. A run cut by its budget is reported as such: its
+  time to best is then a lower bound and its metrics are those of an unconverged model.
+
+Part 2 (ml-1m): our SASRec alone, leave-one-out, full ranking (history excluded, the default), test
+HR@10 and NDCG@10 against the published full-ranking SASRec+ figure HR@10 = 0.2853 (Klenitskiy and
+Vasilev, RecSys 2023).
+
+Prints a table and writes JSON (bench/results/sasrec_vs_recbole.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED_ML1M_HR10 = 0.2853
+
+# The same model size on both sides (RecBole's names in brackets).
+SIZE = {"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2, "max_len": 50, "lr": 1e-3}
+OURS_100K = [
+    f"model.hidden_size={SIZE['hidden']}", f"model.n_layers={SIZE['layers']}", f"model.n_heads={SIZE['heads']}",
+    f"model.inner_size={SIZE['inner']}", f"model.dropout={SIZE['dropout']}", f"model.attn_dropout={SIZE['dropout']}",
+    f"model.max_len={SIZE['max_len']}", f"train.lr={SIZE['lr']}", "train.batch_size=64", "train.epochs=300",
+    "train.patience=10", "eval.exclude_history=false",
+]
+# ml-1m: the SASRec+ shape (window 200, one head), every position a target.
+OURS_1M = [
+    "model.max_len=200", "model.n_heads=1", "model.hidden_size=64", "model.n_layers=2", "model.inner_size=256",
+    "model.dropout=0.2", "model.attn_dropout=0.2", "train.batch_size=128", "train.lr=1e-3", "train.epochs=200",
+    "train.patience=10",
+]
+
+
+def modalrec_exe() -> list[str]:
+    return [sys.executable, "-m", "modalrec.cli"]
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def export_atomic(out_dir: Path, name: str) -> dict:
+    """Write our prepared ml-100k as NAME.inter: rows in sequence order, timestamp = position."""
+    import numpy as np
+
+    from modalrec.config import build_config
+    from modalrec.data.prepare import load_or_prepare
+
+    ds = load_or_prepare(build_config(overrides=["data.dataset=ml-100k"]).data, progress=False)
+    lens = np.diff(ds.offsets)
+    users = np.repeat(ds.user_ids, lens)
+    pos = np.arange(len(ds.items)) - np.repeat(ds.offsets[:-1], lens)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / f"{name}.inter", "w", encoding="utf-8") as f:
+        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        for u, i, t in zip(users.tolist(), ds.catalogue.item_ids[ds.items].tolist(), pos.tolist()):
+            f.write(f"{u}\t{i}\t{t}\n")
+    return ds.summary()
+
+
+def ours(dataset: str, overrides: list[str], seed: int, out: Path) -> dict:
+    if not (out / "results.json").is_file():
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        run([*modalrec_exe(), "train", "--model", "sasrec", "--dataset", dataset, "--out", str(out), "--quiet",
+             *overrides, f"train.seed={seed}"])
+    res = json.loads((out / "results.json").read_text())
+    return {
+        "seed": seed, "time_to_best_s": res["time_to_best_s"], "train_time_s": res["train_time_s"],
+        "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"], "parameters": res["parameters"],
+        "test": res["test"]["metrics"], "valid": res["valid"]["metrics"], "run_dir": str(out),
+    }
+
+
+def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget: float, epochs: int) -> dict:
+    if not out.is_file():
+        py = venv / "bin" / "python"
+        if not py.exists():
+            run(["bash", str(ROOT / "bench/recbole/setup_venv.sh"), str(venv)])
+        cmd = [str(py), str(ROOT / "bench/recbole/run_recbole_sasrec.py"), "--data-dir", str(data_dir),
+               "--dataset", name, "--seed", str(seed), "--epochs", str(epochs), "--out", str(out),
+               "--hidden-size", str(SIZE["hidden"]), "--n-layers", str(SIZE["layers"]),
+               "--n-heads", str(SIZE["heads"]), "--inner-size", str(SIZE["inner"]),
+               "--dropout", str(SIZE["dropout"]), "--max-len", str(SIZE["max_len"]), "--batch-size", "2048",
+               "--lr", str(SIZE["lr"]), "--stopping-step", "10", "--quiet"]
+        if budget > 0:
+            cmd += ["--time-budget", str(budget)]
+        run(cmd)
+    r = json.loads(out.read_text())
+    pess = r["diagnostics"]["test"]["pessimistic"]
+    return {
+        "seed": seed, "time_to_best_s": r["timing"]["time_to_best_s"], "fit_seconds": r["timing"]["fit_seconds"],
+        "epochs_run": r["timing"]["epochs_run"], "best_epoch": r["best"]["epoch"],
+        "stopped_by_time_budget": r["timing"]["stopped_by_time_budget"],
+        "mean_epoch_seconds": r["timing"]["mean_epoch_seconds"], "parameters": r["model_info"]["n_parameters"],
+        "test": {k.lower(): v for k, v in pess.items()}, "json": str(out),
+    }
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--work", default=str(ROOT / "runs/bench/sasrec"), help="run folders (reused if finished)")
+    ap.add_argument("--recbole-venv", default=os.environ.get("RECBOLE_VENV", str(Path.home() / ".cache/modalrec/recbole-venv")))
+    ap.add_argument("--recbole-time-budget", type=float, default=0.0, help="seconds per RecBole run (0 = none)")
+    ap.add_argument("--recbole-epochs", type=int, default=200)
+    ap.add_argument("--skip-recbole", action="store_true")
+    ap.add_argument("--skip-ml1m", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench/results/sasrec_vs_recbole.json"))
+    args = ap.parse_args()
+
+    work = Path(args.work)
+    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                    "model_size": SIZE, "ours_overrides_ml100k": OURS_100K, "ours_overrides_ml1m": OURS_1M,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    data_dir = work / "recbole-data"
+    report["ml100k_summary"] = export_atomic(data_dir, "mr_ml100k")
+    ml100k = {"ours": [], "recbole": []}
+    for seed in args.seeds:
+        ml100k["ours"].append(ours("ml-100k", OURS_100K, seed, work / f"ours-ml100k-s{seed}"))
+        if not args.skip_recbole:
+            ml100k["recbole"].append(recbole(Path(args.recbole_venv), data_dir, "mr_ml100k", seed,
+                                             work / f"recbole-ml100k-s{seed}.json", args.recbole_time_budget,
+                                             args.recbole_epochs))
+    report["ml100k"] = ml100k
+
+    rows = []
+    for side, runs in ml100k.items():
+        if not runs:
+            continue
+        t = mean_std([r["time_to_best_s"] for r in runs])
+        n = mean_std([r["test"]["ndcg@10"] for r in runs])
+        h = mean_std([r["test"]["hr@10"] for r in runs])
+        cut = any(r.get("stopped_by_time_budget") for r in runs)
+        rows.append((side, t, n, h, cut))
+        report[f"ml100k_{side}_summary"] = {"time_to_best_s": t, "test_ndcg@10": n, "test_hr@10": h,
+                                             "cut_by_time_budget": cut}
+    if len(rows) == 2:
+        ours_t, rb_t = rows[0][1][0], rows[1][1][0]
+        report["time_ratio_ours_over_recbole"] = ours_t / rb_t
+        report["ndcg_ours_minus_recbole"] = rows[0][2][0] - rows[1][2][0]
+
+    if not args.skip_ml1m:
+        report["ml1m"] = ours("ml-1m", OURS_1M, args.seeds[0], work / f"ours-ml1m-s{args.seeds[0]}")
+        report["ml1m"]["published_sasrec_plus_hr@10"] = PUBLISHED_ML1M_HR10
+
+    print("\nml-100k, leave-one-out, full ranking, history not excluded, pessimistic ties, "
+          f"seeds {args.seeds}")
+    print(f"{'':<10}{'time to best (s)':>22}{'test NDCG@10':>20}{'test HR@10':>20}")
+    for side, t, n, h, cut in rows:
+        note = "  (cut by time budget: lower bound, unconverged)" if cut else ""
+        print(f"{side:<10}{t[0]:>14.1f} ± {t[1]:<6.1f}{n[0]:>12.4f} ± {n[1]:.4f}{h[0]:>12.4f} ± {h[1]:.4f}{note}")
+    if "time_ratio_ours_over_recbole" in report:
+        print(f"time ratio ours/RecBole: {report['time_ratio_ours_over_recbole']:.3f}   "
+              f"NDCG@10 ours - RecBole: {report['ndcg_ours_minus_recbole']:+.4f}")
+    if "ml1m" in report:
+        m = report["ml1m"]
+        print(f"\nml-1m (ours, seed {m['seed']}): test HR@10 {m['test']['hr@10']:.4f}  NDCG@10 "
+              f"{m['test']['ndcg@10']:.4f}  (published SASRec+ HR@10 {PUBLISHED_ML1M_HR10}); "
+              f"best epoch {m['best_epoch']}, {m['train_time_s']:.0f}s")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
