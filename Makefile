@@ -34,7 +34,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not builtin"
 
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
