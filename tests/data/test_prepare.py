@@ -340,3 +340,27 @@ def test_bad_options(small):
         prepare(cfg_for(small, dedup="keep", cache=False), progress=False)
     with pytest.raises(DataError, match="time_cut"):
         prepare(cfg_for(small, split="time", time_cut=1.5, cache=False), progress=False)
+
+
+def test_saved_split_arrays_stay_shared(tmp_path):
+    """Sets that share a flat array in memory share it after a save/load round trip too."""
+    import numpy as np
+
+    from modalrec.data.dataset import PreparedDataset, SeqSet, Split
+
+    items = np.arange(1, 10, dtype=np.int32)
+    warm = np.array([1, 2, 3, 4], dtype=np.int32)
+    z = np.array([0], dtype=np.int64)
+    sets = [SeqSet(warm, z, z + 3, z.astype(np.int32)), SeqSet(warm, z, z + 3, z.astype(np.int32), warm[3:4]),
+            SeqSet(items, z, z + 5, z.astype(np.int32), items[5:6])]
+    from modalrec.data.dataset import PAD, Catalogue
+
+    cat = Catalogue(np.array([PAD] + [str(i) for i in range(1, 10)]), np.array([""] * 10))
+    ds = PreparedDataset("t", cat, np.array(["u"]), np.array([0, 9]), items, np.arange(9), Split("cold", *sets))
+    ds.save(tmp_path / "d")
+    back = PreparedDataset.load(tmp_path / "d")
+    assert back.split.train.items is back.split.valid.items
+    assert back.split.test.items is back.items
+    assert back.split.train.items.tolist() == warm.tolist()
+    with np.load(tmp_path / "d" / "arrays.npz") as f:
+        assert "valid_items" not in f.files and "train_items" in f.files

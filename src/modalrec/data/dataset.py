@@ -147,12 +147,16 @@ class PreparedDataset:
         }
         if self.catalogue.image_paths is not None:
             arrays["image_paths"] = self.catalogue.image_paths
-        # split sets may share the full `items` array; store their own array only if different
+        # split sets share flat arrays (the full one, or e.g. the cold split's warm-only one):
+        # each distinct array is stored once and the sets record which one they use
+        sources: dict[int, str] = {id(self.items): "items"}
+        uses = {}
         for name in ("train", "valid", "test"):
             s: SeqSet = getattr(self.split, name)
-            shared = s.items is self.items
-            if not shared:
+            if id(s.items) not in sources:
+                sources[id(s.items)] = f"{name}_items"
                 arrays[f"{name}_items"] = s.items
+            uses[name] = sources[id(s.items)]
             arrays[f"{name}_start"] = s.start
             arrays[f"{name}_end"] = s.end
             arrays[f"{name}_users"] = s.users
@@ -162,6 +166,7 @@ class PreparedDataset:
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "split": self.split.kind,
+            "split_arrays": uses,
             "meta": self.meta,
         }
         with atomic_dir(path) as tmp:
@@ -184,15 +189,15 @@ class PreparedDataset:
             a = {k: z[k] for k in z.files}
         cat = Catalogue(a["item_ids"], a["text"], a.get("image_paths"))
         sets = {}
+        uses = manifest.get("split_arrays", {})
         for name in ("train", "valid", "test"):
             sets[name] = SeqSet(
-                a.get(f"{name}_items", a["items"]),
+                a[uses.get(name, f"{name}_items" if f"{name}_items" in a else "items")],
                 a[f"{name}_start"],
                 a[f"{name}_end"],
                 a[f"{name}_users"],
                 a.get(f"{name}_targets"),
             )
-        # keep sharing: sets stored without their own array point at the one full array
         split = Split(manifest["split"], sets["train"], sets["valid"], sets["test"])
         return cls(
             manifest["name"], cat, a["user_ids"], a["offsets"], a["items"], a["timestamps"], split,
