@@ -81,14 +81,14 @@ def export_atomic(out_dir: Path, name: str) -> dict:
     return ds.summary()
 
 
-def ours(dataset: str, overrides: list[str], seed: int, out: Path) -> dict:
+def ours(dataset: str, overrides: list[str], seed: int, out: Path, threads: int = 0) -> dict:
     if not (out / "results.json").is_file():
         if out.exists():
             import shutil
 
             shutil.rmtree(out)
         run([*modalrec_exe(), "train", "--model", "sasrec", "--dataset", dataset, "--out", str(out), "--quiet",
-             *overrides, f"train.seed={seed}"])
+             *overrides, f"train.seed={seed}", f"train.threads={threads}"])
     res = json.loads((out / "results.json").read_text())
     return {
         "seed": seed, "time_to_best_s": res["time_to_best_s"], "train_time_s": res["train_time_s"],
@@ -97,7 +97,8 @@ def ours(dataset: str, overrides: list[str], seed: int, out: Path) -> dict:
     }
 
 
-def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget: float, epochs: int) -> dict:
+def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget: float, epochs: int,
+            threads: int = 0) -> dict:
     if not out.is_file():
         py = venv / "bin" / "python"
         if not py.exists():
@@ -107,7 +108,7 @@ def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget:
                "--hidden-size", str(SIZE["hidden"]), "--n-layers", str(SIZE["layers"]),
                "--n-heads", str(SIZE["heads"]), "--inner-size", str(SIZE["inner"]),
                "--dropout", str(SIZE["dropout"]), "--max-len", str(SIZE["max_len"]), "--batch-size", "2048",
-               "--lr", str(SIZE["lr"]), "--stopping-step", "10", "--quiet"]
+               "--lr", str(SIZE["lr"]), "--stopping-step", "10", "--threads", str(threads), "--quiet"]
         if budget > 0:
             cmd += ["--time-budget", str(budget)]
         run(cmd)
@@ -133,13 +134,17 @@ def main() -> int:
     ap.add_argument("--recbole-venv", default=os.environ.get("RECBOLE_VENV", str(Path.home() / ".cache/modalrec/recbole-venv")))
     ap.add_argument("--recbole-time-budget", type=float, default=0.0, help="seconds per RecBole run (0 = none)")
     ap.add_argument("--recbole-epochs", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for both libraries on ml-100k (same on both sides; 0 = torch default)")
     ap.add_argument("--skip-recbole", action="store_true")
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench/results/sasrec_vs_recbole.json"))
     args = ap.parse_args()
 
     work = Path(args.work)
-    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                "load_average_at_start": os.getloadavg()},
+                    "threads": args.threads,
                     "model_size": SIZE, "ours_overrides_ml100k": OURS_100K, "ours_overrides_ml1m": OURS_1M,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -147,11 +152,11 @@ def main() -> int:
     report["ml100k_summary"] = export_atomic(data_dir, "mr_ml100k")
     ml100k = {"ours": [], "recbole": []}
     for seed in args.seeds:
-        ml100k["ours"].append(ours("ml-100k", OURS_100K, seed, work / f"ours-ml100k-s{seed}"))
+        ml100k["ours"].append(ours("ml-100k", OURS_100K, seed, work / f"ours-ml100k-s{seed}", args.threads))
         if not args.skip_recbole:
             ml100k["recbole"].append(recbole(Path(args.recbole_venv), data_dir, "mr_ml100k", seed,
                                              work / f"recbole-ml100k-s{seed}.json", args.recbole_time_budget,
-                                             args.recbole_epochs))
+                                             args.recbole_epochs, args.threads))
     report["ml100k"] = ml100k
 
     rows = []
