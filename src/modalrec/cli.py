@@ -14,6 +14,7 @@ EXAMPLES = """\
 examples:
   modalrec data fetch ml-100k
   modalrec data info --dataset ml-1m
+  modalrec data posters ml-100k
   modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3
   modalrec evaluate runs/demo --json
   modalrec recommend runs/demo --history 50,181,258 -k 5
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     f = dsub.add_parser("fetch", help="download built-in data sets into the cache ($MODALREC_HOME)")
     f.add_argument("names", nargs="*", help="built-in names (default: all MovieLens sets)")
+    ps = dsub.add_parser("posters", help="render posters from metadata (not real posters) for a MovieLens built-in",
+                         description="Render a 224x224 image per movie from its title, year and genres into "
+                                     "$MODALREC_HOME/raw/NAME/posters/ (see docs/posters.md).")
+    ps.add_argument("name", help="built-in name: ml-100k, ml-1m or ml-latest-small-2016")
+    ps.add_argument("--force", action="store_true", help="render again even if current posters exist")
+    ps.add_argument("--quiet", action="store_true", help="no progress bar")
     p = dsub.add_parser("prepare", help="prepare (and cache) a data set: filtering, sequences, split")
     _add_common(p, dataset_required=False)
     i = dsub.add_parser("info", help="statistics of a prepared data set")
@@ -97,6 +104,20 @@ def cmd_data(args) -> int:
         for n in names:
             path = builtin.ensure(n)
             print(f"{n}: {path}")
+        return 0
+    if args.data_command == "posters":
+        import time
+
+        from modalrec.content.posters import render_posters
+
+        t0 = time.time()
+        try:
+            folder = render_posters(args.name, force=args.force, progress=not args.quiet)
+        except ImportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        count = json.loads((folder / "manifest.json").read_text())["count"]
+        print(f"{args.name}: {count} posters, {time.time() - t0:.1f} s, {folder}")
         return 0
     from modalrec.data.prepare import load_or_prepare
 

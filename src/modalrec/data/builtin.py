@@ -19,6 +19,12 @@ ml-latest-small-2016      Debian ``r-cran-dslabs``             dslabs/data/Rdata
 The downloaded packages are kept in ``modalrec_home()/"downloads"``; a file placed there by hand
 (e.g. downloaded on another machine) is used without network. The packages are never installed.
 
+No MovieLens package carries images. ``modalrec data posters NAME`` (or
+:func:`modalrec.content.posters.render_posters`) renders one image per movie *from its metadata*
+(title, year, genres) into ``raw/<name>/posters/<item_id>.png``; these are not real posters
+(docs/posters.md). ``specs(name, posters=True)`` points ``ItemsSpec.image_dir`` at them; the
+default specs, and so the cache keys of prepared data sets, are unchanged.
+
 Item text is uniform across the three: ``"Toy Story (1995). Genres: Animation, Children's, Comedy"``
 (MovieLens' own title style, e.g. "Usual Suspects, The"; genre names as in each source, so ml-1m
 says "Children's" and ml-latest-small "Children").
@@ -45,6 +51,7 @@ import pandas as pd
 from modalrec.config import InteractionsSpec, ItemsSpec
 from modalrec.utils import atomic_dir, file_digest, modalrec_home
 
+POSTERS_NOTE = "rendered from metadata, not real posters"
 RAW_FORMAT = 1  # version of the normalised files; a different version in a manifest is re-converted
 LICENCE = (
     "MovieLens data (GroupLens Research, University of Minnesota) may not be redistributed: it is "
@@ -116,6 +123,11 @@ def downloads_dir() -> Path:
     return modalrec_home() / "downloads"
 
 
+def posters_dir(name: str) -> Path:
+    """Where :func:`modalrec.content.posters.render_posters` puts ``name``'s rendered posters."""
+    return raw_dir(name) / "posters"
+
+
 def _get(name: str) -> Builtin:
     if name not in BUILTINS:
         raise KeyError(f"Unknown built-in data set {name!r}; choose one of {', '.join(BUILTINS)}")
@@ -160,16 +172,27 @@ def ensure(name: str, *, quiet: bool = False) -> Path:
     return raw_dir(name)
 
 
-def specs(name: str, *, quiet: bool = False) -> tuple[InteractionsSpec, ItemsSpec]:
-    """Table specs of a built-in data set (fetched if needed)."""
+def specs(name: str, *, quiet: bool = False, posters: bool = False) -> tuple[InteractionsSpec, ItemsSpec]:
+    """Table specs of a built-in data set (fetched if needed).
+
+    ``posters=True``: ``image_dir`` is the folder of posters rendered from metadata (not real
+    posters; render them first with ``modalrec data posters NAME``).
+    """
     folder = ensure(name, quiet=quiet)
     if name == "synthetic":
+        if posters:
+            raise ValueError("synthetic has its own images; posters are for the MovieLens built-ins")
         return synthetic_specs(folder)
     inter = InteractionsSpec(path=str(folder / "interactions.csv"), format="csv")
     items = ItemsSpec(
         path=str(folder / "items.csv"), format="csv", text_fields=["title_year", "genres"],
         text_template=MOVIE_TEMPLATE,
     )
+    if posters:
+        if not (posters_dir(name) / "manifest.json").is_file():
+            raise FetchError(f"No posters for {name} in {posters_dir(name)}: render them with "
+                             f"`modalrec data posters {name}` ({POSTERS_NOTE})")
+        items.image_dir = str(posters_dir(name))
     return inter, items
 
 
@@ -212,6 +235,7 @@ def fetch(name: str, *, force: bool = False, quiet: bool = False) -> Path:
                 "catalogue_items": int(len(items)),
             },
             "licence": LICENCE,
+            "images": f"none in the package; `modalrec data posters {name}` renders posters ({POSTERS_NOTE})",
             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
