@@ -75,7 +75,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 50
-    batch_size: int = 128
+    batch_size: int = 128  # windows (sequences of up to model.max_len items) per step
+    window_stride: int = 0  # targets per training window (0 = model.max_len, no overlap); smaller
+    # values give every target up to max_len - window_stride items of extra context
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine (both after a linear warm-up)

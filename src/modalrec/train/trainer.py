@@ -166,7 +166,8 @@ def train(
 
     if model.trainable and t.epochs > 0:
         loader, sampler = train_loader(
-            dataset.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size
+            dataset.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size,
+            stride=t.window_stride,
         )
         steps_per_epoch = len(loader)
         total_steps = steps_per_epoch * t.epochs
