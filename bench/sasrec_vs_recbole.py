@@ -43,7 +43,7 @@ OURS_100K = [
     f"model.hidden_size={SIZE['hidden']}", f"model.n_layers={SIZE['layers']}", f"model.n_heads={SIZE['heads']}",
     f"model.inner_size={SIZE['inner']}", f"model.dropout={SIZE['dropout']}", f"model.attn_dropout={SIZE['dropout']}",
     f"model.max_len={SIZE['max_len']}", f"train.lr={SIZE['lr']}", "train.batch_size=64", "train.epochs=300",
-    "train.patience=10", "eval.exclude_history=false",
+    "train.patience=10", "train.window_stride=25", "eval.exclude_history=false",
 ]
 # ml-1m: the SASRec+ shape (window 200, one head), every position a target.
 OURS_1M = [

@@ -17,7 +17,8 @@ from modalrec.train.trainer import RunDir, train
 
 MODELS = {
     "pop": [],
-    "sasrec": ["train.epochs=200", "train.patience=5", "train.batch_size=128", "train.lr=1e-3"],
+    "sasrec": ["train.epochs=200", "train.patience=5", "train.batch_size=128", "train.lr=1e-3",
+               "train.window_stride=25"],
 }
 
 
