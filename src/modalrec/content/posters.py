@@ -38,7 +38,7 @@ import numpy as np
 
 from modalrec.data import builtin
 from modalrec.data.builtin import FetchError, downloads_dir
-from modalrec.utils import atomic_path, atomic_write_json, file_digest, modalrec_home
+from modalrec.utils import atomic_path, atomic_write_json, file_digest, modalrec_home, replace_dir
 
 RENDERER_VERSION = 1  # bump when the drawing changes: existing poster folders are then re-rendered
 NOTE = builtin.POSTERS_NOTE
@@ -785,14 +785,7 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
     }
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     state.unlink()
-    if out.exists():
-        old = out.with_name(".posters.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(partial, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, out)
+    replace_dir(partial, out)
     _record_in_raw_manifest(name, manifest)
     return out
 
