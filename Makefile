@@ -16,7 +16,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[test,data]"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[test,data,text,images]"
 	touch $(STAMP)
 
 install: $(STAMP)

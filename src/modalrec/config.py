@@ -69,6 +69,7 @@ class DataConfig:
     time_cut: float = 0.9  # time split: quantile of event times where test begins
     cold_item_ratio: float = 0.1  # cold split: share of items (the newest) held out of training
     drop_unknown_items: bool = False  # interactions with items missing from the catalogue
+    posters: bool = False  # MovieLens built-ins: attach posters rendered from metadata (rendered on first use)
     cache: bool = True  # reuse a prepared copy when inputs and options are unchanged
 
 

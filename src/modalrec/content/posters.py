@@ -37,6 +37,7 @@ from typing import Iterable
 import numpy as np
 
 from modalrec.data import builtin
+from modalrec.data.tables import image_file_stem
 from modalrec.data.builtin import FetchError, downloads_dir
 from modalrec.utils import atomic_path, atomic_write_json, file_digest, modalrec_home, replace_dir
 
@@ -689,11 +690,9 @@ def load_icons(names: Iterable[str] | None = None, *, quiet: bool = False) -> Ic
 
 
 def poster_file_name(item_id: str) -> str:
-    """``<item_id>.png``, or, if the id cannot be a file name (``/``, too long), a hashed name."""
-    if "/" in item_id or "\\" in item_id or "\0" in item_id or item_id in ("", ".", "..") or \
-            len(item_id.encode("utf-8")) > 200:
-        return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16] + ".png"
-    return f"{item_id}.png"
+    """``<item_id>.png``, or, if the id cannot be a file name (``/``, too long), a hashed name
+    (:func:`modalrec.data.tables.image_file_stem`, so ``items.image_dir`` finds it)."""
+    return image_file_stem(item_id) + ".png"
 
 
 def _fingerprint(items_digest: str, size: int) -> dict:
@@ -779,7 +778,7 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
                   "missing_icons": sorted(set(GENRE_EMOJI.values()) - set(icons.images))},
         "pillow": PIL.__version__,
         "file_names": "<item_id>.png",
-        "renamed": renamed,  # ids that cannot be file names: not found through items.image_dir
+        "renamed": renamed,  # ids that cannot be file names (hashed; items.image_dir finds them)
         "render_seconds": round(time.time() - t0, 1),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

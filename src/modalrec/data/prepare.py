@@ -160,7 +160,11 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
         return Source(name or default, "spec", inter, items)
     ds = cfg.dataset
     if ds in builtin.BUILTINS:
-        inter, items = builtin.specs(ds)
+        if cfg.posters and builtin.BUILTINS[ds].kind != "generated":
+            from modalrec.content.posters import render_posters
+
+            render_posters(ds)  # no-op when current posters exist
+        inter, items = builtin.specs(ds, posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated")
         return Source(name or ds, "builtin", inter, items)
     p = Path(os.path.expanduser(ds))
     if p.is_file() and p.suffix.lower() in (".yaml", ".yml"):

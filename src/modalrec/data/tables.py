@@ -14,6 +14,7 @@ Delimited files are parsed with pyarrow when it is installed (multi-threaded, ab
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -573,6 +574,16 @@ def _images_from_column(values: pd.Series, root: Path) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+def image_file_stem(item_id: str) -> str:
+    """The file-name stem of ``item_id``'s image in an image folder: the id itself, or, if the id
+    cannot be a file name (``/``, ``\\``, NUL, ``.``/``..``, over 200 bytes), ``_id-`` + 16 hex
+    digits of its SHA-256 (the rendered posters use the same rule)."""
+    if "/" in item_id or "\\" in item_id or "\0" in item_id or item_id in ("", ".", "..") or \
+            len(item_id.encode("utf-8")) > 200:
+        return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+    return item_id
+
+
 def _images_from_dir(ids: list[str], image_dir: Path) -> np.ndarray:
     found: dict[str, tuple[int, str]] = {}
     rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
@@ -585,7 +596,8 @@ def _images_from_dir(ids: list[str], image_dir: Path) -> np.ndarray:
                 continue
             if stem not in found or r < found[stem][0]:
                 found[stem] = (r, str(root / entry.name))
-    return np.asarray([found[i][1] if i in found else "" for i in ids], dtype=object)
+    stems = (image_file_stem(i) for i in ids)
+    return np.asarray([found[s][1] if s in found else "" for s in stems], dtype=object)
 
 
 def check_known_items(

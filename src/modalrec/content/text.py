@@ -1,0 +1,168 @@
+"""Text tower: a local Hugging Face encoder split into a frozen prefix and a trainable top.
+
+The item text itself is built when the data set is prepared (``ItemsSpec.text_fields`` and
+``ItemsSpec.template``; built-ins: ``"Title (Year). Genres: a, b"``), so the tower only sees
+strings. ``trainable_layers = n`` trains the top ``n`` Transformer layers; the embeddings and the
+layers below are frozen, kept in eval mode (no dropout) and can be computed once per item and
+cached (:mod:`modalrec.content.store`). A training step then runs only :meth:`TextTower.top` on
+the cached hidden states of the batch's unique items.
+
+Supported for the layer split: BERT-like encoders (``model.embeddings`` + ``model.encoder.layer``:
+BERT, RoBERTa, MiniLM, ...) and MPNet (relative position bias). Any other ``AutoModel`` still
+works with ``trainable_layers = 0`` (pooled features only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TextTowerConfig:
+    model: str = "all-MiniLM-L6-v2"  # built-in weights name or a local Hugging Face model folder
+    max_tokens: int = 64  # item texts are truncated to this many tokens (special tokens included)
+    pooling: str = "mean"  # mean (over real tokens) | cls
+    trainable_layers: int = 0  # top Transformer layers that train; the rest is frozen
+
+
+class TextTowerError(ValueError):
+    pass
+
+
+def _require_transformers():
+    try:
+        import transformers  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise TextTowerError(
+            "The text tower needs the `transformers` package: pip install 'modalrec[text]'"
+        ) from e
+
+
+class TextTower(nn.Module):
+    """``tokenize`` -> ``prefix`` (frozen) -> ``top`` (trainable) -> ``pool``.
+
+    Shapes: ``ids``/``mask`` ``[n, T]``; hidden states ``[n, T, H]``; pooled ``[n, H]``.
+    """
+
+    def __init__(self, cfg: TextTowerConfig | None = None, *, quiet: bool = False):
+        super().__init__()
+        _require_transformers()
+        from transformers import AutoModel, AutoTokenizer
+
+        from modalrec.content.weights import resolve, weights_fingerprint
+
+        self.cfg = cfg = cfg or TextTowerConfig()
+        if cfg.pooling not in ("mean", "cls"):
+            raise TextTowerError(f"text.pooling must be 'mean' or 'cls', not {cfg.pooling!r}")
+        if cfg.max_tokens < 2:
+            raise TextTowerError(f"text.max_tokens must be at least 2, not {cfg.max_tokens}")
+        folder = resolve(cfg.model, kind="text", quiet=quiet)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            self.model = AutoModel.from_pretrained(str(folder))
+        except (OSError, ValueError) as e:
+            raise TextTowerError(f"Could not load a Hugging Face text model from {folder}: {e}") from e
+        self.model.eval()
+        self.weights_hash = weights_fingerprint(folder)
+        self.name = cfg.model
+        self.hidden_size = int(self.model.config.hidden_size)
+        enc = getattr(self.model, "encoder", None)
+        self._layers = getattr(enc, "layer", None) if enc is not None else None
+        self._splittable = self._layers is not None and hasattr(self.model, "embeddings")
+        self._mpnet = self._splittable and hasattr(enc, "relative_attention_bias")
+        self.n_layers = len(self._layers) if self._layers is not None else 0
+        n = cfg.trainable_layers
+        if n < 0 or (self._splittable and n > self.n_layers):
+            raise TextTowerError(f"text.trainable_layers must be in 0..{self.n_layers}, not {n}")
+        if n > 0 and not self._splittable:
+            raise TextTowerError(
+                f"{type(self.model).__name__} cannot be split into frozen and trainable layers here "
+                "(supported: BERT-like encoders and MPNet); use text.trainable_layers=0")
+        self.n_frozen = self.n_layers - n
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for layer in self.top_layers:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+
+    # -- structure -------------------------------------------------------------------------
+
+    @property
+    def top_layers(self) -> list[nn.Module]:
+        return list(self._layers[self.n_frozen:]) if self._layers is not None else []
+
+    def identity(self) -> dict:
+        """What determines the cached prefix (feature-store manifest)."""
+        return {"encoder": self.name, "weights": self.weights_hash, "max_tokens": self.cfg.max_tokens,
+                "pooling": self.cfg.pooling, "layers": self.n_layers}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.model.eval()  # frozen layers never use dropout; the top's modules follow ``mode``
+        for layer in self.top_layers:
+            layer.train(mode)
+        return self
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, mask)`` as int64 ``[n, T]``, T = the longest text (at most ``max_tokens``)."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.max_tokens,
+                             return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def _extended(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+    def _run_layers(self, layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ext = self._extended(mask, hidden.dtype)
+        kw = {}
+        if self._mpnet:
+            kw["position_bias"] = self.model.encoder.compute_position_bias(hidden)
+        for layer in layers:
+            out = layer(hidden, ext, **kw) if not kw else layer(hidden, attention_mask=ext, **kw)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states after the frozen layers ``[n, T, H]`` (no gradient)."""
+        with torch.no_grad():
+            if not self._splittable:
+                return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            if self._mpnet:
+                h = self.model.embeddings(input_ids=ids)
+            else:
+                h = self.model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+            return self._run_layers(self._layers[: self.n_frozen], h, mask)
+
+    def top(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trainable layers on prefix hidden states ``[n, T, H]`` -> ``[n, T, H]``."""
+        if self.n_frozen == self.n_layers:
+            return hidden
+        return self._run_layers(self.top_layers, hidden, mask)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        m = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, output: str = "pooled") -> torch.Tensor:
+        """Full forward (prefix + top): ``output="pooled"`` -> ``[n, H]``; ``"tokens"`` -> ``[n, T, H]``."""
+        h = self.top(self.prefix(ids, mask), mask)
+        return self.pool(h, mask) if output == "pooled" else h
+
+    def from_cache(self, hidden: torch.Tensor, lengths: torch.Tensor, output: str = "pooled"):
+        """The top on cached prefix states ``hidden [n, T, H]`` (any float dtype, right-padded) with
+        real token counts ``lengths [n]``; trims T to the longest of these items first.
+
+        Returns pooled ``[n, H]``, or ``(tokens [n, T', H], mask [n, T'])`` for ``output="tokens"``.
+        """
+        t = int(lengths.max()) if lengths.numel() else 1
+        h = hidden[:, : max(t, 1)].float()
+        mask = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None].to(h.device)).long()
+        h = self.top(h, mask)
+        return self.pool(h, mask) if output == "pooled" else (h, mask)
