@@ -11,7 +11,7 @@ help:
 	@echo "make demo    install, fetch ml-100k, train SASRec and Pop, print results and recommendations"
 	@echo "make test    install and run the whole test suite"
 	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json)"
-	@echo "make fetch   download the built-in data sets into \$$MODALREC_HOME (~/.cache/modalrec)"
+	@echo "make fetch   download the built-in data sets and encoder weights into \$$MODALREC_HOME (~/.cache/modalrec)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ install: $(STAMP)
 
 fetch: install
 	$(VENV)/bin/modalrec data fetch
+	$(VENV)/bin/modalrec weights fetch
 
 demo: install
 	$(PY) scripts/demo.py

