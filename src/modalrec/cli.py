@@ -18,6 +18,9 @@ examples:
   modalrec weights fetch
   modalrec encode --dataset ml-1m --towers text,image data.posters=true
   modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3
+  modalrec train --model pmmrec --dataset ml-1m --out runs/pmm-ml1m data.posters=true
+  modalrec finetune --from runs/pmm-ml1m --dataset ml-100k --out runs/pmm-ft data.posters=true
+  modalrec finetune --from runs/pmm-ml1m --dataset ml-100k --out runs/pmm-zs train.epochs=0 data.posters=true
   modalrec evaluate runs/demo --json
   modalrec recommend runs/demo --history 50,181,258 -k 5
 
@@ -89,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     _add_common(t)
+
+    ft = sub.add_parser(
+        "finetune", help="train on a target data set starting from components of a pre-trained run",
+        description="Build the pre-trained run's model (same architecture, model.* overrides allowed, e.g. "
+                    "model.modalities=text) for --dataset, load the components named by --transfer, keep the "
+                    "others freshly initialised, freeze --freeze, and train. train.epochs=0 evaluates the "
+                    "transferred model zero-shot.")
+    ft.add_argument("--from", dest="source", required=True, help="pre-trained run folder (or a checkpoint file)")
+    ft.add_argument("--transfer", default="all",
+                    help="comma-separated components to load (default: all the model and checkpoint share), "
+                         "e.g. text_encoder,image_encoder,fusion,user_encoder")
+    ft.add_argument("--freeze", default="", help="comma-separated components whose weights do not train")
+    ft.add_argument("--out", required=True, help="run folder to create")
+    _add_common(ft)
 
     e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
     e.add_argument("run", help="run folder")
@@ -236,6 +253,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from pathlib import Path
+
+    from modalrec.config import build_config, load_yaml
+    from modalrec.train.trainer import train
+    from modalrec.train.transfer import checkpoint_path
+
+    src = Path(args.source)
+    cfg_file = (src if src.is_dir() else src.parent) / "config.yaml"
+    if not cfg_file.is_file() and not src.is_dir():
+        cfg_file = src.parent.parent / "config.yaml"  # checkpoints/last.pt
+    if not cfg_file.is_file():
+        print(f"error: {args.source} is not a run folder with a config.yaml", file=sys.stderr)
+        return 2
+    checkpoint_path(src)  # fails early with a clear message
+    base = load_yaml(args.config) if args.config else {}
+    base = {**base, "model": {**load_yaml(cfg_file)["model"], **(base.get("model") or {})}}
+    comps = [c.strip() for c in args.transfer.split(",") if c.strip()]
+    frz = [c.strip() for c in args.freeze.split(",") if c.strip()]
+    overrides = [f"transfer.init_from={src.resolve()}", f"transfer.components=[{','.join(comps)}]",
+                 f"transfer.freeze=[{','.join(frz)}]", *args.overrides]
+    cfg = build_config(base, ([f"data.dataset={args.dataset}"] if args.dataset else []) + overrides)
+    results = train(cfg, args.out, progress=not args.quiet)
+    _print_metrics(results["test"]["metrics"], title=f"{results['model']} on {results['dataset']}: test")
+    print(f"run folder: {args.out}  (best epoch {results['best_epoch']}, train {results['train_time_s']:.1f}s)")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import torch
 
@@ -301,7 +346,8 @@ def _print_metrics(metrics: dict, title: str) -> None:
         print(f"  {n:<6}" + "".join(f"{metrics.get(f'{n}@{k}', float('nan')):>10.4f}" for k in ks))
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train, "evaluate": cmd_evaluate,
+COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train, "finetune": cmd_finetune,
+            "evaluate": cmd_evaluate,
             "recommend": cmd_recommend}
 
 

@@ -102,11 +102,21 @@ class EvalConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Start from a pre-trained run: which named components to load and which to freeze."""
+
+    init_from: str = ""  # run folder (its best.pt) or a checkpoint file; "" = train from scratch
+    components: list[str] = field(default_factory=list)  # e.g. [text_encoder, fusion]; [all] = every one
+    freeze: list[str] = field(default_factory=list)  # components whose parameters do not train
+
+
+@dataclass
 class RunConfig:
     model: Any = None  # a model's own config dataclass; `model.name` selects it
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -275,11 +285,12 @@ def build_config(
     cfg = RunConfig()
     cfg.model = model_config_class(name)()
     update_dataclass(cfg.model, model_tree, "model")
-    unknown = set(tree) - {"data", "train", "eval"}
+    unknown = set(tree) - {"data", "train", "eval", "transfer"}
     if unknown:
         k = sorted(unknown)[0]
-        raise ConfigError(f"Unknown config section '{k}'.{_suggest(k, ['model', 'data', 'train', 'eval'])}")
-    for section in ("data", "train", "eval"):
+        raise ConfigError(
+            f"Unknown config section '{k}'.{_suggest(k, ['model', 'data', 'train', 'eval', 'transfer'])}")
+    for section in ("data", "train", "eval", "transfer"):
         if section in tree:
             update_dataclass(getattr(cfg, section), tree[section] or {}, section)
     validate(cfg)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 _MODELS: dict[str, type] = {}
 # Modules that hold the built-in models; imported on first lookup (keeps `modalrec --help` fast).
-_BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec")
+_BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec", "modalrec.models.pmmrec")
 
 
 def register_model(name: str):

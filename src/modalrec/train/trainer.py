@@ -138,7 +138,26 @@ def train(
     seed_everything(t.seed)
     model = build_model(cfg.model, dataset)
     model.fit_statistics(dataset)
+    transfer_info = None
+    tr = cfg.transfer
+    if tr.init_from and not resume:  # on resume the last checkpoint already holds these weights
+        from modalrec.train.transfer import load_components
+
+        transfer_info = load_components(model, tr.init_from, tr.components or ["all"])
+    if tr.freeze:
+        from modalrec.train.transfer import freeze
+
+        freeze(model, tr.freeze)
     model.to(device)
+    if show:
+        n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
+        msg = f"{cfg.model.name}: {n_train:,} trainable of {n_all:,} parameters"
+        if transfer_info:
+            msg += (f"; loaded {', '.join(transfer_info['loaded'])} from {transfer_info['checkpoint']}"
+                    + (f"; fresh: {', '.join(transfer_info['fresh'])}" if transfer_info["fresh"] else ""))
+        if tr.freeze:
+            msg += f"; frozen: {', '.join(tr.freeze)}"
+        tqdm.write(msg)
 
     if dist_info.is_main:
         rd.path.mkdir(parents=True, exist_ok=True)
@@ -280,6 +299,8 @@ def train(
         "train_time_s": round(state["elapsed"], 3),
         "time_to_best_s": round(state["time_to_best"], 3),
         "parameters": model.num_parameters(),
+        "trainable_parameters": model.num_parameters(trainable_only=True),
+        "transfer": transfer_info,
         "world_size": dist_info.world_size,
         "valid": valid.to_dict(),
         "test": test.to_dict(),

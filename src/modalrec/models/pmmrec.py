@@ -1,0 +1,426 @@
+"""PMMRec: multi-modal pre-training for transferable, ID-free sequential recommendation.
+
+Li, Du, Ni, Zhao, Guo, Yuan, Zhou, "Multi-Modality is All You Need for Transferable Recommender
+Systems", ICDE 2024 (arXiv 2312.09602). Reference code: github.com/ICDE24/PMMRec.
+
+Item tower: text tokens (``text_encoder``: a Hugging Face encoder + a per-token projection) and
+image tokens (``image_encoder``: a CNN feature map pooled to a ``image_grid`` x ``image_grid``
+token grid + projection) go through ``fusion`` (default: one merged-attention layer with
+modality-type embeddings, then a masked mean). User tower (``user_encoder``): a causal
+Transformer with learned positions over the item vectors. Score: dot product.
+
+Losses (each has a switch and a weight; the paper's exact formulas are not public, so each
+choice below is ours and documented in docs/models/pmmrec.md):
+
+* next-item: in-batch softmax over the unique items of the batch, logQ correction by training
+  popularity, the user's own items other than the target masked out, padding never a class;
+* NICL: per-modality vectors (masked mean of the projected tokens, MLP head, L2-normalised,
+  temperature 0.1). Anchor = one modality of the item at one real position of the B x (L+1)
+  window; positives = the other modality of the same item and of the next item; negatives =
+  items not in the anchor's sequence, in the other modality (inter) and the same one (intra);
+  both directions; multi-positive InfoNCE ``LSE(P u N) - mean(P)``;
+* NID: a noised copy of each input sequence (``noise_ratio`` of the real positions replaced by
+  uniform random catalogue items, or shuffled among themselves); a linear head on the user
+  encoder's outputs predicts which positions were changed (binary cross-entropy);
+* RCL: InfoNCE between the user vectors of the clean and the noised sequence (cosine,
+  temperature ``rcl_temperature``, in-batch negatives, both directions).
+
+Speed: the frozen part of each tower is computed once per item into the feature store; a step
+encodes each *unique* item of the batch once (never padding) through the trainable top only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modalrec.content.image import ImageTowerConfig
+from modalrec.content.text import TextTowerConfig
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender
+from modalrec.models.registry import register_model
+from modalrec.nn.fusion import Fusion
+from modalrec.nn.transformer import SequenceEncoder
+
+MODALITY_TYPE = {"text": 0, "image": 1}
+
+
+@dataclass
+class PMMRecConfig(ModelConfig):
+    name: str = "pmmrec"
+    max_len: int = 20
+    modalities: str = "text,image"  # text | image | text,image
+    hidden_size: int = 128
+    text: TextTowerConfig = field(default_factory=lambda: TextTowerConfig(max_tokens=32))
+    image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    image_grid: int = 3  # the image feature map is average-pooled to grid x grid tokens (7 = all 49)
+    fusion: str = "merged_attention"  # merged_attention | mean | concat | gated
+    fusion_layers: int = 1
+    fusion_heads: int = 2
+    n_layers: int = 2
+    n_heads: int = 2
+    inner_size: int = 0  # 0 = 4 x hidden_size
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    init_std: float = 0.02
+    # losses
+    rec_weight: float = 1.0
+    logq: bool = True
+    nicl: bool = True
+    nicl_weight: float = 0.4
+    nicl_temperature: float = 0.1
+    nid: bool = True
+    nid_weight: float = 0.2
+    noise_ratio: float = 0.15
+    noise: str = "replace"  # replace | shuffle | mixed (half of the sequences each)
+    rcl: bool = True
+    rcl_weight: float = 0.2
+    rcl_temperature: float = 0.1
+    encode_chunk: int = 512  # items per chunk when the whole catalogue is encoded (evaluation)
+
+
+class TextItemEncoder(nn.Module):
+    """Text tower (frozen prefix cached, trainable top) + per-token projection to ``d``."""
+
+    def __init__(self, cfg: TextTowerConfig, d: int, quiet: bool):
+        super().__init__()
+        from modalrec.content.text import TextTower
+
+        self.tower = TextTower(cfg, quiet=quiet)
+        self.proj = nn.Linear(self.tower.hidden_size, d)
+        self.cache: torch.Tensor | None = None  # [N+1, T, H] fp16, set by attach()
+        self.lengths: torch.Tensor | None = None
+
+    def attach(self, feats) -> None:
+        self.cache = feats.tensor()
+        self.lengths = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
+
+    def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Catalogue rows [U] -> (tokens [U, T, d], mask [U, T])."""
+        r = rows.cpu()
+        lengths = self.lengths[r]
+        h, mask = self.tower.from_cache(self.cache[r].to(rows.device), lengths.to(rows.device), output="tokens")
+        return self.proj(h), mask
+
+    def encode_raw(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tower.tokenize([t if t else " " for t in texts])
+        ids, mask = ids.to(device), mask.to(device)
+        h = self.tower.top(self.tower.prefix(ids, mask), mask)
+        empty = torch.tensor([not t for t in texts], device=device)
+        return self.proj(h), mask.bool() & ~empty[:, None]
+
+
+class ImageItemEncoder(nn.Module):
+    """Image tower (frozen prefix cached, trainable top) -> grid x grid tokens -> projection."""
+
+    def __init__(self, cfg: ImageTowerConfig, d: int, grid: int, quiet: bool):
+        super().__init__()
+        from modalrec.content.image import ImageTower
+
+        self.tower = ImageTower(cfg, quiet=quiet)
+        self.grid = grid
+        self.proj = nn.Linear(self.tower.out_dim, d)
+        self.cache: torch.Tensor | None = None
+        self.present: torch.Tensor | None = None
+
+    def attach(self, feats) -> None:
+        x = feats.tensor()
+        if self.tower.split >= len(self.tower.backbone.stages):  # frozen tower: keep only the pooled grid
+            x = torch.cat([F.adaptive_avg_pool2d(x[i:i + 1024].float(), self.grid).half()
+                           for i in range(0, len(x), 1024)])
+        self.cache = x
+        self.present = torch.from_numpy(np.asarray(feats.present, dtype=bool))
+
+    def _tokens(self, fmap: torch.Tensor) -> torch.Tensor:
+        if fmap.shape[-1] != self.grid:
+            fmap = F.adaptive_avg_pool2d(fmap, self.grid)
+        return self.proj(fmap.flatten(2).transpose(1, 2))
+
+    def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = rows.cpu()
+        x = self.cache[r].to(rows.device).float()
+        fmap = self.tower.top(x) if self.tower.split < len(self.tower.backbone.stages) else x
+        tok = self._tokens(fmap)
+        mask = self.present[r].to(rows.device)[:, None].expand(-1, tok.shape[1])
+        return tok, mask
+
+    def encode_raw(self, images: np.ndarray, present: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.tower.normalise(torch.from_numpy(images).to(device))
+        tok = self._tokens(self.tower.top(self.tower.prefix(x)))
+        mask = torch.from_numpy(present).to(device)[:, None].expand(-1, tok.shape[1])
+        return tok, mask
+
+
+@register_model("pmmrec")
+class PMMRec(SequentialRecommender):
+    config_class = PMMRecConfig
+    id_free = True
+
+    def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False):
+        super().__init__(config, dataset)
+        c = config
+        mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
+        if not mods or set(mods) - set(MODALITY_TYPE) or len(set(mods)) != len(mods):
+            raise ValueError(f"model.modalities must be text, image or text,image; got {c.modalities!r}")
+        if c.noise not in ("replace", "shuffle", "mixed"):
+            raise ValueError(f"model.noise must be replace, shuffle or mixed, not {c.noise!r}")
+        if not 0.0 < c.noise_ratio < 1.0:
+            raise ValueError(f"model.noise_ratio must be in (0, 1), not {c.noise_ratio}")
+        self.modalities = mods
+        d = c.hidden_size
+        if "text" in mods:
+            self.text_encoder = TextItemEncoder(c.text, d, quiet)
+        if "image" in mods:
+            self.image_encoder = ImageItemEncoder(c.image, d, c.image_grid, quiet)
+        self.fusion = Fusion(c.fusion, d, [MODALITY_TYPE[m] for m in mods], c.fusion_layers, c.fusion_heads,
+                             c.dropout)
+        self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size or 4 * d,
+                                            c.dropout, c.attn_dropout, norm_first=False)
+        self.nicl_head = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
+        self.nid_head = nn.Linear(d, 1)
+        for name in ("fusion", "user_encoder", "nicl_head", "nid_head"):
+            getattr(self, name).apply(self._init_weights)
+        for enc in self.content_encoders():
+            self._init_weights(enc.proj)
+        self.register_buffer("log_q", torch.zeros(self.n_items + 1), persistent=False)
+        self._table: torch.Tensor | None = None
+        self.attach(dataset, quiet=quiet)
+
+    # -- components and data -----------------------------------------------------------------
+
+    COMPONENTS = ("text_encoder", "image_encoder", "fusion", "user_encoder", "nicl_head", "nid_head")
+
+    def content_encoders(self) -> list[nn.Module]:
+        return [getattr(self, f"{m}_encoder") for m in self.modalities]
+
+    def _init_weights(self, m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=self.config.init_std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def attach(self, dataset, *, quiet: bool = False) -> None:
+        """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed)."""
+        from modalrec.content.image import ImageReader
+        from modalrec.content.store import encode_images, encode_text
+
+        cat = dataset.catalogue
+        self.n_items = dataset.n_items
+        if "text" in self.modalities:
+            feats, _ = encode_text(self.text_encoder.tower, cat.item_ids, cat.text, dataset=dataset.name,
+                                   what="prefix", progress=not quiet)
+            self.text_encoder.attach(feats)
+        if "image" in self.modalities:
+            reader = ImageReader(cat.item_ids, cat.image_paths, self.config.image.lmdb)
+            if not reader.has_source():
+                raise ValueError(
+                    f"{dataset.name}: PMMRec with modalities={self.config.modalities!r} needs item images, and the "
+                    "catalogue has none. Use model.modalities=text, point items.image_dir / items.image_col at "
+                    "images, or (MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
+            feats, _ = encode_images(self.image_encoder.tower, reader, dataset=dataset.name, what="prefix",
+                                     progress=not quiet)
+            self.image_encoder.attach(feats)
+        self._table = None
+
+    def fit_statistics(self, dataset) -> None:
+        counts = torch.as_tensor(dataset.train_item_counts(), dtype=torch.float64)
+        q = (counts + 1.0) / (counts + 1.0).sum()
+        self.log_q = torch.log(q).float().to(self.log_q.device)
+
+    def train(self, mode: bool = True):
+        self._table = None
+        return super().train(mode)
+
+    # -- item tower --------------------------------------------------------------------------
+
+    def _encode(self, rows: torch.Tensor, return_parts: bool = False):
+        parts = [enc(rows) for enc in self.content_encoders()]
+        vec = self.fusion(parts)
+        return (vec, parts) if return_parts else vec
+
+    def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        dev = self.log_q.device
+        if items is None:
+            if self._table is None or self.training:
+                rows = torch.arange(1, self.n_items + 1, device=dev)
+                chunks = [self._encode(rows[i:i + self.config.encode_chunk])
+                          for i in range(0, len(rows), self.config.encode_chunk)]
+                table = torch.cat([torch.zeros(1, self.config.hidden_size, device=dev), *chunks])
+                if self.training:
+                    return table
+                self._table = table
+            return self._table
+        flat = items.reshape(-1)
+        uniq, inv = torch.unique(flat, return_inverse=True)
+        vec = self._encode(uniq.clamp_min(1)) * (uniq != 0).unsqueeze(-1)
+        return vec[inv].reshape(*items.shape, -1)
+
+    @torch.no_grad()
+    def encode_content(self, texts: list[str] | None = None, images: np.ndarray | None = None,
+                       present: np.ndarray | None = None) -> torch.Tensor:
+        """Item vectors ``[n, d]`` for raw content never seen before (serving new items)."""
+        dev = self.log_q.device
+        parts = []
+        for m in self.modalities:
+            if m == "text":
+                if texts is None:
+                    raise ValueError("this PMMRec model uses text: give the new items' texts")
+                parts.append(self.text_encoder.encode_raw(list(texts), dev))
+            else:
+                n = len(texts) if texts is not None else len(images)
+                if images is None:
+                    images = np.zeros((n, self.config.image.image_size, self.config.image.image_size, 3), np.uint8)
+                    present = np.zeros(n, dtype=bool)
+                parts.append(self.image_encoder.encode_raw(images, present, dev))
+        return self.fusion(parts)
+
+    # -- user tower --------------------------------------------------------------------------
+
+    def user_embeddings(self, batch: dict) -> torch.Tensor:
+        items = batch["items"]
+        if not self.training:
+            table = self.item_embeddings()
+            x = table[items]
+        else:
+            x = self.item_embeddings(items)
+        return self.user_encoder(x, items)[:, -1]
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _noise(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noised items [B, L], changed [B, L] bool) for NID/RCL."""
+        c = self.config
+        real = items != 0
+        pick = (torch.rand(items.shape, device=items.device) < c.noise_ratio) & real
+        noised = items.clone()
+        use_replace = torch.ones(items.shape[0], dtype=torch.bool, device=items.device)
+        if c.noise == "shuffle":
+            use_replace[:] = False
+        elif c.noise == "mixed":
+            use_replace = torch.rand(items.shape[0], device=items.device) < 0.5
+        rnd = torch.randint(1, self.n_items + 1, items.shape, device=items.device)
+        rep = pick & use_replace[:, None]
+        noised[rep] = rnd[rep]
+        shuf = pick & ~use_replace[:, None]
+        if shuf.any():  # permute the picked items of each sequence among themselves (vectorised)
+            keys = torch.rand(items.shape, device=items.device).masked_fill(~shuf, 2.0)
+            order = keys.argsort(1)  # picked positions first, in random order
+            src_sorted = torch.where(shuf, items, 0).gather(1, order)
+            pos_sorted = torch.where(shuf, torch.arange(items.shape[1], device=items.device)[None], -1)
+            pos_sorted = pos_sorted.sort(1).values.flip(1)  # picked positions (descending), then -1s
+            k = shuf.sum(1, keepdim=True)
+            idx = torch.arange(items.shape[1], device=items.device)[None].expand_as(items)
+            valid = idx < k
+            rows = torch.arange(items.shape[0], device=items.device)[:, None].expand_as(items)
+            noised[rows[valid], pos_sorted[valid]] = src_sorted[valid]
+        return noised, (noised != items) & real
+
+    def forward(self, batch: dict) -> Output:
+        c = self.config
+        items, targets = batch["items"], batch["targets"]
+        b, l = items.shape
+        dev = items.device
+        full = torch.cat([items, targets[:, -1:]], 1)  # the window's B x (L+1) items
+        need_noise = (c.nid and c.nid_weight > 0) or (c.rcl and c.rcl_weight > 0)
+        noised, changed = self._noise(items) if need_noise else (None, None)
+        ids = [torch.zeros(1, dtype=items.dtype, device=dev), full.reshape(-1), targets.reshape(-1)]
+        if noised is not None:
+            ids.append(noised.reshape(-1))
+        uniq, inv = torch.unique(torch.cat(ids), return_inverse=True)  # uniq[0] == 0 (padding)
+        vec, parts = self._encode(uniq[1:], return_parts=True)
+        table = torch.cat([vec.new_zeros(1, vec.shape[1]), vec])  # indexed by position in uniq
+        n_full = full.numel()
+        full_pos = inv[1:1 + n_full].view(b, l + 1)
+        tgt_pos = inv[1 + n_full:1 + n_full + targets.numel()].view(b, l)
+        logs = {}
+
+        h = self.user_encoder(table[full_pos[:, :l]], items)
+        # membership of each unique item in each window (history, targets, next item)
+        member = torch.zeros(b, len(uniq), dtype=torch.bool, device=dev)
+        member.scatter_(1, full_pos, True)
+        member.scatter_(1, tgt_pos, True)
+        member[:, 0] = False
+        in_batch = member.any(0)  # candidate columns: items of the windows (not noise-only items)
+
+        real = targets != 0
+        rows = torch.nonzero(real)
+        hr = h[rows[:, 0], rows[:, 1]]
+        logits = hr @ table.T
+        if c.logq:
+            logits = logits - self.log_q[uniq][None, :]
+        label = tgt_pos[rows[:, 0], rows[:, 1]]
+        banned = member[rows[:, 0]] | ~in_batch[None, :]
+        banned[torch.arange(len(label), device=dev), label] = False
+        rec = F.cross_entropy(logits.masked_fill(banned, float("-inf")).float(), label)
+        loss = c.rec_weight * rec
+        logs["rec"] = rec.detach()
+
+        if c.nicl and c.nicl_weight > 0 and len(self.modalities) == 2:
+            nicl = self._nicl(parts, full, full_pos, member)
+            loss = loss + c.nicl_weight * nicl
+            logs["nicl"] = nicl.detach()
+        if noised is not None:
+            noised_pos = inv[-noised.numel():].view(b, l)
+            hn = self.user_encoder(table[noised_pos], noised)
+            if c.nid and c.nid_weight > 0:
+                logit = self.nid_head(hn).squeeze(-1)
+                m = noised != 0
+                nid = F.binary_cross_entropy_with_logits(logit[m].float(), changed[m].float())
+                loss = loss + c.nid_weight * nid
+                logs["nid"] = nid.detach()
+            if c.rcl and c.rcl_weight > 0 and b > 1:
+                u1 = F.normalize(h[:, -1], dim=-1)
+                u2 = F.normalize(hn[:, -1], dim=-1)
+                sim = u1 @ u2.T / c.rcl_temperature
+                lab = torch.arange(b, device=dev)
+                rcl = 0.5 * (F.cross_entropy(sim.float(), lab) + F.cross_entropy(sim.T.float(), lab))
+                loss = loss + c.rcl_weight * rcl
+                logs["rcl"] = rcl.detach()
+        return Output(loss, logs)
+
+    def _nicl(self, parts, full, full_pos, member) -> torch.Tensor:
+        """Next-item-enhanced cross-modal contrastive loss over the B x (L+1) window items."""
+        c = self.config
+        from modalrec.nn.fusion import masked_mean
+
+        # per-modality vectors of the unique items (row k <-> uniq[k+1]); prepend padding row
+        z = [F.normalize(self.nicl_head(masked_mean(x, m)), dim=-1) for x, m in parts]
+        has = [m.any(1) for _, m in parts]
+        z = [torch.cat([zz.new_zeros(1, zz.shape[1]), zz]) for zz in z]
+        has = [torch.cat([hh.new_zeros(1), hh]) for hh in has]
+        b, l1 = full.shape
+        real = full != 0
+        ar, aj = torch.nonzero(real, as_tuple=True)
+        a = full_pos[ar, aj]  # anchor item (position in uniq)
+        nxt_ok = (aj + 1 < l1)
+        nxt = torch.where(nxt_ok, full_pos[ar, (aj + 1).clamp_max(l1 - 1)], torch.zeros_like(a))
+        nxt_ok = nxt_ok & (nxt != 0)
+        cols = torch.arange(z[0].shape[0], device=full.device)
+        neg = ~member[ar]  # items outside the anchor's window
+        neg[:, 0] = False
+        total, count = 0.0, 0
+        for src, dst in ((0, 1), (1, 0)):
+            ok = has[src][a] & has[dst][a]
+            if not ok.any():
+                continue
+            q = z[src][a]
+            inter = q @ z[dst].T / c.nicl_temperature
+            intra = q @ z[src].T / c.nicl_temperature
+            pos = (cols[None] == a[:, None]) | ((cols[None] == nxt[:, None]) & nxt_ok[:, None])
+            pos = pos & has[dst][None]
+            allowed_inter = (pos | neg) & has[dst][None]
+            allowed_intra = neg & has[src][None]
+            logits = torch.cat([inter.masked_fill(~allowed_inter, float("-inf")),
+                                intra.masked_fill(~allowed_intra, float("-inf"))], 1).float()
+            lse = torch.logsumexp(logits, 1)
+            pos_mean = (inter.float() * pos).sum(1) / pos.sum(1).clamp_min(1)
+            per = (lse - pos_mean)[ok]
+            total = total + per.sum()
+            count += int(ok.sum())
+        if count == 0:
+            return full.new_zeros((), dtype=torch.float32)
+        return total / count
