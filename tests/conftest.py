@@ -29,14 +29,96 @@ def make_loo_dataset(sequences: list[list[int]], n_items: int, name: str = "tiny
 
 
 @pytest.fixture
-def cycle_dataset() -> PreparedDataset:
-    """60 users walking a ring of 20 items (next = current + step), learnable by an ID model."""
+def cycle_dataset(tiny_images) -> PreparedDataset:
+    """60 users walking a ring of 20 items (next = current + step), learnable by an ID model.
+
+    Items have texts ("item 7") and tiny images (one PNG per item, item 3 has none)."""
     rng = np.random.default_rng(0)
     n_items, seqs = 20, []
     for u in range(60):
         start, step, length = rng.integers(1, n_items + 1), 1 + u % 2, rng.integers(6, 15)
         seqs.append([int((start - 1 + k * step) % n_items + 1) for k in range(length)])
-    return make_loo_dataset(seqs, n_items, "cycle")
+    ds = make_loo_dataset(seqs, n_items, "cycle")
+    paths = [""] + [str(tiny_images / f"{i}.png") if i != 3 else "" for i in range(1, n_items + 1)]
+    ds.catalogue.image_paths = np.asarray(paths, dtype=str)
+    return ds
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny content towers (random weights): tests never need the real MiniLM / EfficientNet
+
+
+TINY_WORDS = ("item movie the a of and story love war night day man girl life world comedy drama action "
+              "thriller horror romance animation children genres").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> str:
+    """Folder of a random 2-layer BERT (hidden 32) with a small word-piece vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789",
+             *".,:;!?'()-&/", *TINY_WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(str(folder))
+    return str(folder)
+
+
+def _register_tiny_cnn():
+    import torch
+    from torch import nn
+
+    from modalrec.content.image import ImageBackbone, register_image_backbone
+
+    class TinyCNN(ImageBackbone):
+        def __init__(self, weights_path: str = ""):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            chans = [3, 8, 12, 16]
+            for i in range(3):
+                conv = nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1)
+                with torch.no_grad():
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
+                    conv.bias.zero_()
+                self.stages.append(nn.Sequential(conv, nn.BatchNorm2d(chans[i + 1]), nn.ReLU()))
+            self.out_dim = chans[-1]
+            self.max_trainable = 3
+            if weights_path:
+                self.load_state_dict(torch.load(weights_path, weights_only=True))
+
+    register_image_backbone("tiny-test-cnn")(TinyCNN)
+
+
+_register_tiny_cnn()
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory):
+    """One 20x24 PNG per item 1..20 (colour by item), in a session folder."""
+    from modalrec.data.builtin import png_bytes
+
+    folder = tmp_path_factory.mktemp("tiny-images")
+    rng = np.random.default_rng(1)
+    for i in range(1, 21):
+        img = np.zeros((20, 24, 3), dtype=np.uint8)
+        img[..., i % 3] = 40 + 10 * i
+        img += rng.integers(0, 20, img.shape, dtype=np.uint8)
+        (folder / f"{i}.png").write_bytes(png_bytes(img))
+    return folder
+
+
+@pytest.fixture
+def content_overrides(tiny_text_model) -> dict[str, list[str]]:
+    """Per-model overrides that swap in the tiny towers (content models only)."""
+    tiny = [f"model.text.model={tiny_text_model}", "model.text.max_tokens=8", "model.image.model=tiny-test-cnn",
+            "model.image.image_size=16"]
+    return {"pmmrec": tiny + ["model.hidden_size=16", "model.image_grid=2"]}
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,19 @@ from modalrec.models.registry import available_models, build_model
 from modalrec.train import checkpoint as ckpt_io
 
 MODELS = available_models()
+EXTRA: dict[str, list[str]] = {}  # per-model overrides (tiny content towers), set by the fixture below
+
+
+@pytest.fixture(autouse=True)
+def _tiny_towers(content_overrides):
+    EXTRA.clear()
+    EXTRA.update(content_overrides)
 
 
 def _model(name, dataset, seed=0, **over):
     torch.manual_seed(seed)
-    cfg = build_config(model=name, overrides=[f"model.{k}={v}" for k, v in {"max_len": 8, **over}.items()])
+    overrides = EXTRA.get(name, []) + [f"model.{k}={v}" for k, v in {"max_len": 8, **over}.items()]
+    cfg = build_config(model=name, overrides=overrides)
     m = build_model(cfg.model, dataset)
     m.fit_statistics(dataset)
     return m
