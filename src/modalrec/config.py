@@ -284,6 +284,9 @@ def build_config(
     name = model_tree.get("name", "sasrec")
     cfg = RunConfig()
     cfg.model = model_config_class(name)()
+    # a model may ship its own training defaults (e.g. PMMRec: few, large-batch epochs); the
+    # user's data/train/eval sections and overrides still win
+    update_dataclass(cfg.train, dict(getattr(type(cfg.model), "TRAIN_DEFAULTS", {})), "train")
     update_dataclass(cfg.model, model_tree, "model")
     unknown = set(tree) - {"data", "train", "eval", "transfer"}
     if unknown:

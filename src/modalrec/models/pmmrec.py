@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ class PMMRecConfig(ModelConfig):
     fusion: str = "merged_attention"  # merged_attention | mean | concat | gated
     fusion_layers: int = 1
     fusion_heads: int = 2
+    fusion_dropout: float = 0.0  # dropout inside the fusion layer (it runs over every token of every item)
     n_layers: int = 2
     n_heads: int = 2
     inner_size: int = 0  # 0 = 4 x hidden_size
@@ -73,6 +75,7 @@ class PMMRecConfig(ModelConfig):
     nicl: bool = True
     nicl_weight: float = 0.4
     nicl_temperature: float = 0.1
+    nicl_max_anchors: int = 1024  # anchors per step (random real positions of the windows; 0 = all)
     nid: bool = True
     nid_weight: float = 0.2
     noise_ratio: float = 0.15
@@ -81,6 +84,9 @@ class PMMRecConfig(ModelConfig):
     rcl_weight: float = 0.2
     rcl_temperature: float = 0.1
     encode_chunk: int = 512  # items per chunk when the whole catalogue is encoded (evaluation)
+
+    # train.* defaults for this model (a pre-train on ml-1m in well under an hour on 2 CPU cores)
+    TRAIN_DEFAULTS: ClassVar[dict] = {"epochs": 4, "batch_size": 256, "patience": 3}
 
 
 class TextItemEncoder(nn.Module):
@@ -96,14 +102,16 @@ class TextItemEncoder(nn.Module):
         self.lengths: torch.Tensor | None = None
 
     def attach(self, feats) -> None:
-        self.cache = feats.tensor()
+        self.cache = feats.tensor().float()  # fp16 on disk, fp32 in memory: no conversion per step
         self.lengths = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Catalogue rows [U] -> (tokens [U, T, d], mask [U, T])."""
+        """Catalogue rows [U] -> (tokens [U, T, d], mask [U, T]); T = the longest of these items."""
         r = rows.cpu()
         lengths = self.lengths[r]
-        h, mask = self.tower.from_cache(self.cache[r].to(rows.device), lengths.to(rows.device), output="tokens")
+        t = max(int(lengths.max()) if len(r) else 1, 1)
+        h, mask = self.tower.from_cache(self.cache[r, :t].to(rows.device), lengths.to(rows.device),
+                                        output="tokens")
         return self.proj(h), mask
 
     def encode_raw(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,9 +138,9 @@ class ImageItemEncoder(nn.Module):
     def attach(self, feats) -> None:
         x = feats.tensor()
         if self.tower.split >= len(self.tower.backbone.stages):  # frozen tower: keep only the pooled grid
-            x = torch.cat([F.adaptive_avg_pool2d(x[i:i + 1024].float(), self.grid).half()
+            x = torch.cat([F.adaptive_avg_pool2d(x[i:i + 1024].float(), self.grid)
                            for i in range(0, len(x), 1024)])
-        self.cache = x
+        self.cache = x  # pooled grid (fp32) of a frozen tower, else the fp16 prefix feature maps
         self.present = torch.from_numpy(np.asarray(feats.present, dtype=bool))
 
     def _tokens(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -177,7 +185,7 @@ class PMMRec(SequentialRecommender):
         if "image" in mods:
             self.image_encoder = ImageItemEncoder(c.image, d, c.image_grid, quiet)
         self.fusion = Fusion(c.fusion, d, [MODALITY_TYPE[m] for m in mods], c.fusion_layers, c.fusion_heads,
-                             c.dropout)
+                             c.fusion_dropout)
         self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size or 4 * d,
                                             c.dropout, c.attn_dropout, norm_first=False)
         self.nicl_head = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
@@ -395,6 +403,9 @@ class PMMRec(SequentialRecommender):
         b, l1 = full.shape
         real = full != 0
         ar, aj = torch.nonzero(real, as_tuple=True)
+        if 0 < c.nicl_max_anchors < len(ar):  # a random subset of anchors bounds the [R, 2U] logits
+            keep = torch.randperm(len(ar), device=ar.device)[: c.nicl_max_anchors]
+            ar, aj = ar[keep], aj[keep]
         a = full_pos[ar, aj]  # anchor item (position in uniq)
         nxt_ok = (aj + 1 < l1)
         nxt = torch.where(nxt_ok, full_pos[ar, (aj + 1).clamp_max(l1 - 1)], torch.zeros_like(a))
