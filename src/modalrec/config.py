@@ -70,6 +70,8 @@ class DataConfig:
     cold_item_ratio: float = 0.1  # cold split: share of items (the newest) held out of training
     drop_unknown_items: bool = False  # interactions with items missing from the catalogue
     posters: bool = False  # MovieLens built-ins: attach posters rendered from metadata (rendered on first use)
+    extra_sources: list[str] = field(default_factory=list)  # more data sets trained on at once (content
+    # models only; each keeps its own item space; validation and test use `dataset`)
     cache: bool = True  # reuse a prepared copy when inputs and options are unchanged
 
 

@@ -90,3 +90,35 @@ def train_loader(
     sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     loader = DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
     return loader, sampler
+
+
+class MultiDomainLoader:
+    """Batches from several domains' loaders, interleaved in an order fixed by (seed, epoch).
+
+    Every batch comes from one domain (its items index that domain's catalogue) and carries
+    ``batch["domain"]`` (0-d int64 tensor). Behaves like a loader plus sampler: ``len()``,
+    iteration, ``set_epoch(e)``. All ranks under torchrun draw the same domain schedule.
+    """
+
+    def __init__(self, loaders: list, samplers: list, seed: int):
+        self.loaders, self.samplers, self.seed = loaders, samplers, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for s in self.samplers:
+            s.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(ld) for ld in self.loaders)
+
+    def schedule(self) -> np.ndarray:
+        order = np.concatenate([np.full(len(ld), k, dtype=np.int64) for k, ld in enumerate(self.loaders)])
+        return np.random.default_rng([self.seed, self.epoch, 7919]).permutation(order)
+
+    def __iter__(self):
+        its = [iter(ld) for ld in self.loaders]
+        for k in self.schedule():
+            batch = next(its[k])
+            batch["domain"] = torch.tensor(int(k))
+            yield batch

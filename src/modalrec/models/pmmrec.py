@@ -98,17 +98,18 @@ class TextItemEncoder(nn.Module):
 
         self.tower = TextTower(cfg, quiet=quiet)
         self.proj = nn.Linear(self.tower.hidden_size, d)
-        self.cache: torch.Tensor | None = None  # [N+1, T, H] fp16, set by attach()
-        self.lengths: torch.Tensor | None = None
+        self.cache: torch.Tensor | None = None  # [N+1, T, H] of the active domain (PMMRec._use)
+        self.aux: torch.Tensor | None = None  # token counts [N+1]
 
-    def attach(self, feats) -> None:
-        self.cache = feats.tensor().float()  # fp16 on disk, fp32 in memory: no conversion per step
-        self.lengths = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
+    @staticmethod
+    def tables(feats) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token states fp32 [N+1, T, H], lengths [N+1]): fp16 on disk, fp32 in memory (no per-step conversion)."""
+        return feats.tensor().float(), torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Catalogue rows [U] -> (tokens [U, T, d], mask [U, T]); T = the longest of these items."""
         r = rows.cpu()
-        lengths = self.lengths[r]
+        lengths = self.aux[r]
         t = max(int(lengths.max()) if len(r) else 1, 1)
         h, mask = self.tower.from_cache(self.cache[r, :t].to(rows.device), lengths.to(rows.device),
                                         output="tokens")
@@ -132,16 +133,16 @@ class ImageItemEncoder(nn.Module):
         self.tower = ImageTower(cfg, quiet=quiet)
         self.grid = grid
         self.proj = nn.Linear(self.tower.out_dim, d)
-        self.cache: torch.Tensor | None = None
-        self.present: torch.Tensor | None = None
+        self.cache: torch.Tensor | None = None  # of the active domain (PMMRec._use)
+        self.aux: torch.Tensor | None = None  # present mask [N+1]
 
-    def attach(self, feats) -> None:
+    def tables(self, feats) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled grid fp32 of a frozen tower, else the fp16 prefix feature maps; present [N+1])."""
         x = feats.tensor()
-        if self.tower.split >= len(self.tower.backbone.stages):  # frozen tower: keep only the pooled grid
+        if self.tower.split >= len(self.tower.backbone.stages):
             x = torch.cat([F.adaptive_avg_pool2d(x[i:i + 1024].float(), self.grid)
                            for i in range(0, len(x), 1024)])
-        self.cache = x  # pooled grid (fp32) of a frozen tower, else the fp16 prefix feature maps
-        self.present = torch.from_numpy(np.asarray(feats.present, dtype=bool))
+        return x, torch.from_numpy(np.asarray(feats.present, dtype=bool))
 
     def _tokens(self, fmap: torch.Tensor) -> torch.Tensor:
         if fmap.shape[-1] != self.grid:
@@ -153,7 +154,7 @@ class ImageItemEncoder(nn.Module):
         x = self.cache[r].to(rows.device).float()
         fmap = self.tower.top(x) if self.tower.split < len(self.tower.backbone.stages) else x
         tok = self._tokens(fmap)
-        mask = self.present[r].to(rows.device)[:, None].expand(-1, tok.shape[1])
+        mask = self.aux[r].to(rows.device)[:, None].expand(-1, tok.shape[1])
         return tok, mask
 
     def encode_raw(self, images: np.ndarray, present: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,17 +212,35 @@ class PMMRec(SequentialRecommender):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    supports_domains = True  # can pre-train on several data sets at once (data.extra_sources)
+
     def attach(self, dataset, *, quiet: bool = False) -> None:
-        """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed)."""
+        """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed).
+
+        This becomes domain 0 (the one evaluated); :meth:`add_domain` adds more training domains.
+        """
+        self._domains = [self._domain_state(dataset, quiet)]
+        self._active = -1
+        self._use(0)
+
+    def add_domain(self, dataset, *, quiet: bool = False) -> int:
+        """Another source data set with its own item space; its batches carry ``domain`` = the index."""
+        dom = self._domain_state(dataset, quiet)
+        counts = torch.as_tensor(dataset.train_item_counts(), dtype=torch.float64)
+        dom["log_q"] = torch.log((counts + 1.0) / (counts + 1.0).sum()).float()
+        self._domains.append(dom)
+        return len(self._domains) - 1
+
+    def _domain_state(self, dataset, quiet: bool) -> dict:
         from modalrec.content.image import ImageReader
         from modalrec.content.store import encode_images, encode_text
 
         cat = dataset.catalogue
-        self.n_items = dataset.n_items
+        dom = {"name": dataset.name, "n_items": dataset.n_items, "log_q": torch.zeros(dataset.n_items + 1)}
         if "text" in self.modalities:
             feats, _ = encode_text(self.text_encoder.tower, cat.item_ids, cat.text, dataset=dataset.name,
                                    what="prefix", progress=not quiet)
-            self.text_encoder.attach(feats)
+            dom["text"] = self.text_encoder.tables(feats)
         if "image" in self.modalities:
             reader = ImageReader(cat.item_ids, cat.image_paths, self.config.image.lmdb)
             if not reader.has_source():
@@ -231,16 +250,33 @@ class PMMRec(SequentialRecommender):
                     "images, or (MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
             feats, _ = encode_images(self.image_encoder.tower, reader, dataset=dataset.name, what="prefix",
                                      progress=not quiet)
-            self.image_encoder.attach(feats)
+            dom["image"] = self.image_encoder.tables(feats)
+        return dom
+
+    def _use(self, k: int) -> None:
+        if k == self._active:
+            return
+        if not 0 <= k < len(self._domains):
+            raise ValueError(f"batch from domain {k}, but the model knows {len(self._domains)} domain(s)")
+        dom = self._domains[k]
+        self.n_items = dom["n_items"]
+        for m in self.modalities:
+            getattr(self, f"{m}_encoder").cache, getattr(self, f"{m}_encoder").aux = dom[m]
+        self.log_q = dom["log_q"].to(self.log_q.device)
+        self._active = k
         self._table = None
 
     def fit_statistics(self, dataset) -> None:
         counts = torch.as_tensor(dataset.train_item_counts(), dtype=torch.float64)
         q = (counts + 1.0) / (counts + 1.0).sum()
-        self.log_q = torch.log(q).float().to(self.log_q.device)
+        self._domains[0]["log_q"] = torch.log(q).float()
+        self._active = -1
+        self._use(0)
 
     def train(self, mode: bool = True):
         self._table = None
+        if not mode and getattr(self, "_domains", None):
+            self._use(0)  # evaluation and serving are on the main data set
         return super().train(mode)
 
     # -- item tower --------------------------------------------------------------------------
@@ -329,6 +365,7 @@ class PMMRec(SequentialRecommender):
 
     def forward(self, batch: dict) -> Output:
         c = self.config
+        self._use(int(batch["domain"]) if "domain" in batch else 0)
         items, targets = batch["items"], batch["targets"]
         b, l = items.shape
         dev = items.device

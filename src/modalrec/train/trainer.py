@@ -148,6 +148,7 @@ def train(
         from modalrec.train.transfer import freeze
 
         freeze(model, tr.freeze)
+    extra = _extra_sources(cfg, model, dist_info, show)
     model.to(device)
     if show:
         n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
@@ -188,6 +189,13 @@ def train(
             dataset.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size,
             stride=t.window_stride,
         )
+        if extra:
+            from modalrec.data.batches import MultiDomainLoader
+
+            parts = [(loader, sampler)] + [
+                train_loader(d.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size,
+                             stride=t.window_stride) for d in extra]
+            loader = sampler = MultiDomainLoader([p[0] for p in parts], [p[1] for p in parts], t.seed)
         steps_per_epoch = len(loader)
         total_steps = steps_per_epoch * t.epochs
         optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
@@ -310,6 +318,34 @@ def train(
         atomic_write_json(rd.results, results)
     barrier(dist_info)
     return results
+
+
+def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
+    """Prepare ``data.extra_sources`` and register each with the model as another domain."""
+    from dataclasses import replace
+
+    from modalrec.config import ConfigError, InteractionsSpec, ItemsSpec
+    from modalrec.data.prepare import load_or_prepare
+
+    if not cfg.data.extra_sources:
+        return []
+    if not getattr(model, "supports_domains", False):
+        raise ConfigError(f"data.extra_sources: the '{cfg.model.name}' model cannot train on several data sets at "
+                          "once (it has no item representation shared across catalogues); use a content model "
+                          "such as pmmrec")
+    out = []
+    for src in cfg.data.extra_sources:
+        dcfg = replace(cfg.data, dataset=src, extra_sources=[], interactions=InteractionsSpec(), items=ItemsSpec())
+        if dist_info.is_main:
+            ds = load_or_prepare(dcfg, progress=show)
+        barrier(dist_info)
+        if not dist_info.is_main:
+            ds = load_or_prepare(dcfg, progress=False)
+        k = model.add_domain(ds, quiet=not show)
+        if show:
+            tqdm.write(f"extra source {src}: domain {k}, {ds.n_items} items, {len(ds.split.train)} training sequences")
+        out.append(ds)
+    return out
 
 
 def _save_best(path: Path, model, cfg: RunConfig, epoch: int, metrics: dict) -> None:
