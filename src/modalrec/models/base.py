@@ -66,6 +66,9 @@ class SequentialRecommender(nn.Module):
     def forward(self, batch: dict) -> Output:
         raise NotImplementedError
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch (1-based). Default: nothing."""
+
     def fit_statistics(self, dataset: "PreparedDataset") -> None:
         """Non-gradient fitting from the training split (e.g. popularity counts). Default: none."""
 

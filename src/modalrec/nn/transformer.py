@@ -101,3 +101,44 @@ class SequenceEncoder(nn.Module):
         for block in self.blocks:
             h = block(h, allowed)
         return self.final_norm(h)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries ``x`` [B, L, d] over ``memory`` [B, S, d]; ``allowed`` [B, 1, L, S]."""
+
+    def __init__(self, d: int, n_heads: int, attn_dropout: float):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"hidden size {d} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+        self.attn_dropout = attn_dropout
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, l, d = x.shape
+        s, h = memory.shape[1], self.n_heads
+        q = self.q(x).view(b, l, h, d // h).transpose(1, 2)
+        k, v = self.kv(memory).view(b, s, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, l, d))
+
+
+class DecoderBlock(nn.Module):
+    """Post-LN Transformer decoder block: self-attention, cross-attention to a memory, feed-forward."""
+
+    def __init__(self, d: int, n_heads: int, inner: int, dropout: float, attn_dropout: float, eps: float = 1e-12):
+        super().__init__()
+        self.self_attn = MultiHeadSelfAttention(d, n_heads, attn_dropout)
+        self.cross_attn = CrossAttention(d, n_heads, attn_dropout)
+        self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, d))
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d, eps=eps) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, allowed_self, memory=None, allowed_cross=None):
+        x = self.norm1(x + self.drop(self.self_attn(x, allowed_self)))
+        if memory is not None:
+            x = self.norm2(x + self.drop(self.cross_attn(x, memory, allowed_cross)))
+        return self.norm3(x + self.drop(self.ff(x)))

@@ -220,6 +220,7 @@ def train(
         while state["epoch"] < t.epochs and not stopped_early:
             epoch = state["epoch"] + 1
             model.train()
+            model.on_epoch_start(epoch)
             sampler.set_epoch(epoch)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), dtype=torch.float64)
