@@ -270,6 +270,8 @@ def cmd_finetune(args) -> int:
     checkpoint_path(src)  # fails early with a clear message
     base = load_yaml(args.config) if args.config else {}
     base = {**base, "model": {**load_yaml(cfg_file)["model"], **(base.get("model") or {})}}
+    if base["model"].get("stage") == "pretrain" and not any(o.startswith("model.stage=") for o in args.overrides):
+        base["model"]["stage"] = "finetune"  # a pre-trained model is fine-tuned unless asked otherwise
     comps = [c.strip() for c in args.transfer.split(",") if c.strip()]
     frz = [c.strip() for c in args.freeze.split(",") if c.strip()]
     overrides = [f"transfer.init_from={src.resolve()}", f"transfer.components=[{','.join(comps)}]",

@@ -286,10 +286,13 @@ def build_config(
     name = model_tree.get("name", "sasrec")
     cfg = RunConfig()
     cfg.model = model_config_class(name)()
-    # a model may ship its own training defaults (e.g. PMMRec: few, large-batch epochs); the
-    # user's data/train/eval sections and overrides still win
-    update_dataclass(cfg.train, dict(getattr(type(cfg.model), "TRAIN_DEFAULTS", {})), "train")
     update_dataclass(cfg.model, model_tree, "model")
+    # a model may ship its own training defaults (e.g. PMMRec: few, large-batch epochs), possibly
+    # depending on its settings (MISSRec: pre-training or fine-tuning); the user's train section
+    # and overrides still win
+    defaults = cfg.model.train_defaults() if hasattr(cfg.model, "train_defaults") else getattr(
+        type(cfg.model), "TRAIN_DEFAULTS", {})
+    update_dataclass(cfg.train, dict(defaults), "train")
     unknown = set(tree) - {"data", "train", "eval", "transfer"}
     if unknown:
         k = sorted(unknown)[0]

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -83,7 +82,11 @@ class MISSRecConfig(ModelConfig):
     init_std: float = 0.02
     seed: int = 0  # interest discovery
 
-    TRAIN_DEFAULTS: ClassVar[dict] = {"epochs": 30, "batch_size": 128, "patience": 5}
+    def train_defaults(self) -> dict:
+        """train.* defaults: a short large-batch pre-training, a longer fine-tuning."""
+        if self.stage == "pretrain":
+            return {"epochs": 2, "batch_size": 256, "patience": 2}
+        return {"epochs": 30, "batch_size": 128, "patience": 5}
 
 
 class _Sharpness(nn.Module):
@@ -257,11 +260,15 @@ class MISSRec(SequentialRecommender):
         """Dynamic fusion of the per-modality cosines, / temperature (MISSRec Sec. 3.4)."""
         d, nm = self.config.hidden_size, len(self.modalities)
         flags = items[:, -nm:]  # [N, M]
-        cos = torch.stack([users @ items[:, k * d:(k + 1) * d].T for k in range(nm)], -1)  # [B, N, M]
         beta = self.fusion.beta if self.config.fusion == "dynamic" else torch.zeros_like(self.fusion.beta)
-        w = (beta * cos).masked_fill(flags[None] == 0, float("-inf"))
-        w = torch.nan_to_num(torch.softmax(w, -1), nan=0.0)
-        s = (w * cos).sum(-1)
+        if nm == 1:
+            s = users @ items[:, :d].T
+        else:  # two modalities: softmax over 2 = a sigmoid of the difference (much faster than a softmax of size 2)
+            s_t, s_v = users @ items[:, :d].T, users @ items[:, d:2 * d].T
+            w_t = torch.sigmoid(beta * (s_t - s_v))
+            has_t, has_v = flags[:, 0].bool()[None], flags[:, 1].bool()[None]
+            w_t = torch.where(has_v, torch.where(has_t, w_t, 0.0), 1.0)  # a missing modality gets no weight
+            s = s_v + w_t * (s_t - s_v)
         if self.config.mode == "transductive":
             ids = items[:, nm * d:(nm + 1) * d]
             s = (users @ ids.T + 2.0 * s) / 3.0
@@ -276,12 +283,12 @@ class MISSRec(SequentialRecommender):
         b, l = items.shape
         if l > self.config.max_len:
             raise ValueError(f"history of length {l} is longer than the model's max_len={self.config.max_len}")
-        flat = items.reshape(-1)
+        uniq, inv = torch.unique(items.reshape(-1), return_inverse=True)  # adapt each distinct item once
         x = 0
         for m in self.modalities:
-            p = (self._present[m].to(items.device)[flat] & (flat != 0))[:, None]
-            x = x + self._adapted(m, flat, noise=text_noise if m == "text" else 0.0) * p
-        x = x.reshape(b, l, -1)
+            p = (self._present[m].to(items.device)[uniq] & (uniq != 0))[:, None]
+            x = x + self._adapted(m, uniq, noise=text_noise if m == "text" else 0.0) * p
+        x = x[inv].reshape(b, l, -1)
         if self.config.mode == "transductive":
             x = x + self.item_embedding(items)
         x = x + self.position.weight[self.config.max_len - l:][None]
