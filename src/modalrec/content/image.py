@@ -272,7 +272,9 @@ class ImageReader:
             key = self.item_ids[row]
             with self._env.begin() as txn:
                 v = txn.get(key.encode("utf-8"))
-            return (bytes(v) if v is not None else None), f"lmdb:{key}"
+            if v is None:  # no such key: the item has no image (like an empty path), not an unreadable one
+                return None, ""
+            return bytes(v), f"lmdb:{key}"
         if self.paths is None or not self.paths[row]:
             return None, ""
         p = self.paths[row]
