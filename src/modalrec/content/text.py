@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -155,12 +156,30 @@ class TextTower(nn.Module):
         h = self.top(self.prefix(ids, mask), mask)
         return self.pool(h, mask) if output == "pooled" else h
 
-    def from_cache(self, hidden: torch.Tensor, lengths: torch.Tensor, output: str = "pooled"):
+    def from_cache(self, hidden: torch.Tensor, lengths: torch.Tensor, output: str = "pooled", buckets: int = 4):
         """The top on cached prefix states ``hidden [n, T, H]`` (any float dtype, right-padded) with
-        real token counts ``lengths [n]``; trims T to the longest of these items first.
+        real token counts ``lengths [n]``.
 
-        Returns pooled ``[n, H]``, or ``(tokens [n, T', H], mask [n, T'])`` for ``output="tokens"``.
+        Items are sorted by length and run in up to ``buckets`` groups, each trimmed to its own
+        longest text, so the trainable layers see (almost) no padding tokens. Returns pooled
+        ``[n, H]``, or ``(tokens [n, T', H], mask [n, T'])`` for ``output="tokens"`` (T' = the
+        longest of these items).
         """
+        n = len(lengths)
+        if buckets <= 1 or n < 2 * buckets or self.n_frozen == self.n_layers:
+            return self._top_trimmed(hidden, lengths, output)
+        order = torch.argsort(lengths.cpu(), stable=True).to(lengths.device)
+        parts = [self._top_trimmed(hidden[idx], lengths[idx], output) for idx in torch.tensor_split(order, buckets)]
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n, device=order.device)
+        if output == "pooled":
+            return torch.cat(parts)[inverse]
+        t = max(h.shape[1] for h, _ in parts)
+        h = torch.cat([F.pad(h, (0, 0, 0, t - h.shape[1])) for h, _ in parts])[inverse]
+        m = torch.cat([F.pad(m, (0, t - m.shape[1])) for _, m in parts])[inverse]
+        return h, m
+
+    def _top_trimmed(self, hidden: torch.Tensor, lengths: torch.Tensor, output: str):
         t = int(lengths.max()) if lengths.numel() else 1
         h = hidden[:, : max(t, 1)].float()
         mask = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None].to(h.device)).long()
