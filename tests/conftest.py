@@ -48,26 +48,37 @@ def cycle_dataset(tiny_images) -> PreparedDataset:
 # Tiny content towers (random weights): tests never need the real MiniLM / EfficientNet
 
 
-TINY_WORDS = ("item movie the a of and story love war night day man girl life world comedy drama action "
-              "thriller horror romance animation children genres").split()
+WORDS = ("item movie the a of and in to is story love war night day man girl boy life world time city "
+         "house dark last first great little comedy drama action thriller horror romance animation "
+         "children crime genres year".split())
+VOCAB = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
+                            *"0123456789", *".,:;!?'()-&/", *WORDS,
+                            *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]))
+
+
+def write_tiny_bert(folder, seed: int = 0, layers: int = 3) -> str:
+    """A random BERT (hidden 32, ``layers`` layers) and its word-piece tokenizer saved in ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    if len(tok) < len(VOCAB):  # transformers >= 5 ignores vocab_file here (every word would be [UNK])
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
+    assert tok.tokenize("The movie xyz") == ["the", "movie", "x", "##y", "##z"]
+    tok.save_pretrained(str(folder))
+    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    BertModel(cfg).save_pretrained(str(folder))
+    return str(folder)
 
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> str:
     """Folder of a random 2-layer BERT (hidden 32) with a small word-piece vocabulary."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789",
-             *".,:;!?'()-&/", *TINY_WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(str(folder))
-    return str(folder)
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model", seed=0, layers=2)
 
 
 def _register_tiny_cnn():

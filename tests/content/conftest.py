@@ -6,31 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-WORDS = ("item movie the a of and in to is story love war night day man girl boy life world time city "
-         "house dark last first great little comedy drama action thriller horror romance animation "
-         "children crime genres year".split())
-VOCAB = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
-                            *"0123456789", *".,:;!?'()-&/", *WORDS,
-                            *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]))
-
-
-def write_tiny_bert(folder, seed: int = 0, layers: int = 3) -> str:
-    """A random BERT (hidden 32, ``layers`` layers) and its word-piece tokenizer saved in ``folder``."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    if len(tok) < len(VOCAB):  # transformers >= 5 ignores vocab_file here (every word would be [UNK])
-        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
-    assert tok.tokenize("The movie xyz") == ["the", "movie", "x", "##y", "##z"]
-    tok.save_pretrained(str(folder))
-    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    torch.manual_seed(seed)
-    BertModel(cfg).save_pretrained(str(folder))
-    return str(folder)
+from tests.conftest import write_tiny_bert  # noqa: E402  (shared with the model tests)
 
 
 @pytest.fixture(scope="module", autouse=True)
