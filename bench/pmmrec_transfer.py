@@ -96,6 +96,8 @@ def main() -> int:
     ap.add_argument("--single-modality-seeds", type=int, default=1, help="seeds for the text-only/image-only runs")
     ap.add_argument("--quick", action="store_true", help="fine-tune epochs 6, one seed, no single-modality runs")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: report the runs already finished under --work (the table says how many)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pmmrec_transfer.json"))
     args = ap.parse_args()
     if args.quick:
@@ -105,7 +107,10 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict]] = {}
 
-    def go(name: str, cli: list[str], out: Path) -> dict:
+    def go(name: str, cli: list[str], out: Path) -> dict | None:
+        if args.report_only and not ((out / "results.json").is_file() and (out / "bench_meta.json").is_file()):
+            print(f"(not finished, left out: {name} -> {out})")
+            return None
         print(f"[{time.strftime('%H:%M:%S')}] {name}: modalrec {' '.join(cli)}", flush=True)
         r = run_cli(cli, out, logs / f"{out.name}.log")
         m = r["test"]["metrics"]
@@ -162,14 +167,15 @@ def main() -> int:
         src = load_or_prepare(build_config({}, ["data.dataset=ml-1m"]).data, progress=False)
         source_titles = {t.split(". Genres:")[0] for t in src.catalogue.text[1:]}
         zs = work / "pmmrec-both-zs-mlsmall"
-        go("ml-latest-small zero-shot", ["finetune", "--from", str(pre), "--dataset", "ml-latest-small-2016", "--out",
-                                         str(zs), "--quiet", "train.epochs=0", "data.posters=true"], zs)
+        r_zs = go("ml-latest-small zero-shot", ["finetune", "--from", str(pre), "--dataset", "ml-latest-small-2016",
+                                                "--out", str(zs), "--quiet", "train.epochs=0", "data.posters=true"], zs)
         pop = work / "pop-mlsmall"
-        go("ml-latest-small pop", ["train", "--model", "pop", "--dataset", "ml-latest-small-2016", "--out", str(pop),
-                                   "--quiet"], pop)
-        cold = {"pmmrec zero-shot (pre-trained on ml-1m)": cold_eval(zs, source_titles),
-                "pop (trained on ml-latest-small)": cold_eval(pop, source_titles),
-                "sasrec (trained on ml-1m)": "cannot score: the movies have no ID embedding in ml-1m"}
+        r_pop = go("ml-latest-small pop", ["train", "--model", "pop", "--dataset", "ml-latest-small-2016", "--out",
+                                           str(pop), "--quiet"], pop)
+        if r_zs is not None and r_pop is not None:
+            cold = {"pmmrec zero-shot (pre-trained on ml-1m)": cold_eval(zs, source_titles),
+                    "pop (trained on ml-latest-small)": cold_eval(pop, source_titles),
+                    "sasrec (trained on ml-1m)": "cannot score: the movies have no ID embedding in ml-1m"}
 
     table = {}
     for name, rs in runs.items():
