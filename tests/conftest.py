@@ -131,7 +131,9 @@ def content_overrides(tiny_text_model) -> dict[str, list[str]]:
             "model.image.image_size=16"]
     return {"pmmrec": tiny + ["model.hidden_size=16", "model.image_grid=2"],
             "missrec": tiny + ["model.hidden_size=16", "model.n_heads=2", "model.inner_size=32",
-                               "model.interest_ratio=0.25"]}
+                               "model.interest_ratio=0.25"],
+            "unisrec": [f"model.text.model={tiny_text_model}", "model.text.max_tokens=8", "model.hidden_size=16",
+                        "model.inner_size=32"]}
 
 
 @pytest.fixture(autouse=True)

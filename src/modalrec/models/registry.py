@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 _MODELS: dict[str, type] = {}
 # Modules that hold the built-in models; imported on first lookup (keeps `modalrec --help` fast).
 _BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec", "modalrec.models.pmmrec",
-                    "modalrec.models.missrec")
+                    "modalrec.models.missrec", "modalrec.models.unisrec")
 
 
 def register_model(name: str):
