@@ -124,6 +124,30 @@ def tiny_images(tmp_path_factory):
     return folder
 
 
+def tiny_model(name: str, dataset, content_overrides: dict, *extra: str, seed: int = 0):
+    """A model with tiny towers, window 8 and no dropout, fitted on ``dataset`` (model tests)."""
+    import torch
+
+    from modalrec.config import build_config
+    from modalrec.models.registry import build_model
+
+    torch.manual_seed(seed)
+    cfg = build_config(model=name, overrides=content_overrides.get(name, []) + [
+        "model.max_len=8", "model.dropout=0.0", "model.attn_dropout=0.0", *extra])
+    m = build_model(cfg.model, dataset)
+    m.fit_statistics(dataset)
+    return m
+
+
+def first_batch(dataset, max_len: int = 8, batch_size: int = 6) -> dict:
+    """The first training batch of epoch 0 (seed 0)."""
+    from modalrec.data.batches import train_loader
+
+    loader, sampler = train_loader(dataset.split.train, max_len, batch_size, seed=0)
+    sampler.set_epoch(0)
+    return next(iter(loader))
+
+
 @pytest.fixture
 def content_overrides(tiny_text_model) -> dict[str, list[str]]:
     """Per-model overrides that swap in the tiny towers (content models only)."""

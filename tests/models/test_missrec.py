@@ -6,26 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modalrec.config import build_config
-from modalrec.data.batches import train_loader
-from modalrec.models.registry import build_model
 from modalrec.nn.kmeans import kmeans
 from modalrec.train.transfer import freeze
+from tests.conftest import first_batch as _batch, tiny_model
 
 
 def _mr(dataset, content_overrides, *extra, seed=0):
-    torch.manual_seed(seed)
-    cfg = build_config(model="missrec", overrides=content_overrides["missrec"] + [
-        "model.max_len=8", "model.dropout=0.0", "model.attn_dropout=0.0", *extra])
-    m = build_model(cfg.model, dataset)
-    m.fit_statistics(dataset)
-    return m
-
-
-def _batch(dataset, batch_size=6):
-    loader, sampler = train_loader(dataset.split.train, 8, batch_size, seed=0)
-    sampler.set_epoch(0)
-    return next(iter(loader))
+    return tiny_model("missrec", dataset, content_overrides, *extra, seed=seed)
 
 
 def test_kmeans_finds_separated_clusters_and_is_seeded():

@@ -6,29 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modalrec.config import build_config
-from modalrec.data.batches import train_loader
 from modalrec.losses import info_nce
-from modalrec.models.registry import build_model
 from modalrec.models.unisrec import MoEAdaptor
 from modalrec.train import checkpoint as ckpt_io
 from modalrec.train.checkpoint import CheckpointError
 from modalrec.train.transfer import freeze, load_components
+from tests.conftest import first_batch as _batch, tiny_model
 
 
 def _uni(dataset, content_overrides, *extra, seed=0):
-    torch.manual_seed(seed)
-    cfg = build_config(model="unisrec", overrides=content_overrides["unisrec"] + [
-        "model.max_len=8", "model.dropout=0.0", "model.attn_dropout=0.0", *extra])
-    m = build_model(cfg.model, dataset)
-    m.fit_statistics(dataset)
-    return m
-
-
-def _batch(dataset, batch_size=6):
-    loader, sampler = train_loader(dataset.split.train, 8, batch_size, seed=0)
-    sampler.set_epoch(0)
-    return next(iter(loader))
+    return tiny_model("unisrec", dataset, content_overrides, *extra, seed=seed)
 
 
 def _other_dataset():

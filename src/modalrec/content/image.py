@@ -250,6 +250,17 @@ class ImageReader:
             self._env = lmdb.open(str(lmdb_path), readonly=True, lock=False, readahead=False, subdir=Path(
                 lmdb_path).is_dir())
 
+    @classmethod
+    def for_model(cls, dataset, lmdb_path: str, model: str, modalities: str) -> "ImageReader":
+        """The reader of ``dataset``'s images, or an error saying how to give a model images."""
+        reader = cls(dataset.catalogue.item_ids, dataset.catalogue.image_paths, lmdb_path)
+        if not reader.has_source():
+            raise ValueError(
+                f"{dataset.name}: {model} with modalities={modalities!r} needs item images, and the catalogue has "
+                "none. Use model.modalities=text, point items.image_dir / items.image_col at images, or "
+                "(MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
+        return reader
+
     def has_source(self) -> bool:
         return self._env is not None or (self.paths is not None and bool((self.paths != "").any()))
 

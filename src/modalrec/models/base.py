@@ -35,6 +35,21 @@ class ModelConfig:
     max_len: int = 50  # history window the model sees (longer training sequences are cut into windows)
 
 
+def init_normal(module: nn.Module, std: float) -> None:
+    """Initialise every Linear/Embedding below ``module``: weights N(0, std), biases and padding rows 0."""
+
+    def init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+    module.apply(init)  # post-order, as nn.Module.apply always was here: same numbers for a seed
+
+
 class Output(NamedTuple):
     loss: torch.Tensor
     logs: dict

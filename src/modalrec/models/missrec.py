@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.kmeans import kmeans
 from modalrec.nn.transformer import DecoderBlock, TransformerBlock, causal_padding_mask
@@ -135,24 +135,13 @@ class MISSRec(SequentialRecommender):
         self.decoder = nn.ModuleList(DecoderBlock(d, c.n_heads, c.inner_size, c.dropout, c.attn_dropout)
                                      for _ in range(c.decoder_layers))
         self.fusion = _Sharpness()
-        self.apply(self._init_weights)
+        init_normal(self, c.init_std)
         self.register_buffer("centroids", torch.zeros(1, d), persistent=False)
         self.register_buffer("text_interest", torch.zeros(self.n_items + 1, dtype=torch.long), persistent=False)
         self.register_buffer("image_interest", torch.zeros(self.n_items + 1, dtype=torch.long), persistent=False)
         self._stale = True  # interests are (re)discovered lazily: after init, loads, and every few epochs
         self._discoveries = 0
         self.last_discovery_s = 0.0
-
-    def _init_weights(self, m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=self.config.init_std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
-                with torch.no_grad():
-                    m.weight[m.padding_idx].zero_()
-
-    # -- features and interests --------------------------------------------------------------
 
     def _load_features(self, dataset) -> None:
         from modalrec.content.image import ImageReader, ImageTower
@@ -166,12 +155,7 @@ class MISSRec(SequentialRecommender):
             self._feat["text"] = feats.tensor().float()
             self._present["text"] = torch.from_numpy(np.asarray(feats.present, dtype=bool))
         if "image" in self.modalities:
-            reader = ImageReader(cat.item_ids, cat.image_paths, self.config.image.lmdb)
-            if not reader.has_source():
-                raise ValueError(
-                    f"{dataset.name}: MISSRec with modalities={self.config.modalities!r} needs item images, and the "
-                    "catalogue has none. Use model.modalities=text, point items.image_dir / items.image_col at "
-                    "images, or (MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
+            reader = ImageReader.for_model(dataset, self.config.image.lmdb, "MISSRec", self.config.modalities)
             feats, _ = encode_images(ImageTower(self.config.image, quiet=True), reader, dataset=dataset.name,
                                      what="pooled")
             self._feat["image"] = feats.tensor().float()

@@ -42,7 +42,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.fusion import Fusion
 from modalrec.nn.transformer import SequenceEncoder
@@ -191,10 +191,9 @@ class PMMRec(SequentialRecommender):
                                             c.dropout, c.attn_dropout, norm_first=False)
         self.nicl_head = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
         self.nid_head = nn.Linear(d, 1)
-        for name in ("fusion", "user_encoder", "nicl_head", "nid_head"):
-            getattr(self, name).apply(self._init_weights)
-        for enc in self.content_encoders():
-            self._init_weights(enc.proj)
+        for module in (self.fusion, self.user_encoder, self.nicl_head, self.nid_head,
+                       *(enc.proj for enc in self.content_encoders())):
+            init_normal(module, c.init_std)
         self.register_buffer("log_q", torch.zeros(self.n_items + 1), persistent=False)
         self._table: torch.Tensor | None = None
         self.attach(dataset, quiet=quiet)
@@ -205,14 +204,6 @@ class PMMRec(SequentialRecommender):
 
     def content_encoders(self) -> list[nn.Module]:
         return [getattr(self, f"{m}_encoder") for m in self.modalities]
-
-    def _init_weights(self, m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=self.config.init_std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-    supports_domains = True  # can pre-train on several data sets at once (data.extra_sources)
 
     def attach(self, dataset, *, quiet: bool = False) -> None:
         """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed).
@@ -242,12 +233,7 @@ class PMMRec(SequentialRecommender):
                                    what="prefix", progress=not quiet)
             dom["text"] = self.text_encoder.tables(feats)
         if "image" in self.modalities:
-            reader = ImageReader(cat.item_ids, cat.image_paths, self.config.image.lmdb)
-            if not reader.has_source():
-                raise ValueError(
-                    f"{dataset.name}: PMMRec with modalities={self.config.modalities!r} needs item images, and the "
-                    "catalogue has none. Use model.modalities=text, point items.image_dir / items.image_col at "
-                    "images, or (MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
+            reader = ImageReader.for_model(dataset, self.config.image.lmdb, "PMMRec", self.config.modalities)
             feats, _ = encode_images(self.image_encoder.tower, reader, dataset=dataset.name, what="prefix",
                                      progress=not quiet)
             dom["image"] = self.image_encoder.tables(feats)

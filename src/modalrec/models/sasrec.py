@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modalrec.losses import full_softmax_ce
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -48,16 +48,7 @@ class SASRec(SequentialRecommender):
             c.hidden_size, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
             c.attn_dropout, norm_first=c.norm_first,
         )
-        self.apply(self._init_weights)
-
-    def _init_weights(self, m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=self.config.init_std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
-                with torch.no_grad():
-                    m.weight[m.padding_idx].zero_()
+        init_normal(self, c.init_std)
 
     def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         w = self.item_embedding.weight

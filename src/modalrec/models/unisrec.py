@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.text import TextTowerConfig
 from modalrec.losses import info_nce
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -168,14 +168,8 @@ class UniSRec(SequentialRecommender):
                 self.item_embedding.weight[0].zero_()
         self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
                                             c.attn_dropout, norm_first=c.norm_first)
-        self.user_encoder.apply(self._init_weights)
+        init_normal(self.user_encoder, c.init_std)
         self.attach(dataset, quiet=quiet)
-
-    def _init_weights(self, m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=self.config.init_std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
 
     def attach(self, dataset, *, quiet: bool = False) -> None:
         """Load the frozen pooled text vectors of ``dataset``'s catalogue (feature store, encoded if needed).
