@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install demo test test-fast bench fetch clean help
 
 help:
-	@echo "make demo    install, fetch ml-100k, train SASRec and Pop, print results and recommendations"
+	@echo "make demo    install, fetch data and weights, pre-train PMMRec on ml-1m, fine-tune on ml-100k, compare with SASRec and Pop"
 	@echo "make test    install and run the whole test suite"
 	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json)"
 	@echo "make fetch   download the built-in data sets and encoder weights into \$$MODALREC_HOME (~/.cache/modalrec)"
