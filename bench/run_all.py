@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "sasrec_vs_recbole.py"]
+SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "sasrec_vs_recbole.py"]
 
 
 def main() -> int:
