@@ -202,6 +202,7 @@ def main() -> int:
 
     out = {"protocol": "leave-one-out, exact full ranking, history excluded, pessimistic ties; select on valid NDCG@10",
            "seeds": args.seeds, "ft_epochs": args.ft_epochs, "quick": args.quick, "pretrain_run": str(pre),
+           "report_only": args.report_only,  # true: only the runs finished so far (see "runs" per row)
            "pretrain": {"best_epoch": pre_res.get("best_epoch"), "epochs_run": pre_res.get("epochs_run"),
                         "train_time_s": pre_res.get("train_time_s"), "windows_per_epoch": pre_cfg_windows,
                         "windows_per_s": pre_thr, "valid": pre_res["valid"]["metrics"],
