@@ -205,6 +205,8 @@ class PMMRec(SequentialRecommender):
     def content_encoders(self) -> list[nn.Module]:
         return [getattr(self, f"{m}_encoder") for m in self.modalities]
 
+    supports_domains = True  # can pre-train on several data sets at once (data.extra_sources)
+
     def attach(self, dataset, *, quiet: bool = False) -> None:
         """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed).
 
