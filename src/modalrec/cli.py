@@ -23,6 +23,8 @@ examples:
   modalrec finetune --from runs/pmm-ml1m --dataset ml-100k --out runs/pmm-zs train.epochs=0 data.posters=true
   modalrec evaluate runs/demo --json
   modalrec recommend runs/demo --history 50,181,258 -k 5
+  modalrec recommend runs/demo --input histories.jsonl --output recs.jsonl -k 20
+  modalrec serve runs/pmm-ft --port 8000
 
 Overrides are key.sub=value pairs (YAML scalars): train.lr=5e-4 eval.ks=[10,20] data.split=cold.
 """
@@ -117,12 +119,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--quiet", action="store_true")
 
-    r = sub.add_parser("recommend", help="top-k recommendations for a history of item ids")
+    r = sub.add_parser("recommend", help="top-k recommendations for a history of item ids (or a JSONL file of them)",
+                       description="Recommend for one history (--history) or for every line of a JSONL file "
+                                   '(--input, lines like {"user": "u1", "history": ["50", "181"]}) into --output '
+                                   '(lines like {"user": "u1", "items": [...], "scores": [...]}).')
     r.add_argument("run", help="run folder")
-    r.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
-    r.add_argument("-k", type=int, default=10)
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--history", help="comma-separated item ids, oldest first")
+    what.add_argument("--input", metavar="FILE.jsonl", help="one history per line (needs --output)")
+    r.add_argument("--output", metavar="FILE.jsonl", help="where --input's recommendations go (written atomically)")
+    r.add_argument("-k", "--k", type=int, default=10, help="items per history (default 10)")
     r.add_argument("--include-seen", action="store_true", help="allow items of the history")
     r.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser(
+        "serve", help="HTTP service and web page for a trained run (needs modalrec[serve])",
+        description="Serve a run: JSON API (POST /recommend, POST /items, GET /items/search, ...; OpenAPI at "
+                    "/openapi.json) and a web page at /. See docs/serving.md.")
+    sv.add_argument("run", help="run folder")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    sv.add_argument("--index", choices=("auto", "exact", "ivf", "hnsw"), default="auto",
+                    help="item index: exact search, or FAISS ivf/hnsw (auto: FAISS for very large catalogues)")
+    sv.add_argument("--add-items", metavar="FILE",
+                    help="CSV or JSONL of new items to add at start (item_id plus text, or title/year/genres; "
+                         "optional image: a file path, relative to FILE's folder)")
+    sv.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
+    sv.add_argument("--quiet", action="store_true", help="no progress bars, only warnings in the server log")
     return ap
 
 
@@ -326,9 +350,19 @@ def _write_per_user(path: str, res, ds) -> None:
 
 
 def cmd_recommend(args) -> int:
+    if args.input and not args.output:
+        print("error: --input needs --output (the JSONL file to write)", file=sys.stderr)
+        return 2
+    if args.output and not args.input:
+        print("error: --output goes with --input (a JSONL file of histories)", file=sys.stderr)
+        return 2
     from modalrec.serve.recommender import Recommender
 
     rec = Recommender.load(args.run)
+    if args.input:
+        n = rec.recommend_file(args.input, args.output, k=args.k, exclude_seen=not args.include_seen)
+        print(f"{n} histories -> {args.output}")
+        return 0
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     recs = rec.recommend(history, k=args.k, exclude_seen=not args.include_seen)
     if args.json:
@@ -336,6 +370,58 @@ def cmd_recommend(args) -> int:
     else:
         for n, r in enumerate(recs, 1):
             print(f"{n:>3}. {r.item_id:<8} {r.score:9.4f}  {r.text}")
+    return 0
+
+
+def read_items_file(path: str) -> list[dict]:
+    """New items from a CSV or JSONL file (``item_id`` plus content; ``image`` paths relative to the file)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"items file not found: {p}")
+    rows: list[dict] = []
+    if p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        from modalrec.serve.recommender import read_jsonl_objects
+
+        rows = [row for _, row in read_jsonl_objects(p, "an object with 'item_id' and the item's content")]
+    elif p.suffix.lower() in (".csv", ".tsv"):
+        import pandas as pd
+
+        df = pd.read_csv(p, sep="\t" if p.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+        if "item_id" not in df.columns:
+            raise ValueError(f"{p}: no 'item_id' column (columns: {', '.join(df.columns)})")
+        rows = [{k: v for k, v in r.items() if v != ""} for r in df.to_dict("records")]
+    else:
+        raise ValueError(f"{p}: give a .csv, .tsv or .jsonl file of items")
+    for row in rows:
+        if isinstance(row.get("genres"), str):
+            row["genres"] = [g.strip() for g in row["genres"].replace("|", ",").split(",") if g.strip()]
+        if isinstance(row.get("image"), str) and row["image"]:
+            img = Path(row["image"])
+            row["image"] = str(img if img.is_absolute() else p.parent / img)
+    return rows
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from modalrec.serve.app import create_app
+    except ImportError as e:
+        print(f"error: serving needs FastAPI and uvicorn ({e.name or e} is missing): "
+              "pip install 'modalrec[serve]'", file=sys.stderr)
+        return 2
+    from modalrec.serve.recommender import Recommender
+
+    rec = Recommender.load(args.run, checkpoint=args.checkpoint, progress=not args.quiet, index=args.index)
+    if args.add_items:
+        added = rec.add_items(read_items_file(args.add_items))
+        print(f"added {len(added)} items from {args.add_items}")
+    app = create_app(rec, max_body_bytes=int(args.max_body_mb * 2**20))
+    print(f"{rec.model_name}: {rec.n_items} items; web page and API on http://{args.host}:{args.port}/ "
+          "(Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
 
@@ -350,7 +436,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
 COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train, "finetune": cmd_finetune,
             "evaluate": cmd_evaluate,
-            "recommend": cmd_recommend}
+            "recommend": cmd_recommend, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

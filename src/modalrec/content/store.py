@@ -138,6 +138,51 @@ class EncodeReport:
                 "seconds": round(self.seconds, 2), "reused": self.reused}
 
 
+def _text_block(tower, ids: torch.Tensor, mask: torch.Tensor, what: str) -> torch.Tensor:
+    """fp16 features of tokenised texts: pooled ``[n, H]`` or the frozen layers' states ``[n, T, H]``."""
+    with torch.no_grad():
+        h = tower.prefix(ids, mask)
+        if what == "pooled":
+            h = tower.pool(tower.top(h, mask), mask)
+    return h.to(torch.float16)
+
+
+def _image_block(tower, images_uint8: np.ndarray, what: str) -> torch.Tensor:
+    """fp16 features of decoded images ``[n, S, S, 3]``: pooled ``[n, C]`` or the prefix feature maps."""
+    with torch.no_grad():
+        h = tower.prefix(tower.normalise(torch.from_numpy(np.ascontiguousarray(images_uint8))))
+        if what == "pooled":
+            h = tower.pool(tower.top(h))
+    return h.to(torch.float16)
+
+
+def text_rows(tower, texts: list[str], what: str = "pooled") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Features of texts that are not in any store (items added while serving), computed exactly as
+    :func:`encode_text` stores them (fp16): ``(values, present [n], lengths [n])``; an empty text is
+    absent (zeros, length 0)."""
+    texts = [str(t) for t in texts]
+    present = np.array([t != "" for t in texts], dtype=bool)
+    ids, mask = tower.tokenize([t if t else " " for t in texts])
+    lengths = mask.sum(1).to(torch.int32).numpy()
+    lengths[~present] = 0
+    values = _text_block(tower, ids, mask, what)
+    values[torch.from_numpy(~present)] = 0
+    return values, present, lengths
+
+
+def image_rows(tower, images_uint8: np.ndarray | None, present: np.ndarray, what: str = "pooled") -> torch.Tensor:
+    """Features of decoded images ``[n, S, S, 3]`` (uint8) as :func:`encode_images` stores them (fp16);
+    rows with ``present`` False are zeros."""
+    present = np.asarray(present, dtype=bool)
+    size = tower.cfg.image_size
+    with torch.no_grad():
+        probe = _image_block(tower, np.zeros((1, size, size, 3), np.uint8), what)
+    out = torch.zeros((len(present), *probe.shape[1:]), dtype=torch.float16)
+    if present.any():
+        out[torch.from_numpy(present)] = _image_block(tower, np.asarray(images_uint8)[present], what)
+    return out
+
+
 def encode_text(tower, item_ids, texts, *, dataset: str, what: str = "pooled", root=None,
                 batch_size: int = 64, progress: bool = True, dist=None) -> tuple[Features, EncodeReport]:
     """Encode every catalogue row's text with ``tower`` (:class:`~modalrec.content.text.TextTower`).
@@ -165,12 +210,7 @@ def encode_text(tower, item_ids, texts, *, dataset: str, what: str = "pooled", r
 
     def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = int(lengths[rows].max())
-        i, m = ids[rows, :t], mask[rows, :t]
-        with torch.no_grad():
-            h = tower.prefix(i, m)
-            if what == "pooled":
-                h = tower.pool(tower.top(h, m), m)
-        return h.to(torch.float16).numpy(), np.ones(len(rows), dtype=bool)
+        return _text_block(tower, ids[rows, :t], mask[rows, :t], what).numpy(), np.ones(len(rows), dtype=bool)
 
     extra = {"lengths": lengths} if what == "prefix" else {}
     return _encode(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
@@ -199,12 +239,7 @@ def encode_images(tower, reader, *, dataset: str, what: str = "pooled", root=Non
         imgs, ok = reader.load(rows, size)
         out = np.zeros((len(rows), *shape[1:]), dtype=np.float16)
         if ok.any():
-            x = tower.normalise(torch.from_numpy(imgs[ok]))
-            with torch.no_grad():
-                h = tower.prefix(x)
-                if what == "pooled":
-                    h = tower.pool(tower.top(h))
-            out[ok] = h.to(torch.float16).numpy()
+            out[ok] = _image_block(tower, imgs[ok], what).numpy()
         return out, ok
 
     return _encode(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,

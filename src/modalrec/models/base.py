@@ -7,6 +7,9 @@ Trainer, evaluator and server only use this surface, so they never ask which mod
 * ``user_embeddings(batch) -> Tensor[B, d]``: one vector per history in ``batch["items"]``.
 * ``score(users, items) -> Tensor[B, N]``: ``users @ items.T`` unless a model documents otherwise.
 * ``forward(batch) -> Output``: the training loss lives in ``forward`` (DDP/AMP friendly).
+* ``add_items(NewItems) -> Tensor[n]`` / ``truncate_items(n)``: ID-free models append items they
+  never saw (raw content) to their catalogue, so serving can score and use them at once; ID models
+  raise :class:`CapabilityError`.
 
 Batches are dicts of tensors. Histories are **left-padded** with item 0, so the most recent item
 is always at position ``L-1``:
@@ -50,6 +53,23 @@ def init_normal(module: nn.Module, std: float) -> None:
     module.apply(init)  # post-order, as nn.Module.apply always was here: same numbers for a seed
 
 
+class CapabilityError(ValueError):
+    """A model asked for something its design cannot do (e.g. an ID model asked to encode a new item)."""
+
+
+@dataclass
+class NewItems:
+    """Raw content of items a model never saw: ``texts`` [n] ("" = no text), ``images`` uint8
+    ``[n, S, S, 3]`` already decoded at the image tower's size (or None), ``present`` [n] bool."""
+
+    texts: list
+    images: "object | None" = None
+    present: "object | None" = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
 class Output(NamedTuple):
     loss: torch.Tensor
     logs: dict
@@ -62,6 +82,7 @@ class SequentialRecommender(nn.Module):
     config_class: type = ModelConfig
     trainable: bool = True  # False for statistics-only models (pop): no optimizer, no epochs
     id_free: bool = False  # True when items are encoded from content (unseen items can be scored)
+    score_is_dot: bool = True  # score() is a positive multiple of users @ items.T (approximate MIPS indexes apply)
 
     def __init__(self, config: ModelConfig, dataset: "PreparedDataset"):
         super().__init__()
@@ -80,6 +101,20 @@ class SequentialRecommender(nn.Module):
 
     def forward(self, batch: dict) -> Output:
         raise NotImplementedError
+
+    def add_items(self, new: NewItems) -> torch.Tensor:
+        """Append ``new`` to the catalogue (indices ``n_items+1 ..``) and return their indices."""
+        raise CapabilityError(
+            f"{self.name} learns one ID embedding per training item, so it cannot score or use an item it "
+            "never saw; use an ID-free model (pmmrec, missrec or unisrec in inductive mode) for new items")
+
+    def truncate_items(self, n_items: int) -> None:
+        """Forget items above ``n_items`` (undoes :meth:`add_items`)."""
+        raise CapabilityError(f"{self.name} cannot add or remove items")
+
+    def similarity_vectors(self, table: torch.Tensor) -> torch.Tensor:
+        """Rows of ``item_embeddings()`` as vectors whose cosine means item similarity (default: as is)."""
+        return table
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each training epoch (1-based). Default: nothing."""

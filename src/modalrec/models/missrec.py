@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
+from modalrec.models.base import CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.kmeans import kmeans
 from modalrec.nn.transformer import DecoderBlock, TransformerBlock, causal_padding_mask
@@ -100,6 +100,7 @@ class _Sharpness(nn.Module):
 @register_model("missrec")
 class MISSRec(SequentialRecommender):
     config_class = MISSRecConfig
+    score_is_dot = False  # dynamic fusion of per-modality cosines
 
     def __init__(self, config: MISSRecConfig, dataset):
         super().__init__(config, dataset)
@@ -221,6 +222,63 @@ class MISSRec(SequentialRecommender):
         sid, spos, keep = sid.gather(1, order), spos.gather(1, order), keep.gather(1, order)
         w = max(1, int(keep.sum(1).max()))
         return sid[:, :w] * keep[:, :w], spos[:, :w], keep[:, :w]
+
+    # -- new items (serving) -------------------------------------------------------------------
+
+    def _tower(self, m: str):
+        """The frozen feature extractor of modality ``m`` (built on first use; not a submodule)."""
+        towers = self.__dict__.setdefault("_towers", {})
+        if m not in towers:
+            if m == "text":
+                from modalrec.content.text import TextTower
+                towers[m] = TextTower(self.config.text, quiet=True).eval()
+            else:
+                from modalrec.content.image import ImageTower
+                towers[m] = ImageTower(self.config.image, quiet=True).eval()
+        return towers[m]
+
+    @torch.no_grad()
+    def add_items(self, new: NewItems) -> torch.Tensor:
+        """Append items never seen: frozen pooled features as the feature store computes them, and each
+        modality assigned to its nearest interest centroid (interests are not re-discovered)."""
+        from modalrec.content.store import image_rows, text_rows
+
+        if not self.id_free:
+            raise CapabilityError("this MISSRec model is transductive (content + ID embeddings): a new item "
+                                  "has no ID embedding; train with model.mode=inductive to serve new items")
+        if self._stale and self.config.interests:
+            self.discover_interests()
+        n0, n = self.n_items, len(new)
+        dev = self.position.weight.device
+        for m in self.modalities:
+            if m == "text":
+                vals, present, _ = text_rows(self._tower("text"), new.texts, what="pooled")
+            else:
+                present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
+                vals = image_rows(self._tower("image"), new.images, present, what="pooled")
+            self._feat[m] = torch.cat([self._feat[m], vals.float()])
+            self._present[m] = torch.cat([self._present[m], torch.from_numpy(present)])
+            assign = torch.zeros(n, dtype=torch.long, device=dev)
+            if self.config.interests and present.any():
+                rows = torch.arange(n0 + 1, n0 + n + 1)[torch.from_numpy(present)]
+                dist = torch.cdist(self._adapted(m, rows), self.centroids[1:])
+                assign[torch.from_numpy(present).to(dev)] = dist.argmin(1) + 1
+            setattr(self, f"{m}_interest", torch.cat([getattr(self, f"{m}_interest"), assign]))
+        self.n_items = n0 + n
+        return torch.arange(n0 + 1, n0 + n + 1, device=dev)
+
+    def truncate_items(self, n_items: int) -> None:
+        if not 0 < n_items <= self.n_items:
+            raise ValueError(f"cannot truncate a catalogue of {self.n_items} items to {n_items}")
+        for m in self.modalities:
+            self._feat[m] = self._feat[m][:n_items + 1]
+            self._present[m] = self._present[m][:n_items + 1]
+            setattr(self, f"{m}_interest", getattr(self, f"{m}_interest")[:n_items + 1])
+        self.n_items = n_items
+
+    def similarity_vectors(self, table: torch.Tensor) -> torch.Tensor:
+        """The per-modality normalised vectors (presence flags dropped)."""
+        return table[:, :len(self.modalities) * self.config.hidden_size]
 
     # -- item tower --------------------------------------------------------------------------
 

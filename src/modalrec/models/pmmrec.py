@@ -42,7 +42,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
+from modalrec.models.base import ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.fusion import Fusion
 from modalrec.nn.transformer import SequenceEncoder
@@ -309,6 +309,59 @@ class PMMRec(SequentialRecommender):
                     present = np.zeros(n, dtype=bool)
                 parts.append(self.image_encoder.encode_raw(images, present, dev))
         return self.fusion(parts)
+
+    @torch.no_grad()
+    def add_items(self, new: NewItems) -> torch.Tensor:
+        """Append items never seen (raw content) to the evaluated catalogue: their frozen features are
+        computed as the feature store would (fp16), so an added item gets the vector it would have had
+        in the catalogue. The cached item table grows by the new rows only."""
+        from modalrec.content.store import image_rows, text_rows
+
+        if self.training:
+            raise RuntimeError("add_items is for serving: call model.eval() first")
+        self._use(0)
+        dom, n0, n = self._domains[0], self._domains[0]["n_items"], len(new)
+        old_table = self._table
+        if "text" in self.modalities:
+            vals, _, lengths = text_rows(self.text_encoder.tower, new.texts, what="prefix")
+            cache, aux = dom["text"]
+            t = max(cache.shape[1], vals.shape[1])
+            grow = torch.zeros(n, t, cache.shape[2], dtype=cache.dtype)
+            grow[:, :vals.shape[1]] = vals.to(cache.dtype)
+            if t > cache.shape[1]:  # a longer text than any in the catalogue: widen the token axis
+                cache = torch.cat([cache, cache.new_zeros(cache.shape[0], t - cache.shape[1], cache.shape[2])], 1)
+            dom["text"] = (torch.cat([cache, grow]), torch.cat([aux, torch.from_numpy(lengths.astype(np.int64))]))
+        if "image" in self.modalities:
+            present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
+            tower = self.image_encoder.tower
+            vals = image_rows(tower, new.images, present, what="prefix")
+            cache, aux = dom["image"]
+            if tower.split >= len(tower.backbone.stages):  # frozen tower: the table holds pooled grids
+                vals = F.adaptive_avg_pool2d(vals.float(), self.image_encoder.grid)
+            dom["image"] = (torch.cat([cache, vals.to(cache.dtype)]), torch.cat([aux, torch.from_numpy(present)]))
+        dom["log_q"] = torch.cat([dom["log_q"], dom["log_q"][1:].min().expand(n)])  # as rare as the rarest
+        dom["n_items"] = n0 + n
+        self._active = -1
+        self._use(0)
+        rows = torch.arange(n0 + 1, n0 + n + 1, device=self.log_q.device)
+        if old_table is not None:
+            self._table = torch.cat([old_table, self._encode(rows)])
+        return rows
+
+    def truncate_items(self, n_items: int) -> None:
+        dom = self._domains[0]
+        if not 0 < n_items <= dom["n_items"]:
+            raise ValueError(f"cannot truncate a catalogue of {dom['n_items']} items to {n_items}")
+        table = self._table
+        for m in self.modalities:
+            cache, aux = dom[m]
+            dom[m] = (cache[:n_items + 1], aux[:n_items + 1])
+        dom["log_q"] = dom["log_q"][:n_items + 1]
+        dom["n_items"] = n_items
+        self._active = -1
+        self._use(0)
+        if table is not None:
+            self._table = table[:n_items + 1]
 
     # -- user tower --------------------------------------------------------------------------
 

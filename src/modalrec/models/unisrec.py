@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.text import TextTowerConfig
 from modalrec.losses import info_nce
-from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
+from modalrec.models.base import CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -238,6 +238,28 @@ class UniSRec(SequentialRecommender):
         finally:
             self.adaptor.train(was)
         return F.normalize(v, dim=-1)
+
+    @torch.no_grad()
+    def add_items(self, new: NewItems) -> torch.Tensor:
+        """Append items never seen (inductive mode): their pooled text features as the store computes them."""
+        from modalrec.content.store import text_rows
+
+        if not self.id_free:
+            raise CapabilityError("this UniSRec model is transductive (text + ID embeddings): a new item has no "
+                                  "ID embedding; train with model.mode=inductive to serve new items")
+        vals, present, _ = text_rows(self.text_encoder, new.texts, what="pooled")
+        dev = self.text_feat.device
+        n0, n = self.n_items, len(new)
+        self.text_feat = torch.cat([self.text_feat, vals.float().to(dev)])
+        self.text_present = torch.cat([self.text_present, torch.from_numpy(present).to(dev)])
+        self.n_items = n0 + n
+        return torch.arange(n0 + 1, n0 + n + 1, device=dev)
+
+    def truncate_items(self, n_items: int) -> None:
+        if not 0 < n_items <= self.n_items:
+            raise ValueError(f"cannot truncate a catalogue of {self.n_items} items to {n_items}")
+        self.text_feat, self.text_present = self.text_feat[:n_items + 1], self.text_present[:n_items + 1]
+        self.n_items = n_items
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Cosine / temperature: both sides are already L2-normalised."""

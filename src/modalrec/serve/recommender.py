@@ -1,13 +1,59 @@
-"""Recommendations from a trained run: load it, score histories, return the top items."""
+"""Recommendations from a trained run: load it, score histories, add new items, find similar items.
+
+``Recommender.load(run_dir)`` rebuilds the model from the run's config and best checkpoint and keeps
+its item matrix in a retrieval index (:mod:`modalrec.serve.index`: exact chunked search, FAISS for
+very large catalogues). A history entry is a catalogue item id or, for ID-free models, the raw
+content of an item the model never saw (``{"title": ..., "genres": [...], "image": ...}`` or
+``{"text": ...}``). :meth:`Recommender.add_items` encodes new items with the model's own towers and
+makes them recommendable at once, without retraining. Every method is safe to call from several
+threads while items are being added (one re-entrant lock around model state; searches run on the
+index's copy-on-write matrix).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from modalrec.models.base import CapabilityError, NewItems
 from modalrec.train.trainer import RunDir
+
+MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
+
+
+class RequestError(ValueError):
+    """A request the recommender cannot answer as asked; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class UnknownItemError(RequestError, KeyError):
+    """Item ids that are not in the catalogue (``item_ids`` lists them all)."""
+
+    status = 404
+
+    def __init__(self, item_ids: list[str]):
+        self.item_ids = list(item_ids)
+        shown = ", ".join(repr(i) for i in self.item_ids[:10]) + (" ..." if len(self.item_ids) > 10 else "")
+        super().__init__(f"unknown item id(s): {shown} (not in the catalogue; add new items first, or give "
+                         "their content instead of an id)")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class UnsupportedError(RequestError):
+    """The model cannot do this by design (e.g. an ID model asked to encode a new item)."""
+
+    status = 422
 
 
 @dataclass
@@ -15,59 +61,547 @@ class Recommendation:
     item_id: str
     score: float
     text: str
+    is_new: bool = False  # added after training (never seen by the model)
+    has_image: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ItemInfo:
+    item_id: str
+    text: str
+    is_new: bool = False
+    has_image: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+
+def read_jsonl_objects(path: Path, expected: str, error=ValueError):
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file; a line that is not
+    JSON, or not a JSON object, raises ``error`` naming the file and line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise error(f"{path}, line {n}: expected {expected}")
+            yield n, obj
 
 
 class Recommender:
-    """A trained run ready to answer: ``Recommender.load(run_dir).recommend(["50", "181"])``."""
+    """A trained run ready to answer: ``Recommender.load("runs/demo/pmmrec").recommend(["50", "181"])``."""
 
-    def __init__(self, cfg, dataset, model):
+    def __init__(self, cfg, dataset, model, *, index: str = "auto", source=None, **index_opts):
+        from modalrec.serve.index import build_index
+
         self.cfg, self.dataset, self.model = cfg, dataset, model
         self.model.eval()
+        self._lock = threading.RLock()
+        self._source = source
+        cat = dataset.catalogue
+        self._ids: list[str] = cat.item_ids.tolist()
+        self._text: list[str] = cat.text.tolist()
+        self._row: dict[str, int] = {k: i for i, k in enumerate(self._ids) if i > 0}
+        self._n_trained = len(self._ids) - 1
+        # catalogue row -> the model's row (0: known to the index only, see add_vectors)
+        self._mrow: list[int] = list(range(len(self._ids)))
+        self._lower: list[str] = [t.lower() for t in self._text]
+        self._new_images: dict[int, bytes] = {}
+        self._image_reader = None
+        if cat.image_paths is not None:
+            from modalrec.content.image import ImageReader
+
+            self._image_reader = ImageReader(cat.item_ids, cat.image_paths)
+        self._has_image = np.zeros(len(self._ids), dtype=bool)
+        if self._image_reader is not None:
+            self._has_image[:] = self._image_reader.available()
         with torch.no_grad():
-            self._items = self.model.item_embeddings(None)
+            table = self.model.item_embeddings(None).float()
+        scorer = None if model.score_is_dot else model.score
+        self.index = build_index(table, kind=index, scorer=scorer, **index_opts)
+        self._scale = 1.0  # score() = scale * dot product for dot models (UniSRec: 1 / temperature)
+        if model.score_is_dot:
+            g = torch.Generator().manual_seed(0)
+            u, v = torch.randn(1, table.shape[1], generator=g), torch.randn(1, table.shape[1], generator=g)
+            with torch.no_grad():
+                self._scale = float(model.score(u, v)[0, 0]) / float((u @ v.T)[0, 0])
+        self._sim_index = None
+
+    # -- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best", progress: bool = False) -> "Recommender":
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", progress: bool = False, index: str = "auto",
+             **index_opts) -> "Recommender":
+        """Model, catalogue and item index of a finished run (``checkpoint``: ``best`` or ``last``)."""
         from modalrec.config import load_run_config
-        from modalrec.data.prepare import load_or_prepare
+        from modalrec.data.prepare import load_or_prepare, resolve_source
         from modalrec.models.registry import build_model
         from modalrec.train import checkpoint as ckpt_io
 
         rd = RunDir(run_dir)
         if not rd.config.is_file():
             raise FileNotFoundError(f"{rd.path} is not a run folder (no config.yaml); train one with `modalrec train`")
+        if checkpoint not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
         cfg = load_run_config(rd.config)
         path = rd.best if checkpoint == "best" else rd.last
         ck = ckpt_io.load(path, expect_model=cfg.model.name)
         dataset = load_or_prepare(cfg.data, progress=progress)
         model = build_model(cfg.model, dataset)
         ckpt_io.load_model_state(model, ck["model"], str(path))
-        return cls(cfg, dataset, model)
+        try:
+            source = resolve_source(cfg.data)
+        except Exception:  # the run's tables moved: new items then need a "text" field
+            source = None
+        return cls(cfg, dataset, model, index=index, source=source, **index_opts)
 
-    def history_indices(self, history: list) -> torch.Tensor:
-        """Raw item ids -> left-padded LongTensor [1, max_len] (most recent last)."""
-        if len(history) == 0:
-            raise ValueError("the history is empty: give at least one item id")
-        idx = self.dataset.catalogue.indices_of(history)[-self.cfg.model.max_len :]
-        row = torch.zeros(1, self.cfg.model.max_len, dtype=torch.long)
-        row[0, -len(idx) :] = torch.as_tensor(idx)
-        return row
+    # -- catalogue -----------------------------------------------------------------------------
+
+    @property
+    def n_items(self) -> int:
+        return len(self._ids) - 1
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.model.name
+
+    @property
+    def can_add_items(self) -> bool:
+        return bool(self.model.id_free)
+
+    def _info(self, row: int) -> ItemInfo:
+        return ItemInfo(self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]))
+
+    def item(self, item_id) -> ItemInfo:
+        return self._info(self._rows([item_id])[0])
+
+    def _rows(self, item_ids: Iterable) -> list[int]:
+        ids = [str(i) for i in item_ids]
+        unknown = [i for i in ids if i not in self._row]
+        if unknown:
+            raise UnknownItemError(unknown)
+        return [self._row[i] for i in ids]
+
+    def search(self, query: str, limit: int = 20) -> list[ItemInfo]:
+        """Items whose text contains ``query`` (case-insensitive); texts that start with it first."""
+        q = str(query).strip().lower()
+        if not q:
+            return []
+        if limit < 1:
+            raise RequestError(f"limit must be at least 1, not {limit}")
+        starts, contains = [], []
+        for row in range(1, len(self._lower)):
+            t = self._lower[row]
+            if t.startswith(q):
+                starts.append(row)
+            elif q in t:
+                contains.append(row)
+            if len(starts) >= limit:
+                break
+        return [self._info(r) for r in (starts + contains)[:limit]]
+
+    def item_image(self, item_id) -> bytes | None:
+        """The encoded image file of an item (None when it has none)."""
+        row = self._rows([item_id])[0]
+        if row in self._new_images:
+            return self._new_images[row]
+        if self._image_reader is None or not self._has_image[row]:
+            return None
+        data, _ = self._image_reader._bytes(row)
+        return data
+
+    # -- content of items the model never saw ----------------------------------------------------
+
+    def _text_of(self, fields: dict) -> str:
+        """Catalogue text of a new item: ``text`` as given, else rendered like the catalogue's texts."""
+        if fields.get("text"):
+            return str(fields["text"])
+        title = fields.get("title")
+        src = self._source
+        if src is not None and src.kind == "builtin" and title:
+            from modalrec.data.builtin import movie_frame
+            from modalrec.data.tables import render_text, template_fields
+
+            genres = fields.get("genres") or []
+            if isinstance(genres, str):
+                genres = [g.strip() for g in genres.replace("|", ",").split(",")]
+            df = movie_frame([fields.get("item_id", "new")], [str(title)], [fields.get("year") or ""], [genres])
+            spec = src.items
+            need = template_fields(spec.text_template) if spec.text_template else list(spec.text_fields)
+            if all(f in df.columns for f in need):  # MovieLens; other built-ins (synthetic) fall through
+                return str(render_text(df, spec.text_fields, spec.text_template)[0])
+        if src is not None and src.items is not None:
+            from modalrec.data.tables import render_text, template_fields
+
+            spec = src.items
+            need = template_fields(spec.text_template) if spec.text_template else list(spec.text_fields)
+            if need and any(f in fields for f in need):
+                import pandas as pd
+
+                df = pd.DataFrame([{f: fields.get(f, "") for f in need}])
+                return str(render_text(df, spec.text_fields, spec.text_template)[0])
+        if title:
+            return str(title)
+        raise RequestError("a new item needs its content: give 'text', or 'title' (with optional 'year' and "
+                           "'genres')")
+
+    def _image_of(self, fields: dict, text: str) -> tuple[np.ndarray | None, bytes | None]:
+        """(decoded image at the tower's size or None, the encoded bytes kept for display)."""
+        size = self._image_size()
+        data = fields.get("image")
+        if data is None and self._poster_style() and fields.get("title"):
+            from modalrec.content.posters import poster_png
+
+            data = poster_png(str(fields["title"]), fields.get("year") or "", fields.get("genres") or [])
+        if data is None:
+            return None, None
+        if isinstance(data, np.ndarray):
+            from modalrec.data.builtin import png_bytes
+
+            arr = np.asarray(data, dtype=np.uint8)
+            if arr.ndim != 3 or arr.shape[2] != 3:
+                raise RequestError(f"an image array must be [H, W, 3] uint8, not shape {list(arr.shape)}")
+            data = png_bytes(arr)
+        elif isinstance(data, (str, Path)):
+            p = Path(data)
+            if not p.is_file():
+                raise RequestError(f"image file not found: {p}")
+            data = p.read_bytes()
+        if not isinstance(data, (bytes, bytearray)):
+            raise RequestError("'image' must be a file path, encoded image bytes or an [H, W, 3] uint8 array")
+        if size is None:
+            return None, bytes(data)
+        from modalrec.content.image import decode_image
+
+        try:
+            return decode_image(bytes(data), size), bytes(data)
+        except Exception as e:
+            raise RequestError(f"the image of new item {fields.get('item_id', '')!r} cannot be decoded: {e}") from e
+
+    def _image_size(self) -> int | None:
+        mods = getattr(self.model, "modalities", [])
+        return int(self.cfg.model.image.image_size) if "image" in mods else None
+
+    def _poster_style(self) -> bool:
+        return bool(self.cfg.data.posters) and self._source is not None and self._source.kind == "builtin"
+
+    def _new_items(self, entries: list[dict]) -> tuple[NewItems, list[str], list[bytes | None]]:
+        texts, images, present, raw = [], [], [], []
+        size = self._image_size()
+        for fields in entries:
+            text = self._text_of(fields)
+            img, data = self._image_of(fields, text)
+            texts.append(text)
+            raw.append(data)
+            present.append(img is not None)
+            if size is not None:
+                images.append(img if img is not None else np.zeros((size, size, 3), np.uint8))
+        arr = np.stack(images) if size is not None and images else None
+        return NewItems(texts, arr, np.asarray(present, dtype=bool)), texts, raw
+
+    def _require_content_model(self, what: str) -> None:
+        if not self.model.id_free:
+            raise UnsupportedError(
+                f"{self.model_name} gives every item an ID embedding learnt in training, so it cannot {what}; "
+                "use an ID-free model (pmmrec, missrec or unisrec with model.mode=inductive)")
+
+    # -- adding items ----------------------------------------------------------------------------
+
+    def add_items(self, items) -> list[str]:
+        """Encode new items with the model's towers and make them recommendable now.
+
+        ``items``: a pandas DataFrame or a list of dicts with ``item_id`` and the content (``text``, or
+        ``title`` with optional ``year`` and ``genres``; optional ``image``: path, bytes or array).
+        Returns the ids added. Either every item is added or none (nothing is half-added).
+        """
+        self._require_content_model("add items it never saw")
+        rows = items.to_dict("records") if hasattr(items, "to_dict") else list(items)
+        if not rows:
+            raise RequestError("no items to add")
+        ids = []
+        for k, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise RequestError(f"item {k}: expected a mapping of fields, got {type(r).__name__}")
+            iid = r.get("item_id")
+            if iid is None or str(iid).strip() == "":
+                raise RequestError(f"item {k}: 'item_id' is missing")
+            ids.append(str(iid).strip())
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise RequestError(f"item ids given twice: {', '.join(dup[:10])}")
+        new, texts, raw = self._new_items(rows)
+        with self._lock:
+            taken = [i for i in ids if i in self._row]
+            if taken:
+                raise RequestError(f"item id(s) already in the catalogue: {', '.join(taken[:10])}")
+            n0 = self.model.n_items
+            try:
+                idx = self.model.add_items(new)
+            except CapabilityError as e:
+                raise UnsupportedError(str(e)) from None
+            try:
+                with torch.no_grad():
+                    vec = self.model.item_embeddings(idx).float()
+                self._append(ids, texts, raw, vec, idx.tolist())
+            except BaseException:
+                self.model.truncate_items(n0)
+                raise
+        return ids
+
+    def _append(self, ids: list[str], texts: list[str], raw: list, vec: torch.Tensor, model_rows: list[int]) -> None:
+        """Add rows to the index and the catalogue metadata (caller holds the lock)."""
+        first = len(self._ids)
+        got = self.index.add(vec)
+        if [int(i) for i in got] != list(range(first, first + len(ids))):
+            raise RuntimeError("item index and catalogue are out of step")
+        for k, (iid, text, data) in enumerate(zip(ids, texts, raw)):
+            self._ids.append(iid)
+            self._text.append(text)
+            self._lower.append(text.lower())
+            self._row[iid] = first + k
+            self._mrow.append(model_rows[k])
+            if data is not None:
+                self._new_images[first + k] = data
+        self._has_image = np.concatenate([self._has_image, [d is not None for d in raw]])
+        if self._sim_index is not None:
+            self._sim_index.add(self._similarity(vec))
+
+    def add_vectors(self, item_ids: list, vectors, texts: list[str] | None = None) -> list[str]:
+        """Items whose vectors were computed elsewhere (e.g. a large catalogue encoded offline with the
+        same model): recommendable at once; they cannot appear in histories (the model has no
+        content for them). ``vectors``: ``[n, d]`` rows of the model's item space."""
+        ids = [str(i) for i in item_ids]
+        vec = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+        width = self.index.items.shape[1] if hasattr(self.index, "items") else vec.shape[-1]
+        if vec.ndim != 2 or vec.shape != (len(ids), width):
+            raise RequestError(f"vectors must have shape [{len(ids)}, {width}], not {list(vec.shape)}")
+        if len(set(ids)) != len(ids):
+            raise RequestError("item ids given twice")
+        texts = [str(t) for t in texts] if texts is not None else [""] * len(ids)
+        with self._lock:
+            taken = [i for i in ids if i in self._row]
+            if taken:
+                raise RequestError(f"item id(s) already in the catalogue: {', '.join(taken[:10])}")
+            self._append(ids, texts, [None] * len(ids), vec, [0] * len(ids))
+        return ids
+
+    # -- recommending --------------------------------------------------------------------------
+
+    def _history_rows(self, history: list) -> tuple[list[int], list[dict]]:
+        """Catalogue rows of a history; raw-content entries become negative placeholders -1, -2, ..."""
+        if not isinstance(history, (list, tuple)) or len(history) == 0:
+            raise RequestError("the history is empty: give at least one item id (or the content of an item)")
+        rows, raw, unknown = [], [], []
+        for h in history:
+            if isinstance(h, dict):
+                raw.append(h)
+                rows.append(-len(raw))
+            elif isinstance(h, (str, int, np.integer)) and not isinstance(h, bool):
+                key = str(h)
+                if key in self._row:
+                    rows.append(self._row[key])
+                else:
+                    unknown.append(key)
+            else:
+                raise RequestError(f"a history entry must be an item id or a mapping of content, not {h!r}")
+        if unknown:
+            raise UnknownItemError(unknown)
+        if raw:
+            self._require_content_model("use an item it never saw in a history")
+        return rows, raw
+
+    def _left_pad(self, rows_list: list[list[int]]) -> torch.Tensor:
+        L = self.cfg.model.max_len
+        out = torch.zeros(len(rows_list), L, dtype=torch.long)
+        for b, rows in enumerate(rows_list):
+            rows = rows[-L:]
+            out[b, L - len(rows):] = torch.as_tensor(rows, dtype=torch.long)
+        return out
 
     @torch.no_grad()
-    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
-        n = self.dataset.n_items
-        if not 1 <= k <= n:
-            raise ValueError(f"k={k} must be between 1 and the catalogue size {n}")
-        items = self.history_indices(history)
-        user = self.model.user_embeddings({"items": items})
-        scores = self.model.score(user, self._items)[0].float()
-        scores[0] = float("-inf")
-        if exclude_seen:
-            scores[items[0][items[0] > 0]] = float("-inf")
-        top = torch.topk(scores, k)
-        cat = self.dataset.catalogue
-        return [
-            Recommendation(str(cat.item_ids[i]), float(s), str(cat.text[i]))
-            for s, i in zip(top.values.tolist(), top.indices.tolist())
-            if s != float("-inf")
-        ]
+    def _users(self, histories: list[list]) -> tuple[torch.Tensor, list[list[int]]]:
+        """User vectors [B, d] and each history's catalogue rows (for excluding seen items)."""
+        parsed = [self._history_rows(h) for h in histories]
+        with self._lock:
+            vector_only = [self._ids[r] for rows, _ in parsed for r in rows if r > 0 and self._mrow[r] == 0]
+            if vector_only:
+                raise RequestError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
+                                   "they can be recommended but not used in a history")
+            n0 = self.model.n_items
+            extra = [r for _, raw in parsed for r in raw]
+            if extra:  # raw content: borrow model rows for this call only, then forget them
+                new, _, _ = self._new_items(extra)
+                self.model.add_items(new)
+            try:
+                full, off = [], n0
+                for rows, raw in parsed:
+                    full.append([self._mrow[r] if r > 0 else off - r for r in rows])
+                    off += len(raw)
+                users = self.model.user_embeddings({"items": self._left_pad(full)}).float()
+            finally:
+                if extra:
+                    self.model.truncate_items(n0)
+        return users, [[r for r in rows if r > 0] for rows, _ in parsed]
+
+    def _allowed(self, include, exclude) -> torch.Tensor | None:
+        if include is None and exclude is None:
+            return None
+        n = len(self._ids)
+        if include is not None:
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[self._rows(include)] = True
+        else:
+            mask = torch.ones(n, dtype=torch.bool)
+        if exclude is not None:
+            mask[self._rows(exclude)] = False
+        return mask
+
+    def _check_k(self, k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise RequestError(f"k must be an integer, not {k!r}")
+        if not 1 <= k <= min(MAX_K, self.n_items):
+            raise RequestError(f"k={k} must be between 1 and {min(MAX_K, self.n_items)}")
+        return int(k)
+
+    def _results(self, scores: torch.Tensor, idx: torch.Tensor, k: int,
+                 filter: Callable[[ItemInfo], bool] | None) -> list[Recommendation]:
+        out = []
+        for s, i in zip(scores.tolist(), idx.tolist()):
+            if i <= 0 or s == float("-inf"):
+                continue
+            info = self._info(i)
+            if filter is not None and not filter(info):
+                continue
+            out.append(Recommendation(info.item_id, float(s), info.text, info.is_new, info.has_image))
+            if len(out) == k:
+                break
+        return out
+
+    def _search(self, users: torch.Tensor, seen: list[list[int]], k: int, exclude_seen: bool, allowed,
+                filter) -> list[list[Recommendation]]:
+        exclude = [torch.as_tensor(s, dtype=torch.long) for s in seen] if exclude_seen else None
+        fetch = k if filter is None else min(len(self._ids) - 1, 4 * k)
+        while True:
+            scores, idx = self.index.search(users, fetch, exclude=exclude, allowed=allowed)
+            scores = self._rescale(users, scores, idx)
+            res = [self._results(scores[b], idx[b], k, filter) for b in range(len(users))]
+            if filter is None or all(len(r) == k for r in res) or fetch >= len(self._ids) - 1:
+                return res
+            fetch = min(len(self._ids) - 1, fetch * 4)
+
+    def _rescale(self, users, scores, idx) -> torch.Tensor:
+        """Dot-product indexes return ``users @ items``; report the model's own score (e.g. / temperature)."""
+        return scores if self._scale == 1.0 else scores * self._scale
+
+    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True, include=None, exclude=None,
+                  filter: Callable[[ItemInfo], bool] | None = None) -> list[Recommendation]:
+        """Top-``k`` items after ``history`` (oldest first; ids or raw content of unseen items).
+
+        ``include``/``exclude``: item ids to restrict to / leave out; ``filter``: a predicate on
+        :class:`ItemInfo` applied to the ranked list (over-fetching until ``k`` pass).
+        """
+        return self.recommend_batch([history], k, exclude_seen, include, exclude, filter)[0]
+
+    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True, include=None,
+                        exclude=None, filter=None, batch_size: int = 256) -> list[list[Recommendation]]:
+        """:meth:`recommend` for many histories at once (one forward pass and one search per batch)."""
+        k = self._check_k(k)
+        allowed = self._allowed(include, exclude)
+        out = []
+        for i in range(0, len(histories), batch_size):
+            users, seen = self._users(histories[i:i + batch_size])
+            out.extend(self._search(users, seen, k, exclude_seen, allowed, filter))
+        return out
+
+    def recommend_file(self, in_path: str | Path, out_path: str | Path, k: int = 10, exclude_seen: bool = True,
+                       batch_size: int = 256) -> int:
+        """JSONL in (``{"user": ..., "history": [...]}`` per line) -> JSONL out (``{"user": ...,
+        "items": [...], "scores": [...]}``), written atomically. Returns the number of lines."""
+        in_path, out_path = Path(in_path), Path(out_path)
+        if not in_path.is_file():
+            raise FileNotFoundError(f"input file not found: {in_path}")
+        users, histories = [], []
+        for n, rec in read_jsonl_objects(in_path, "an object with a 'history' list", RequestError):
+            if "history" not in rec:
+                raise RequestError(f"{in_path}, line {n}: expected an object with a 'history' list")
+            users.append(rec.get("user", n))
+            histories.append(rec["history"])
+        results = []
+        for i in range(0, len(histories), batch_size):
+            try:
+                results.extend(self.recommend_batch(histories[i:i + batch_size], k, exclude_seen))
+            except RequestError:  # find the offending line for the message
+                for j in range(i, min(i + batch_size, len(histories))):
+                    try:
+                        self._history_rows(histories[j])
+                    except RequestError as e:
+                        raise RequestError(f"{in_path}, record {j + 1} (user {users[j]!r}): {e}") from None
+                raise
+        lines = [json.dumps({"user": u, "items": [r.item_id for r in rs], "scores": [round(r.score, 6) for r in rs]})
+                 for u, rs in zip(users, results)]
+        _atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
+        return len(lines)
+
+    # -- similar items -------------------------------------------------------------------------
+
+    def _catalogue_matrix(self) -> torch.Tensor:
+        """Item vectors in catalogue order (the index's own copy when it keeps one)."""
+        if hasattr(self.index, "items"):
+            return self.index.items
+        with torch.no_grad():
+            table = self.model.item_embeddings(None).float()
+        if len(table) != len(self._ids):
+            raise RuntimeError("this index keeps no item matrix and the catalogue has vector-only items")
+        return table
+
+    def _similarity(self, table: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.model.similarity_vectors(table).float(), dim=-1)
+
+    def similar_items(self, item, k: int = 10, include=None, exclude=None) -> list[Recommendation]:
+        """Items closest to ``item`` (an id, or raw content for ID-free models) by the cosine of the
+        model's item vectors; the item itself is left out. Scores are cosines."""
+        from modalrec.serve.index import ExactIndex
+
+        k = self._check_k(k)
+        with self._lock:
+            if self._sim_index is None:
+                self._sim_index = ExactIndex(self._similarity(self._catalogue_matrix()))
+            if isinstance(item, dict):
+                self._require_content_model("compare an item it never saw")
+                n0 = self.model.n_items
+                new, _, _ = self._new_items([item])
+                idx = self.model.add_items(new)
+                try:
+                    with torch.no_grad():
+                        q = self._similarity(self.model.item_embeddings(idx).float())
+                finally:
+                    self.model.truncate_items(n0)
+                skip = []
+            else:
+                row = self._rows([item])[0]
+                q = self._sim_index.items[row:row + 1]
+                skip = [row]
+        allowed = self._allowed(include, exclude)
+        scores, idx = self._sim_index.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)],
+                                             allowed=allowed)
+        return self._results(scores[0], idx[0], k, None)

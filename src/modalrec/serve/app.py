@@ -1,0 +1,512 @@
+"""HTTP service over a :class:`~modalrec.serve.recommender.Recommender`: JSON API, OpenAPI spec, web page.
+
+``create_app(Recommender.load(run))`` returns a FastAPI app; ``modalrec serve RUN`` runs it with uvicorn.
+The status codes mean the same on every endpoint (docs/serving.md lists them per endpoint):
+
+- 400: the body is not valid JSON (or ``Content-Length`` is not a number);
+- 404: the item named in the URL does not exist (or has no image);
+- 409: an item id to add is already in the catalogue;
+- 413: the body is larger than ``max_body_bytes``;
+- 422: anything else the request asks that cannot be answered: schema violations, an empty history,
+  k out of range, unknown item ids inside a body, undecodable images, an ID model asked to add items.
+
+Every error body is ``{"detail": "<what is wrong>"}`` (plus ``errors`` for schema violations and
+``unknown_item_ids`` when ids are unknown). Recommender calls are CPU-bound, so the endpoints are plain
+``def`` functions: FastAPI runs them in its thread pool and the event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StringConstraints, Tag,
+                      model_validator)
+
+from modalrec import __version__
+from modalrec.serve.recommender import MAX_K, Recommender, RequestError, UnknownItemError
+
+log = logging.getLogger("modalrec.serve")
+
+WEB_DIR = Path(__file__).with_name("web")
+MAX_HISTORY = 1000  # entries per history (the model reads only its last max_len anyway)
+MAX_ITEMS_PER_ADD = 1000
+MAX_ID_LIST = 100_000  # ids in include / exclude
+MAX_TEXT = 20_000
+# An id added over HTTP must be addressable in a URL path: no '/', no surrounding white space.
+NEW_ID_PATTERN = r"^[^\s/](?:[^/]*[^\s/])?$"
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Genre = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ItemIdPath = Annotated[str, PathParam(description="a catalogue item id", examples=["1"])]
+
+# -- images ------------------------------------------------------------------------------------
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def image_media_type(data: bytes) -> str | None:
+    """Media type of an encoded image from its magic bytes (PNG, JPEG, WebP, GIF), else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
+
+
+def _check_image(data: bytes, where: str) -> bytes:
+    if not data:
+        raise ValueError(f"{where} is empty")
+    if image_media_type(data) is None:
+        raise ValueError(f"{where} is not a PNG, JPEG, WebP or GIF file (its first bytes are {data[:8]!r})")
+    return data
+
+
+def decode_base64_image(value: str, where: str = "image_base64") -> bytes:
+    """Bytes of a base64 image (a ``data:image/...;base64,`` prefix is allowed); ValueError names the problem."""
+    s = value.strip()
+    if s.startswith("data:"):
+        head, sep, s = s.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise ValueError(f"{where}: a data URL must look like 'data:image/png;base64,...'")
+    try:
+        data = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"{where} is not valid base64 ({e})") from None
+    return _check_image(data, where)
+
+
+# -- request and response bodies -----------------------------------------------------------------
+
+
+class ItemContent(BaseModel):
+    """An item given by its content: ``text``, or ``title`` with optional ``year`` and ``genres``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}, {"text": "A film about bees"}]})
+
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT,
+                             description="the item's full text as the model reads it (overrides title/year/genres)")
+    title: str | None = Field(None, min_length=1, max_length=500, examples=["Heat"])
+    year: int | None = Field(None, ge=1800, le=2200, examples=[1995])
+    genres: list[Genre] | None = Field(None, max_length=50, examples=[["Action", "Crime"]])
+    image_base64: str | None = Field(
+        None, max_length=12 * 2**20,
+        description="PNG, JPEG, WebP or GIF file, base64-encoded (a 'data:image/...;base64,' prefix is accepted)")
+
+    _image: bytes | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not ((self.text and self.text.strip()) or (self.title and self.title.strip())):
+            raise ValueError("an item's content needs a non-empty 'text' or 'title'")
+        if self.image_base64 is not None:
+            self._image = decode_base64_image(self.image_base64)
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        """The recommender's content dict (only the fields given; the image as bytes)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("text", "title", "year", "genres")
+                               if getattr(self, k) is not None}
+        if self._image is not None:
+            out["image"] = self._image
+        return out
+
+
+def _history_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "item-id"
+    return "item-content" if isinstance(value, (dict, ItemContent)) else None
+
+
+HistoryEntry = Annotated[
+    Union[Annotated[ItemId, Tag("item-id")], Annotated[ItemContent, Tag("item-content")]],
+    Discriminator(_history_kind, custom_error_type="history_entry",
+                  custom_error_message="a history entry must be an item id (a string) or an item's content (an "
+                                       "object with 'text' or 'title')"),
+    Field(description="a catalogue item id, or the content of an item the model never saw (ID-free models only)")]
+_TAGS = ("item-id", "item-content")  # union tags pydantic puts into error locations; not shown to users
+
+
+class RecommendRequest(BaseModel):
+    """A history (oldest first) and what to return."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"history": ["1", "2", "3"], "k": 10},
+                     {"history": ["1", {"title": "Heat", "year": 1995, "genres": ["Action"]}], "k": 5,
+                      "exclude": ["7"]}]})
+
+    history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY)
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items to return (at most the catalogue size)")
+    exclude_seen: bool = Field(True, description="leave out the items of the history")
+    include: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="recommend only these ids")
+    exclude: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="never recommend these ids")
+
+
+class NewItem(ItemContent):
+    """An item to add to the catalogue (ID-free models only)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}]})
+
+    item_id: str = Field(min_length=1, max_length=256, pattern=NEW_ID_PATTERN, examples=["new-1"],
+                         description="a new id: no '/' and no leading or trailing white space")
+
+    def fields(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, **super().fields()}
+
+
+class AddItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"items": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action"]}]}]})
+
+    items: list[NewItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_ADD)
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    text: str
+    is_new: bool = Field(description="added after training (the model never saw it)")
+    has_image: bool = Field(description="GET /items/{item_id}/image returns an image")
+
+
+class RecommendationOut(ItemOut):
+    score: float = Field(description="the model's score (cosine for /similar); higher is better")
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendationOut] = Field(description="best first")
+    model: str
+    n_items: int = Field(ge=0, description="catalogue size")
+
+
+class ItemsResponse(BaseModel):
+    items: list[ItemOut]
+
+
+class AddItemsResponse(BaseModel):
+    added: list[str]
+    n_items: int = Field(ge=0)
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: str
+    n_items: int = Field(ge=0)
+    can_add_items: bool
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what is wrong, in words")
+    errors: list[ErrorDetail] | None = Field(None, description="schema violations, one per field")
+    unknown_item_ids: list[str] | None = Field(None, description="the ids that are not in the catalogue")
+
+
+_STATUS_TEXT = {400: "the body cannot be parsed (not valid JSON, or a broken form)", 404: "no such item",
+                409: "the item id exists already",
+                413: "the body is too large", 422: "the request cannot be answered as asked"}
+
+
+def _errors(*codes: int) -> dict:
+    return {c: {"model": ErrorResponse, "description": _STATUS_TEXT[c]} for c in codes}
+
+
+class ApiError(Exception):
+    """An error response: status, a message, optional extra fields for the JSON body."""
+
+    def __init__(self, status: int, detail: str, **extra):
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+def _error_response(status: int, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, **{k: v for k, v in extra.items() if v is not None}}, status_code=status)
+
+
+def _loc_text(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "form")]
+    return ".".join(parts) or "body"
+
+
+def _validation_response(exc: RequestValidationError, content_type: str) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = (e.get("ctx") or {}).get("error", "JSON decode error")
+        pos = e["loc"][-1] if e.get("loc") else "?"
+        return _error_response(400, f"the request body is not valid JSON: {reason} (at character {pos})")
+    if (len(errors) == 1 and tuple(errors[0].get("loc", ())) == ("body",) and "json" not in content_type
+            and errors[0].get("type") in ("model_attributes_type", "dict_type", "model_type")):
+        got = f"'{content_type}'" if content_type else "none"
+        return _error_response(422, "the body must be a JSON object sent with 'Content-Type: application/json' "
+                                    f"(content type: {got})")
+    clean, parts = [], []
+    for e in errors:
+        loc = [p if isinstance(p, (int, str)) else str(p) for p in e.get("loc", ()) if p not in _TAGS]
+        msg = str(e.get("msg", "invalid"))
+        clean.append({"loc": loc, "msg": msg, "type": str(e.get("type", ""))})
+        inp = e.get("input")
+        shown = f" (got {inp!r})" if isinstance(inp, (int, float, bool)) or (isinstance(inp, str) and len(inp) < 60) \
+            else ""
+        if e.get("type") == "missing":
+            shown = ""
+        parts.append(f"{_loc_text(loc)}: {msg}{shown}")
+    head = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
+    return _error_response(422, f"invalid request: {head}", errors=clean)
+
+
+def _call(fn, *args, unknown_status: int = 404, **kwargs):
+    """Call the recommender; its input errors become :class:`ApiError` (never a 500)."""
+    try:
+        return fn(*args, **kwargs)
+    except UnknownItemError as e:
+        raise ApiError(unknown_status, str(e), unknown_item_ids=e.item_ids) from None
+    except RequestError as e:  # 400 there means "cannot answer this content": 422 in this API
+        raise ApiError(422 if e.status == 400 else e.status, str(e)) from None
+    except (ValueError, KeyError) as e:  # an input problem the recommender did not phrase: still 4xx
+        log.warning("request rejected by %s: %r", getattr(fn, "__name__", fn), e, exc_info=True)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise ApiError(422, f"the request cannot be answered: {msg}") from None
+
+
+# -- body size limit -----------------------------------------------------------------------------
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes``, judged by ``Content-Length`` and by counting.
+
+    The body is read (and counted) before the app sees it, then replayed, so the limit holds for
+    chunked uploads without a ``Content-Length`` too; memory per request stays under ``max_bytes``.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                declared = value
+        if declared is not None:
+            try:
+                n = int(declared)
+            except ValueError:
+                await _error_response(400, f"Content-Length {declared[:40]!r} is not a number")(scope, receive, send)
+                return
+            if n > self.max_bytes:
+                await self._too_large(scope, receive, send, f"{n} bytes")
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send, f"more than {self.max_bytes} bytes")
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send, size: str) -> None:
+        resp = _error_response(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} "
+                                    "bytes; send fewer items or smaller images per request")
+        resp.headers["connection"] = "close"
+        await resp(scope, receive, send)
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+DESCRIPTION = """\
+Recommendations from a trained modalrec run. Items are catalogue ids, or (ID-free models: pmmrec,
+missrec, unisrec inductive) the raw content of items the model never saw. New items can be added
+at run time and are recommendable at once.
+
+Errors are JSON `{"detail": "..."}`: 400 body is not JSON, 404 unknown item in the URL, 409 item id
+exists already, 413 body too large, 422 anything else that cannot be answered (the detail says what).
+"""
+
+
+def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20) -> FastAPI:
+    """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, web page at ``/``) for ``rec``."""
+    app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
+    app.state.recommender = rec
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation(request: Request, exc: RequestValidationError):
+        return _validation_response(exc, request.headers.get("content-type", ""))
+
+    @app.exception_handler(ApiError)
+    async def _on_api_error(request: Request, exc: ApiError):
+        return _error_response(exc.status, exc.detail, **exc.extra)
+
+    @app.exception_handler(Exception)
+    async def _on_bug(request: Request, exc: Exception):  # a bug, never bad input: keep the JSON shape
+        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.exception_handler(RequestError)
+    async def _on_request_error(request: Request, exc: RequestError):  # raised outside _call
+        status = 422 if exc.status == 400 else exc.status
+        return _error_response(status, str(exc), unknown_item_ids=getattr(exc, "item_ids", None))
+
+    def _item_out(info) -> ItemOut:
+        return ItemOut(item_id=info.item_id, text=info.text, is_new=info.is_new, has_image=info.has_image)
+
+    def _recs_out(recs) -> RecommendResponse:
+        return RecommendResponse(items=[RecommendationOut(**r.to_dict()) for r in recs], model=rec.model_name,
+                                 n_items=rec.n_items)
+
+    def _exists(item_id: str) -> bool:
+        try:
+            rec.item(item_id)
+            return True
+        except UnknownItemError:
+            return False
+
+    def _add(rows: list[dict]) -> AddItemsResponse:
+        ids = [r["item_id"] for r in rows]
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if twice:
+            raise ApiError(422, f"item id(s) given twice in this request: {', '.join(twice[:10])}")
+        taken = [i for i in ids if _exists(i)] if rec.can_add_items else []
+        if taken:
+            raise ApiError(409, f"item id(s) already in the catalogue: {', '.join(taken[:10])}; pick new ids")
+        try:
+            added = _call(rec.add_items, rows)
+        except ApiError:
+            taken = [i for i in ids if _exists(i)] if rec.can_add_items else []
+            if taken:  # another request added them in the meantime
+                raise ApiError(409, f"item id(s) already in the catalogue: {', '.join(taken[:10])}") from None
+            raise
+        return AddItemsResponse(added=added, n_items=rec.n_items)
+
+    @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"], responses=_errors(400, 413, 422),
+              summary="Top-k items after a history")
+    def recommend(req: RecommendRequest) -> RecommendResponse:
+        """The ``k`` best items after ``history`` (oldest first), best first. Unknown ids in ``history``,
+        ``include`` or ``exclude`` give 422 (listed in ``unknown_item_ids``); ``k`` larger than the catalogue
+        returns the whole ranked catalogue."""
+        history = [h if isinstance(h, str) else h.fields() for h in req.history]
+        k = min(req.k, max(rec.n_items, 1))
+        recs = _call(rec.recommend, history, k=k, exclude_seen=req.exclude_seen, include=req.include,
+                     exclude=req.exclude, unknown_status=422)
+        return _recs_out(recs)
+
+    @app.post("/items", response_model=AddItemsResponse, status_code=201, tags=["items"],
+              responses=_errors(400, 409, 413, 422), summary="Add new items (JSON)")
+    def add_items(req: AddItemsRequest) -> AddItemsResponse:
+        """Encode new items with the model's towers; they are searchable and recommendable at once.
+        All or nothing. 409 when an id exists already; 422 for ids repeated in the request, images that
+        cannot be decoded, or a model that gives every item a learnt ID embedding (sasrec, pop)."""
+        return _add([it.fields() for it in req.items])
+
+    @app.post("/items/form", response_model=AddItemsResponse, status_code=201, tags=["items"],
+              responses=_errors(400, 409, 413, 422), summary="Add one new item (HTML form upload)")
+    def add_item_form(
+        title: Annotated[str, Form(min_length=1, max_length=500, description="the title")],
+        year: Annotated[int | None, Form(ge=1800, le=2200)] = None,
+        genres: Annotated[str | None, Form(max_length=5000, description="comma-separated, e.g. 'Action, Crime'")]
+        = None,
+        item_id: Annotated[str | None, Form(min_length=1, max_length=256, pattern=NEW_ID_PATTERN,
+                                            description="a new id (default: 'new-' and 8 random hex digits)")]
+        = None,
+        image: Annotated[UploadFile | None, File(description="a PNG, JPEG, WebP or GIF file")] = None,
+    ) -> AddItemsResponse:
+        """The web page's form: one item from ``multipart/form-data`` (or url-encoded, without image)."""
+        if not title.strip():
+            raise ApiError(422, "title: must not be blank")
+        row: dict[str, Any] = {"item_id": item_id or f"new-{uuid.uuid4().hex[:8]}", "title": title.strip()}
+        if year is not None:
+            row["year"] = year
+        if genres:
+            row["genres"] = [g.strip() for g in genres.replace("|", ",").split(",") if g.strip()]
+        if image is not None:
+            data = image.file.read()
+            if data:
+                where = f"uploaded image {image.filename!r}" if image.filename else "uploaded image"
+                try:
+                    row["image"] = _check_image(data, where)
+                except ValueError as e:
+                    raise ApiError(422, str(e)) from None
+        return _add([row])
+
+    @app.get("/items/search", response_model=ItemsResponse, tags=["items"], responses=_errors(422),
+             summary="Find items by text")
+    def search(q: Annotated[str, Query(min_length=1, max_length=200, description="case-insensitive text",
+                                       examples=["star"])],
+               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ItemsResponse:
+        """Items whose text contains ``q`` (texts that start with it first), new items included."""
+        return ItemsResponse(items=[_item_out(i) for i in _call(rec.search, q, limit)])
+
+    @app.get("/items/{item_id}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422),
+             summary="One item")
+    def get_item(item_id: ItemIdPath) -> ItemOut:
+        return _item_out(_call(rec.item, item_id))
+
+    image_content = {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES}
+    image_content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+
+    @app.get("/items/{item_id}/image", response_class=Response, tags=["items"], summary="An item's image",
+             responses={200: {"content": image_content, "description": "the encoded image file"},
+                        **_errors(404, 422)})
+    def get_image(item_id: ItemIdPath) -> Response:
+        """The image file as stored; the media type comes from its magic bytes. 404 when the item is
+        unknown or has no image."""
+        data = _call(rec.item_image, item_id)
+        if data is None:
+            raise ApiError(404, f"item {item_id!r} has no image")
+        return Response(content=data, media_type=image_media_type(data) or "application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get("/items/{item_id}/similar", response_model=RecommendResponse, tags=["items"],
+             responses=_errors(404, 422), summary="Items similar to an item")
+    def similar(item_id: ItemIdPath, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> RecommendResponse:
+        """The ``k`` items closest to ``item_id`` by the cosine of the model's item vectors (itself left out)."""
+        return _recs_out(_call(rec.similar_items, item_id, k=min(k, max(rec.n_items, 1))))
+
+    @app.get("/health", response_model=HealthResponse, tags=["service"], summary="Liveness and catalogue size")
+    def health() -> HealthResponse:
+        return HealthResponse(status="ok", model=rec.model_name, n_items=rec.n_items, can_add_items=rec.can_add_items)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app

@@ -1,0 +1,269 @@
+// The modalrec web page: search items, build a history, see its recommendations, add new items.
+// Plain JavaScript against the JSON API of the same server (relative URLs, so a path prefix works).
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const state = { history: [], searchSeq: 0, recsSeq: 0, canAdd: false };
+  const K = 10;
+  const DEBOUNCE_MS = 200;
+
+  // -- the API -------------------------------------------------------------------------------
+
+  async function api(path, options) {
+    const resp = await fetch(path, options);
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!resp.ok) {
+      const detail = body && typeof body.detail === "string" ? body.detail : resp.status + " " + resp.statusText;
+      throw new Error(detail);
+    }
+    return body;
+  }
+
+  const postJson = (path, data) =>
+    api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
+  const itemPath = (id) => "items/" + encodeURIComponent(id);
+
+  // -- small DOM helpers ---------------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c) node.append(c);
+    return node;
+  }
+
+  function newBadge(item) {
+    return item.is_new ? el("span", { class: "badge", "data-testid": "new-badge", text: "new" }) : null;
+  }
+
+  function initials(text) {
+    const words = String(text).replace(/[^\p{L}\p{N} ]/gu, " ").split(/\s+/).filter(Boolean);
+    return (words.slice(0, 2).map((w) => w[0]).join("") || "?").toUpperCase();
+  }
+
+  function placeholder(item) {
+    return el("div", { class: "poster placeholder", "aria-hidden": "true", "data-testid": "poster-placeholder",
+      text: initials(item.text) });
+  }
+
+  function poster(item) {
+    if (!item.has_image) return placeholder(item);
+    const img = el("img", { class: "poster", src: itemPath(item.item_id) + "/image", alt: "Image of " + item.text,
+      loading: "lazy", "data-testid": "poster" });
+    img.addEventListener("error", () => img.replaceWith(placeholder(item)), { once: true });
+    return img;
+  }
+
+  function setStatus(node, text, isError) {
+    node.textContent = text || "";
+    node.classList.toggle("error", Boolean(isError));
+  }
+
+  // -- search --------------------------------------------------------------------------------
+
+  let searchTimer = null;
+
+  function scheduleSearch() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(runSearch, DEBOUNCE_MS);
+  }
+
+  async function runSearch() {
+    const q = $("search-input").value.trim();
+    const seq = ++state.searchSeq;
+    if (!q) {
+      $("search-results").replaceChildren();
+      setStatus($("search-status"), "");
+      return;
+    }
+    try {
+      const data = await api("items/search?q=" + encodeURIComponent(q) + "&limit=10");
+      if (seq !== state.searchSeq) return; // a newer query is under way
+      renderResults(data.items, q);
+    } catch (e) {
+      if (seq === state.searchSeq) setStatus($("search-status"), "Search failed: " + e.message, true);
+    }
+  }
+
+  function renderResults(items, q) {
+    const list = $("search-results");
+    list.replaceChildren(...items.map((item) => el("li", {},
+      el("button", { type: "button", class: "result", "data-testid": "search-result", "data-item-id": item.item_id,
+        "aria-label": "Add " + item.text + " to the history", onclick: () => addToHistory(item),
+        onkeydown: moveFocus },
+      el("span", { class: "result-text", text: item.text }), newBadge(item)))));
+    setStatus($("search-status"), items.length ? items.length + " result" + (items.length > 1 ? "s" : "")
+      : "No item matches \u201c" + q + "\u201d.");
+  }
+
+  function moveFocus(event) {
+    const buttons = Array.from($("search-results").querySelectorAll("button"));
+    const i = buttons.indexOf(event.currentTarget);
+    if (event.key === "ArrowDown" && i < buttons.length - 1) buttons[i + 1].focus();
+    else if (event.key === "ArrowUp") (i > 0 ? buttons[i - 1] : $("search-input")).focus();
+    else if (event.key === "Escape") $("search-input").focus();
+    else return;
+    event.preventDefault();
+  }
+
+  // -- history -------------------------------------------------------------------------------
+
+  function addToHistory(item) {
+    state.history.push(item);
+    renderHistory();
+    refreshRecommendations();
+  }
+
+  function removeFromHistory(index) {
+    state.history.splice(index, 1);
+    renderHistory();
+    refreshRecommendations();
+    const buttons = $("history-list").querySelectorAll("button");
+    (buttons[Math.min(index, buttons.length - 1)] || $("search-input")).focus();
+  }
+
+  function renderHistory() {
+    const items = state.history;
+    $("history-list").replaceChildren(...items.map((item, i) => el("li", { class: "history-item",
+      "data-testid": "history-item", "data-item-id": item.item_id },
+    el("span", { class: "history-text", text: item.text }), newBadge(item),
+    el("button", { type: "button", class: "remove", "data-testid": "history-remove",
+      "aria-label": "Remove " + item.text + " from the history", text: "Remove",
+      onclick: () => removeFromHistory(i) }))));
+    $("history-count").textContent = String(items.length);
+    $("history-empty").hidden = items.length > 0;
+    $("history-clear").hidden = items.length === 0;
+  }
+
+  // -- recommendations -----------------------------------------------------------------------
+
+  async function refreshRecommendations() {
+    const seq = ++state.recsSeq;
+    const status = $("recs-status");
+    if (state.history.length === 0) {
+      $("recs").replaceChildren();
+      setStatus(status, "Add items to the history to see recommendations.");
+      return;
+    }
+    setStatus(status, "Loading recommendations\u2026");
+    try {
+      const data = await postJson("recommend", { history: state.history.map((h) => h.item_id), k: K });
+      if (seq !== state.recsSeq) return;
+      $("recs").replaceChildren(...data.items.map(card));
+      setStatus(status, data.items.length ? "Top " + data.items.length + " of " + data.n_items + " items ("
+        + data.model + ")" : "Nothing left to recommend.");
+    } catch (e) {
+      if (seq === state.recsSeq) setStatus(status, "Could not get recommendations: " + e.message, true);
+    }
+  }
+
+  function card(rec) {
+    return el("li", { class: "card", "data-testid": "rec-card", "data-item-id": rec.item_id },
+      poster(rec),
+      el("div", { class: "card-body" },
+        el("p", { class: "card-title", "data-testid": "rec-title", text: rec.text }),
+        el("p", { class: "card-meta" },
+          el("span", { class: "score", "data-testid": "rec-score", title: "model score",
+            text: "score " + rec.score.toFixed(3) }), newBadge(rec)),
+        el("button", { type: "button", class: "secondary", text: "Add to history",
+          "aria-label": "Add " + rec.text + " to the history", onclick: () => addToHistory(rec) })));
+  }
+
+  // -- new items -----------------------------------------------------------------------------
+
+  async function submitNewItem(event) {
+    event.preventDefault();
+    const form = $("new-item-form");
+    const status = $("new-status");
+    const title = $("new-title").value.trim();
+    if (!title) {
+      setStatus(status, "Give the item a title.", true);
+      $("new-title").focus();
+      return;
+    }
+    const fd = new FormData();
+    fd.append("title", title);
+    const year = $("new-year").value.trim();
+    if (year) fd.append("year", year);
+    const genres = $("new-genres").value.trim();
+    if (genres) fd.append("genres", genres);
+    const file = $("new-image").files[0];
+    if (file) fd.append("image", file, file.name);
+    $("new-submit").disabled = true;
+    setStatus(status, "Adding\u2026");
+    try {
+      const res = await api("items/form", { method: "POST", body: fd });
+      const id = res.added[0];
+      const item = await api(itemPath(id));
+      setStatus(status, "Added \u201c" + item.text + "\u201d (id " + id + "); " + res.n_items + " items now.");
+      $("added").prepend(el("li", { class: "card", "data-testid": "added-item", "data-item-id": id },
+        poster(item), el("div", { class: "card-body" },
+          el("p", { class: "card-title", text: item.text }), el("p", { class: "card-meta" }, newBadge(item)),
+          el("button", { type: "button", class: "secondary", text: "Add to history",
+            "aria-label": "Add " + item.text + " to the history", onclick: () => addToHistory(item) }))));
+      form.reset();
+      $("search-input").value = title; // show it where the user looks for items
+      runSearch();
+      refreshRecommendations();
+      loadHealth();
+    } catch (e) {
+      setStatus(status, "Could not add the item: " + e.message, true);
+    } finally {
+      $("new-submit").disabled = !state.canAdd;
+    }
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+
+  async function loadHealth() {
+    try {
+      const h = await api("health");
+      state.canAdd = h.can_add_items;
+      $("model-info").textContent = "Model " + h.model + ", " + h.n_items + " items";
+      for (const node of $("new-item-form").elements) node.disabled = !h.can_add_items;
+      if (!h.can_add_items) {
+        $("new-note").textContent = h.model + " learns an ID embedding per item, so it cannot add new items; "
+          + "serve an ID-free model (pmmrec, missrec, unisrec) for that.";
+      }
+    } catch (e) {
+      $("model-info").textContent = "The service does not answer: " + e.message;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const input = $("search-input");
+    input.addEventListener("input", scheduleSearch);
+    input.addEventListener("keydown", (event) => {
+      const first = $("search-results").querySelector("button");
+      if (event.key === "ArrowDown" && first) {
+        event.preventDefault();
+        first.focus();
+      } else if (event.key === "Enter") {
+        event.preventDefault();
+        clearTimeout(searchTimer);
+        runSearch();
+      }
+    });
+    $("history-clear").addEventListener("click", () => {
+      state.history = [];
+      renderHistory();
+      refreshRecommendations();
+      input.focus();
+    });
+    $("new-item-form").addEventListener("submit", submitNewItem);
+    renderHistory();
+    loadHealth();
+  });
+})();

@@ -1,0 +1,150 @@
+"""The web page end to end: a real uvicorn server on a free local port, driven by headless Chromium.
+
+Uses Debian's Chromium (``/usr/bin/chromium``) through Playwright's Python API; Playwright's own
+browser downloads are never used.
+"""
+
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'modalrec[serve]'")
+pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'modalrec[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install 'modalrec[test]'")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM.is_file() or shutil.which("chromium")),
+                                reason="needs Chromium at /usr/bin/chromium: apt-get install chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(served_runs, tmp_path_factory):
+    """Base URL of a uvicorn server (background thread) over a tiny pmmrec run."""
+    import uvicorn
+
+    from modalrec.serve.app import create_app
+    from modalrec.serve.recommender import Recommender
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODALREC_HOME", str(tmp_path_factory.mktemp("e2e-home")))
+        rec = Recommender.load(served_runs["pmmrec"])
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(rec), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the test server did not start on port {port}")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        exe = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _png() -> bytes:
+    import numpy as np
+
+    from modalrec.data.builtin import png_bytes
+
+    img = np.zeros((24, 24, 3), dtype=np.uint8)
+    img[:, :12] = (200, 40, 40)
+    return png_bytes(img)
+
+
+def test_search_pick_and_see_recommendations(page):
+    expect = sync_api.expect
+    expect(page.get_by_test_id("model-info")).to_contain_text("pmmrec")
+    page.get_by_label("Search by title").fill("strange")
+    results = page.get_by_test_id("search-result")
+    expect(results.first).to_be_visible()
+    expect(results.first).to_contain_text("strange")
+    results.first.click()
+    expect(page.get_by_test_id("history-item")).to_have_count(1)
+    cards = page.get_by_test_id("rec-card")
+    expect(cards).to_have_count(10)
+    expect(cards.first.get_by_test_id("rec-score")).to_have_text(re.compile(r"^score -?\d+\.\d{3}$"))
+    expect(cards.first.get_by_test_id("rec-title")).not_to_be_empty()
+    # the picked item is not recommended back; removing it empties the list again
+    picked = page.get_by_test_id("history-item").first.get_attribute("data-item-id")
+    assert picked not in [c.get_attribute("data-item-id") for c in cards.all()]
+    page.get_by_test_id("history-remove").first.click()
+    expect(page.get_by_test_id("history-item")).to_have_count(0)
+    expect(cards).to_have_count(0)
+
+
+def test_keyboard_only(page):
+    expect = sync_api.expect
+    box = page.get_by_label("Search by title")
+    box.focus()
+    page.keyboard.type("tale")
+    expect(page.get_by_test_id("search-result").first).to_be_visible()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("history-item")).to_have_count(1)
+    expect(page.get_by_test_id("rec-card").first).to_be_visible()
+
+
+def test_add_a_new_item_through_the_form(page):
+    expect = sync_api.expect
+    page.get_by_label("Search by title").fill("storms")
+    page.get_by_test_id("search-result").first.click()
+    expect(page.get_by_test_id("rec-card").first).to_be_visible()
+
+    page.get_by_label("Title", exact=True).fill("Zanzibar Storms")
+    page.get_by_label("Year").fill("2004")
+    page.get_by_label("Genres").fill("Adventure, Drama")
+    page.get_by_label("Image").set_input_files(files=[{"name": "poster.png", "mimeType": "image/png",
+                                                        "buffer": _png()}])
+    page.get_by_test_id("new-submit").click()
+    expect(page.get_by_test_id("new-status")).to_contain_text("Added")
+    added = page.get_by_test_id("added-item")
+    expect(added).to_have_count(1)
+    expect(added.get_by_test_id("new-badge")).to_have_text("new")
+    # the page searches for the new title: it is there at once, marked new, with its image
+    result = page.get_by_test_id("search-result").filter(has_text="Zanzibar Storms")
+    expect(result).to_have_count(1)
+    expect(result.get_by_test_id("new-badge")).to_be_visible()
+    expect(added.get_by_test_id("poster")).to_be_visible()
+    assert added.get_by_test_id("poster").evaluate("img => img.complete && img.naturalWidth") == 24
+    # ... and it can be recommended: put it in the history, then look for new items among the scores
+    new_id = added.get_attribute("data-item-id")
+    recs = page.request.post(page.url + "recommend", data={"history": ["1"], "k": 1000}).json()
+    assert new_id in [r["item_id"] for r in recs["items"]]
