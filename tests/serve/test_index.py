@@ -367,6 +367,7 @@ def test_faiss_refetches_until_enough_survive_then_goes_exact(faiss_data, kind, 
     index, q = indexes[kind], queries[:4]
     spy = _CountingSearch(index._index)
     monkeypatch.setattr(index, "_index", spy)
+    monkeypatch.setattr(index, "min_fetch", 1)  # first fetch = k + 1, so that it finds none
     _, top = exact.search(q, 40)
     allowed = torch.ones(len(items), dtype=torch.bool)
     allowed[top.reshape(-1)] = False  # the best 40 of every query are not allowed: the first fetch finds none
@@ -446,3 +447,50 @@ def test_faiss_with_a_custom_scorer_is_refused():
         build_index(ITEMS, kind="ivf", scorer=lambda u, r: u @ r.T)
     index = build_index(clustered(500, 8, 5, seed=3)[0], kind="auto", threshold=100)
     assert type(index).__name__ == "FaissIndex" and index.kind == "ivf"
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_faiss_inner_product_with_uneven_norms(kind):
+    """Uneven item norms and queries off the item cloud (IVF searches them through the L2 reduction,
+    with a radius from the longest item): recall holds and the scores are the exact dot products."""
+    pytest.importorskip("faiss")
+    from modalrec.serve.index import FaissIndex
+
+    g = torch.Generator().manual_seed(3)
+    items, queries = clustered(20_000, 32, 100, seed=3)
+    items[1:] *= 0.5 + 2 * torch.rand(20_000, 1, generator=g)  # norms 0.5 .. 2.5
+    queries = queries * 4 + 2 * torch.randn(1, 32, generator=g)  # shifted off the item cloud
+    exact = ExactIndex(items)
+    index = FaissIndex(items, kind)
+    assert recall_at_k(index, exact, queries, 10) >= 0.9
+    s, i = index.search(queries[:5], 10)
+    assert torch.allclose(s, (queries[:5, None, :] * items[i]).sum(-1), atol=1e-4)
+
+
+def test_faiss_tune_raises_nprobe_until_target():
+    pytest.importorskip("faiss")
+    from modalrec.serve.index import FaissIndex
+
+    items, queries = clustered(20_000, 32, 100, seed=4)
+    index = FaissIndex(items, "ivf", nprobe=1)
+    before = index.measure_recall(queries)
+    reached = index.tune(queries, target=0.97)
+    assert before < 0.97 <= reached and index.nprobe > 1
+    assert index.recall["recall"] == reached and index.recall["target"] == 0.97
+    assert index.tune(queries, target=0.5) == reached  # never lowers nprobe
+    with pytest.raises(ValueError, match="target"):
+        index.tune(queries, target=1.5)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_build_index_reserves_room_so_adds_do_not_copy(kind):
+    if kind == "ivf":
+        pytest.importorskip("faiss")
+    items, queries = clustered(2_000, 16, 10, seed=5)
+    index = build_index(items, kind=kind, spare=0.5)
+    buf = index._buf
+    assert buf is not None and buf.shape[0] >= 2_001 + 1_024
+    rows = [int(index.add(queries[i:i + 1])[0]) for i in range(5)]
+    assert index._buf is buf and rows == list(range(2_001, 2_006))  # same storage: nothing copied
+    _, idx = index.search(queries[:5], 1)
+    assert idx[:, 0].tolist() == rows

@@ -265,6 +265,17 @@ class Index:
         self._items = self._buf[:n + m]
         return torch.arange(n, n + m, dtype=torch.long)
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more rows now, so that the next adds do not copy the matrix (at 1M
+        items a copy takes about half a second: the first add would pay it)."""
+        with self._add_lock:
+            cur = self._items
+            n = cur.shape[0]
+            if extra > 0 and (self._buf is None or self._buf.shape[0] < n + extra):
+                buf = torch.empty(n + int(extra), cur.shape[1], dtype=cur.dtype, device=cur.device)
+                buf[:n] = cur
+                self._buf, self._items = buf, buf[:n]
+
     def search(self, queries, k: int, exclude: Sequence | None = None,
                allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -379,37 +390,56 @@ class _RWLock:
                 self._cond.notify_all()
 
 
+def _rescore(q: torch.Tensor, items: torch.Tensor, cand: torch.Tensor, budget: int = 1 << 22) -> torch.Tensor:
+    """Exact dot products of query row b with items ``cand[b]``: [B, C], gathering at most about
+    ``budget`` floats at a time."""
+    step = max(1, budget // max(1, cand.shape[1] * items.shape[1]))
+    return torch.cat([torch.einsum("bd,bcd->bc", q[i:i + step], items[cand[i:i + step]])
+                      for i in range(0, len(cand), step)]) if len(cand) else q.new_zeros(0, cand.shape[1])
+
+
 class FaissIndex(Index):
     """Approximate maximum-inner-product search with FAISS: ``kind="ivf"`` (IndexIVFFlat) or ``"hnsw"``
-    (IndexHNSWFlat), inner-product metric.
+    (IndexHNSWFlat).
+
+    IVF reduces inner product to Euclidean search (Bachrach et al., RecSys 2014): every item gets one
+    extra coordinate ``sqrt(R^2 - |x|^2)``, with ``R`` the largest item norm at build time, and
+    queries get 0, so the nearest items in L2 are exactly the largest dot products. k-means under
+    inner product fails on learnt item vectors (measured on PMMRec item vectors, 100k items:
+    recall@10 0.30 with an inner-product IVF, 0.98 with the transform at the same ``nprobe``).
+    Candidates are re-scored exactly with the float32 matrix, so returned scores are true dot
+    products. Items added to an IVF index whose norm exceeds ``R`` cannot be placed that way: they
+    are kept aside and scored exactly on every query, then merged (``norm_overflow`` counts them;
+    rebuild the index when it grows large).
 
     IVF: ``nlist`` lists (default ``4 * sqrt(N)``, at most N / 40 so every centroid gets 40
     training points), k-means trained on at most ``train_size`` items (default ``40 * nlist``),
-    ``nprobe`` lists scanned per query (default: 1/16 of the lists and enough for about 8k
-    vectors, at least 16; that keeps recall@10 >= 0.95 on the clustered catalogues of
-    ``bench/serve_index.py``). Items added later go to the existing lists (no retraining:
+    ``nprobe`` lists scanned per query (default: 1/8 of the lists and enough for about 8k vectors,
+    at least 16). ``tune(queries, target)`` raises ``nprobe`` (HNSW: ``ef_search``) until recall@10
+    against exact search reaches the target on real queries; serving calls it with user vectors of
+    the run's validation histories. Items added later go to the existing lists (no retraining:
     rebuild when the catalogue has changed a lot).
-    HNSW: ``M`` links per node, ``ef_construction`` / ``ef_search`` beam widths. On the bench's
-    clustered data the HNSW defaults give recall@10 1.0 at 100k items, 0.97 at 500k but 0.92 at
-    1M: for millions of items prefer IVF (what ``build_index("auto")`` picks) or raise both widths.
+    HNSW (inner-product graph): ``M`` links per node, ``ef_construction`` / ``ef_search`` beam
+    widths; on the bench's clustered data the defaults give recall@10 1.0 at 100k items but 0.92 at
+    1M: for millions of items prefer IVF (what ``build_index("auto")`` picks) or ``tune``.
 
     Exclusions and ``allowed`` are applied by over-fetching (``k`` + the largest exclusion list + 1
-    for the padding row, scaled up by the share of allowed items), doubling the fetch for rows that
-    keep fewer than ``k`` survivors. Answered exactly (over the allowed items) instead: a row that
-    still lacks survivors when the probed lists are exhausted or the fetch would pass
-    ``max_fetch``, and a whole call whose mask is selective (at most ``exact_below`` allowed items)
-    or whose first fetch would already pass ``max_fetch``. The approximate top of a deep fetch is
-    less accurate than its top 10, so long exclusion lists lower recall somewhat.
+    for the padding row, scaled up by the share of allowed items, at least ``min_fetch``), doubling
+    the fetch for rows that keep fewer than ``k`` survivors. Answered exactly (over the allowed
+    items) instead: a row that still lacks survivors when the probed lists are exhausted or the
+    fetch would pass ``max_fetch``, and a whole call whose mask is selective (at most
+    ``exact_below`` allowed items) or whose first fetch would already pass ``max_fetch``.
 
-    Keeps the float32 item matrix as well (``items``: exact fallback, recall checks), so memory is
-    about twice the matrix. Searches run concurrently; ``add`` waits for them and blocks new ones
+    Keeps the float32 item matrix as well (exact re-scoring and fallback, recall checks), so memory
+    is about twice the matrix. Searches run concurrently; ``add`` waits for them and blocks new ones
     (FAISS indexes may not be modified while searched). FAISS uses ``torch.get_num_threads()``
     OpenMP threads, read at every call.
     """
 
     def __init__(self, items, kind: str = "ivf", *, nlist: int | None = None, nprobe: int | None = None,
                  M: int = 32, ef_construction: int = 40, ef_search: int = 256, train_size: int | None = None,
-                 seed: int = 0, max_fetch: int = 4096, exact_below: int = 20_000, chunk: int = 65536):
+                 seed: int = 0, max_fetch: int = 4096, min_fetch: int = 32, exact_below: int = 20_000,
+                 chunk: int = 65536):
         faiss = _import_faiss()
         if kind not in ("ivf", "hnsw"):
             raise ValueError(f"FaissIndex kind={kind!r}: choose 'ivf' or 'hnsw'")
@@ -418,21 +448,26 @@ class FaissIndex(Index):
         self._faiss = faiss
         self.kind = kind
         self.max_fetch, self.exact_below, self.chunk = int(max_fetch), int(exact_below), int(chunk)
-        self.recall: dict | None = None  # set by measure_recall
+        self.min_fetch = max(1, int(min_fetch))
+        self.recall: dict | None = None  # set by measure_recall / tune
+        self._spill = torch.zeros(0, dtype=torch.long)  # items added with a norm above the build-time radius
         self._lock = _RWLock()
         n_real, d = len(self), self.dim
         if n_real < 1:
             raise ValueError("a FAISS index needs at least one item besides the padding row")
         self._threads()
-        x = self._items.numpy()
+        # IVF: inner product -> L2 by one extra coordinate (see above); HNSW searches inner product directly
+        self._radius = float(self._items[1:].norm(dim=1).max()) if kind == "ivf" else math.inf
+        x = self._augment(self._items)
         if kind == "ivf":
+            d += 1
             if nlist is None:
                 nlist = max(1, min(int(round(4 * math.sqrt(n_real))), n_real // 40))
             if not 1 <= nlist <= n_real:
                 raise ValueError(f"nlist={nlist}: must be between 1 and the number of items ({n_real})")
             self.nlist = int(nlist)
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            quantizer = faiss.IndexFlatL2(d)
+            index = faiss.IndexIVFFlat(quantizer, d, self.nlist, faiss.METRIC_L2)
             index.cp.seed = int(seed)
             train_size = min(n_real, train_size or 40 * self.nlist)
             if train_size < self.nlist:
@@ -444,8 +479,8 @@ class FaissIndex(Index):
             index.train(np.ascontiguousarray(x[sample]))
             index.add(x)
             self._quantizer = quantizer  # the IVF index does not own it from Python
-            if nprobe is None:  # 1/16 of the lists, and at least ~8k vectors (cheaper than any miss)
-                nprobe = max(16, self.nlist // 16, math.ceil(self.nlist * _MIN_SCAN / n_real))
+            if nprobe is None:  # 1/8 of the lists, and at least ~8k vectors (cheaper than any miss)
+                nprobe = max(16, self.nlist // 8, math.ceil(self.nlist * _MIN_SCAN / n_real))
             self.nprobe = min(self.nlist, nprobe)
         else:
             index = faiss.IndexHNSWFlat(d, int(M), faiss.METRIC_INNER_PRODUCT)
@@ -496,6 +531,15 @@ class FaissIndex(Index):
         # an OpenMP setting is per calling thread: set it in every thread that calls FAISS
         self._faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
 
+    def _augment(self, x: torch.Tensor) -> np.ndarray:
+        """Item rows -> float32 [n, d + 1] with the extra coordinate sqrt(R^2 - |x|^2) (0 when negative);
+        unchanged (float32 [n, d]) for HNSW."""
+        if self.kind != "ivf":
+            return np.ascontiguousarray(x.float().numpy())
+        sq = x.float().pow(2).sum(1, keepdim=True)
+        extra = (self._radius ** 2 - sq).clamp(min=0).sqrt()
+        return np.ascontiguousarray(torch.cat([x.float(), extra], 1).numpy())
+
     # -- search ------------------------------------------------------------------------------------
 
     def search(self, queries, k: int, exclude: Sequence | None = None,
@@ -531,13 +575,18 @@ class FaissIndex(Index):
         keys = (ex_rows * n + ex_cols).numpy() if ex_rows.numel() else None
         keys = np.unique(keys) if keys is not None else None
         keep_np = keep.numpy() if keep is not None else None
+        spill = self._spill
+        if spill.numel():  # FAISS ranks these wrongly: drop them from its candidates, score them apart
+            keep_np = np.ones(n, dtype=bool) if keep_np is None else keep_np.copy()
+            keep_np[spill.numpy()] = False
+        approx_rows = np.zeros(B, dtype=bool)
         out_v = torch.full((B, k), _NEG_INF)
         out_i = torch.full((B, k), -1, dtype=torch.long)
         todo = np.arange(B)
-        fetch = min(n, want)
-        qn = q.numpy()
+        fetch = min(n, max(want, self.min_fetch))
+        qa = np.ascontiguousarray((torch.cat([q, q.new_zeros(B, 1)], 1) if self.kind == "ivf" else q).numpy())
         while todo.size:
-            D, I = self._index.search(qn[todo], fetch, params=self._params)
+            _, I = self._index.search(qa[todo], fetch, params=self._params)
             ok = I > 0  # drops FAISS's -1 (nothing found) and the padding row
             if keys is not None:
                 ok &= ~np.isin(todo[:, None] * n + I, keys)
@@ -545,11 +594,13 @@ class FaissIndex(Index):
                 ok &= keep_np[np.maximum(I, 0)]
             enough = ok.sum(1) >= k
             if enough.any():
-                sel = np.argsort(~ok[enough], axis=1, kind="stable")[:, :k]  # first k survivors, in rank order
-                v = torch.from_numpy(np.take_along_axis(D[enough], sel, 1))
-                i = torch.from_numpy(np.take_along_axis(I[enough], sel, 1)).long()
-                v, i = _sort_desc_then_index(v, i)
-                out_v[todo[enough]], out_i[todo[enough]] = v, i
+                cand = torch.from_numpy(I[enough]).long().clamp(min=0)
+                # exact scores of the candidates; ineligible ones to -inf, then the top k
+                d = _rescore(q[torch.from_numpy(todo[enough])], items, cand)
+                d[~torch.from_numpy(ok[enough])] = _NEG_INF
+                v, i = _sort_desc_then_index(d, cand)
+                out_v[todo[enough]], out_i[todo[enough]] = v[:, :k], i[:, :k]
+                approx_rows[todo[enough]] = True
             short = ~enough
             if not short.any():
                 break
@@ -564,6 +615,21 @@ class FaissIndex(Index):
                 out_v[sub], out_i[sub] = v, i
             todo = todo[short][~exhausted]
             fetch = min(n, 2 * fetch)
+        if spill.numel() and approx_rows.any():
+            rows = torch.from_numpy(np.nonzero(approx_rows)[0])
+            d = q[rows] @ items[spill].T  # [R, S]
+            cols = torch.full((n,), -1, dtype=torch.long)
+            cols[spill] = torch.arange(len(spill))
+            if ex_rows.numel():  # this query's exclusions that are spill items
+                remap = torch.full((B,), -1, dtype=torch.long)
+                remap[rows] = torch.arange(len(rows))
+                m = (remap[ex_rows] >= 0) & (cols[ex_cols] >= 0)
+                d[remap[ex_rows[m]], cols[ex_cols[m]]] = _NEG_INF
+            if keep is not None:
+                d[:, ~keep[spill]] = _NEG_INF
+            v, i = _sort_desc_then_index(torch.cat([out_v[rows], d], 1),
+                                         torch.cat([out_i[rows], spill.expand(len(rows), -1)], 1))
+            out_v[rows], out_i[rows] = v[:, :k], i[:, :k]
         return out_v, out_i
 
     # -- add, recall -------------------------------------------------------------------------------
@@ -575,12 +641,20 @@ class FaissIndex(Index):
             self._threads()
             before = self._items
             new = self._append(v)
+            long_ = v.float().norm(dim=1) > self._radius * (1 + 1e-6)
             try:
-                self._index.add(v.numpy())
+                self._index.add(self._augment(v))
             except BaseException:  # keep FAISS and the matrix in step
                 self._items = before
                 raise
+            if long_.any():
+                self._spill = torch.cat([self._spill, new[long_]])
             return new
+
+    @property
+    def norm_overflow(self) -> int:
+        """How many added items are longer than the build-time radius (scored exactly on every query)."""
+        return len(self._spill)
 
     def measure_recall(self, queries=None, k: int = 10, n: int = 200, seed: int = 0) -> float:
         """Recall@``k`` of this index against exact search; stored in ``self.recall`` for logs.
@@ -596,6 +670,26 @@ class FaissIndex(Index):
         self.recall = {"k": k, "recall": r, "queries": int(len(queries)), "items": len(self), **self.params}
         return r
 
+    def tune(self, queries, target: float = 0.95, k: int = 10, max_steps: int = 8) -> float:
+        """Double ``nprobe`` (IVF) or ``ef_search`` (HNSW) until recall@``k`` against exact search on
+        ``queries`` (real user vectors) reaches ``target``, or the whole index is scanned. Returns the
+        recall reached (also in ``self.recall``); never lowers the current setting."""
+        if not 0 < target <= 1:
+            raise ValueError(f"target={target}: a recall between 0 and 1")
+        r = self.measure_recall(queries, k)
+        for _ in range(max_steps):
+            if r >= target:
+                break
+            if self.kind == "ivf":
+                if self.nprobe >= self.nlist:
+                    break
+                self.nprobe = min(self.nlist, 2 * self.nprobe)
+            else:
+                self.ef_search = 2 * self.ef_search
+            r = self.measure_recall(queries, k)
+        self.recall["target"] = target
+        return r
+
     def __repr__(self) -> str:
         return f"FaissIndex({len(self)} items, dim={self.dim}, {self.params})"
 
@@ -605,17 +699,18 @@ class FaissIndex(Index):
 
 
 _EXACT_OPTS = {"chunk"}
-_FAISS_OPTS = {"nlist", "nprobe", "M", "ef_construction", "ef_search", "train_size", "seed", "max_fetch",
+_FAISS_OPTS = {"nlist", "nprobe", "M", "ef_construction", "ef_search", "train_size", "seed", "max_fetch", "min_fetch",
                "exact_below", "chunk"}
 
 
 def build_index(items, kind: str = "auto", scorer: Scorer | None = None, threshold: int = 200_000,
-                **opts) -> Index:
+                spare: float = 0.05, **opts) -> Index:
     """The index serving uses: ``"exact"``, ``"ivf"``, ``"hnsw"`` or ``"auto"``.
 
     ``"auto"`` is exact below ``threshold`` items or with a custom ``scorer``, else IVF when faiss is
     installed (exact with a warning when not). ``opts`` go to the chosen index's constructor (options
-    of the other kind are ignored under ``"auto"``).
+    of the other kind are ignored under ``"auto"``). ``spare``: room reserved for items added later
+    (share of the catalogue, at least 1024 rows), so that adding does not copy the matrix.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(KINDS)}")
@@ -639,8 +734,12 @@ def build_index(items, kind: str = "auto", scorer: Scorer | None = None, thresho
                           "pip install 'modalrec[faiss]' for FAISS.", stacklevel=2)
             kind = "exact"
     if kind == "exact":
-        return ExactIndex(items, scorer, **{k: v for k, v in opts.items() if k in _EXACT_OPTS})
-    return FaissIndex(items, kind, **{k: v for k, v in opts.items() if k in _FAISS_OPTS})
+        index = ExactIndex(items, scorer, **{k: v for k, v in opts.items() if k in _EXACT_OPTS})
+    else:
+        index = FaissIndex(items, kind, **{k: v for k, v in opts.items() if k in _FAISS_OPTS})
+    if spare > 0:
+        index.reserve(max(1024, int(spare * n_real)))
+    return index
 
 
 def recall_at_k(approx: Index, exact: ExactIndex, queries, k: int = 10) -> float:

@@ -111,7 +111,8 @@ def read_jsonl_objects(path: Path, expected: str, error=ValueError):
 class Recommender:
     """A trained run ready to answer: ``Recommender.load("runs/demo/pmmrec").recommend(["50", "181"])``."""
 
-    def __init__(self, cfg, dataset, model, *, index: str = "auto", source=None, **index_opts):
+    def __init__(self, cfg, dataset, model, *, index: str = "auto", source=None, recall_target: float = 0.95,
+                 **index_opts):
         from modalrec.serve.index import build_index
 
         self.cfg, self.dataset, self.model = cfg, dataset, model
@@ -146,6 +147,20 @@ class Recommender:
             with torch.no_grad():
                 self._scale = float(model.score(u, v)[0, 0]) / float((u @ v.T)[0, 0])
         self._sim_index = None
+        if hasattr(self.index, "tune"):  # an approximate index: calibrated on real users
+            self.index.tune(self.calibration_users(), target=recall_target)
+
+    def calibration_users(self, n: int = 200) -> torch.Tensor:
+        """User vectors of up to ``n`` validation histories (test histories stay untouched), the queries
+        an approximate index is tuned on."""
+        split = self.dataset.split
+        part = split.valid if len(split.valid) else split.train
+        rows = [[int(i) for i in part.sequence(s)[-self.cfg.model.max_len:]] for s in range(min(n, len(part)))]
+        rows = [r for r in rows if r]
+        if not rows:  # no histories to learn from: item vectors stand in for users
+            return self.index.items[1:n + 1].float()
+        with torch.no_grad():
+            return self.model.user_embeddings({"items": self._left_pad(rows)}).float()
 
     # -- loading -------------------------------------------------------------------------------
 
