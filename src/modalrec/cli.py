@@ -419,7 +419,8 @@ def cmd_serve(args) -> int:
         added = rec.add_items(read_items_file(args.add_items))
         print(f"added {len(added)} items from {args.add_items}")
     app = create_app(rec, max_body_bytes=int(args.max_body_mb * 2**20))
-    print(f"{rec.model_name}: {rec.n_items} items; web page and API on http://{args.host}:{args.port}/ "
+    index = ", ".join(f"{k} {v}" for k, v in rec.index_info.items())
+    print(f"{rec.model_name}: {rec.n_items} items ({index}); web page and API on http://{args.host}:{args.port}/ "
           "(Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

@@ -60,7 +60,7 @@ def _ids(resp) -> list[str]:
 
 def test_health_page_static_files_and_spec(client, pmm):
     assert client.get("/health").json() == {"status": "ok", "model": "pmmrec", "n_items": pmm.n_items,
-                                            "can_add_items": True}
+                                            "can_add_items": True, "index": {"kind": "exact"}}
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'data-testid="search-input"' in page.text and "static/app.js" in page.text

@@ -192,3 +192,13 @@ def test_adding_while_recommending_is_safe(served_runs):
         t.join()
     assert not errors
     assert rec.n_items == n0 + 10 == rec.model.n_items == len(rec.index)
+
+
+def test_faiss_index_is_tuned_on_validation_users(served_runs):
+    pytest.importorskip("faiss")
+    rec = Recommender.load(served_runs["sasrec"], index="ivf", nprobe=1)
+    info = rec.index_info
+    assert info["kind"] == "ivf" and info["recall@10"] >= 0.95 and rec.index.recall["target"] == 0.95
+    assert info["nprobe"] > 1 or info["nlist"] == 1  # raised from 1 unless one list is everything
+    exact = Recommender.load(served_runs["sasrec"], index="exact")
+    assert exact.index_info == {"kind": "exact"}

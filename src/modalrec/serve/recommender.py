@@ -204,6 +204,16 @@ class Recommender:
     def can_add_items(self) -> bool:
         return bool(self.model.id_free)
 
+    @property
+    def index_info(self) -> dict:
+        """How items are searched: ``{"kind": "exact"}`` or the FAISS settings plus the recall@10
+        against exact search measured when it was tuned (``recall``, on validation users)."""
+        index = self.index
+        info = dict(getattr(index, "params", {"kind": "exact"}))
+        if getattr(index, "recall", None):
+            info["recall@10"] = round(float(index.recall["recall"]), 4)
+        return info
+
     def _info(self, row: int) -> ItemInfo:
         return ItemInfo(self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]))
 
