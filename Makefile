@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench fetch clean help
+.PHONY: install demo test test-fast bench report fetch clean help
 
 help:
 	@echo "make demo    install, fetch data and weights, pre-train PMMRec on ml-1m, fine-tune on ml-100k, compare with SASRec and Pop"
 	@echo "make test    install and run the whole test suite"
-	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json)"
+	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json), then make report (BENCH_ARGS=--quick: short run)"
+	@echo "make report  regenerate docs/results.md, docs/img/*.png and the README's results block from bench/results/*.json"
 	@echo "make fetch   download the built-in data sets and encoder weights into \$$MODALREC_HOME (~/.cache/modalrec)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -36,6 +37,9 @@ test-fast: install
 
 bench: install
 	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+report: install
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

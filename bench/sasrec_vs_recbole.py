@@ -165,7 +165,7 @@ def main() -> int:
             continue
         t = mean_std([r["time_to_best_s"] for r in runs])
         n = mean_std([r["test"]["ndcg@10"] for r in runs])
-        h = mean_std([r["test"]["hr@10"] for r in runs])
+        h = mean_std([r["test"]["hr@10"] if "hr@10" in r["test"] else r["test"]["hit@10"] for r in runs])  # RecBole: hit@10
         cut = any(r.get("stopped_by_time_budget") for r in runs)
         rows.append((side, t, n, h, cut))
         report[f"ml100k_{side}_summary"] = {"time_to_best_s": t, "test_ndcg@10": n, "test_hr@10": h,

@@ -10,6 +10,7 @@ resume (model, optimizer, scheduler, scaler, RNG states, early-stopping state, e
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from modalrec.config import RunConfig, build_config, load_yaml, save_config, to_
 from modalrec.train import checkpoint as ckpt_io
 from modalrec.train.distributed import DistInfo, barrier, init_from_env
 from modalrec.utils import atomic_write_json, resolve_device, seed_everything
+
+log = logging.getLogger("modalrec.train")
 
 
 class RunDirError(ValueError):
@@ -41,6 +44,7 @@ class RunDir:
         self.best = self.path / "best.pt"
         self.results = self.path / "results.json"
         self.dataset = self.path / "dataset.json"
+        self.learning_curve = self.path / "learning_curve.png"
 
 
 def select_key(ks: list[int]) -> str:
@@ -317,8 +321,33 @@ def train(
     if dist_info.is_main:
         _append_jsonl(rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
         atomic_write_json(rd.results, results)
+        write_learning_curve(rd, key, show, title=f"{cfg.model.name} on {dataset.name}: {rd.path.name}")
     barrier(dist_info)
     return results
+
+
+def write_learning_curve(rd: RunDir, key: str = "ndcg@10", show: bool = False, title: str | None = None):
+    """``learning_curve.png`` (validation ``key`` and training loss per epoch) from the run's metrics.jsonl.
+
+    Never fails a run: without matplotlib it is skipped with one log line (printed too when
+    ``show``), any plotting error is logged as a warning. Returns the PNG's path or None.
+    """
+    try:
+        from modalrec.report.plots import MatplotlibMissing, learning_curve
+    except Exception as e:  # pragma: no cover - the module itself is part of modalrec
+        log.warning("learning curve not written: %s", e)
+        return None
+    try:
+        return learning_curve(rd.path, rd.learning_curve, key=key, title=title)
+    except MatplotlibMissing:
+        msg = f"{rd.learning_curve.name} not written: matplotlib is not installed (pip install 'modalrec[report]')"
+        if show:
+            tqdm.write(msg)
+        else:
+            log.info(msg)
+    except Exception as e:
+        log.warning("learning curve not written to %s: %s: %s", rd.learning_curve, type(e).__name__, e)
+    return None
 
 
 def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:

@@ -1,0 +1,1 @@
+"""Reports on runs and benchmarks: plots (``modalrec.report.plots``; matplotlib is optional, imported lazily)."""
