@@ -49,7 +49,9 @@ def main() -> int:
     ap.add_argument("--baselines", default=str(ROOT / "runs" / "bench" / "pmmrec"),
                     help="folder of bench/pmmrec_transfer.py's pop-s*/sasrec-s* runs (reused)")
     ap.add_argument("--ft-epochs", type=int, default=0, help="fine-tune/scratch epochs (0: the model's default)")
-    ap.add_argument("--quick", action="store_true", help="one seed, 6 epochs, no ablations, no cold items")
+    ap.add_argument("--quick", action="store_true",
+                    help="one seed, 6 epochs, no ablations, no cold items, a short pre-train (1 epoch, each "
+                         "user's 20 most recent events)")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-ablations", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs")
@@ -81,8 +83,9 @@ def main() -> int:
     for model in args.models:
         extra = MODELS[model][0]
         pre = work / f"{model}-pretrain-ml1m"
+        quick_pre = ["train.epochs=1", "data.max_seq_len=20"] if args.quick else []  # minutes, not half an hour
         r = go(f"{model} pre-train ml-1m", ["train", "--model", model, "--dataset", "ml-1m", "--out", str(pre),
-                                            "--quiet", "model.stage=pretrain", *extra], pre)
+                                            "--quiet", "model.stage=pretrain", *extra, *quick_pre], pre)
         if r is not None:
             pretrains[model] = {"wall_s": r["wall_s"], "train_time_s": r.get("train_time_s"),
                                 "epochs_run": r.get("epochs_run"), "peak_rss_mib": r["peak_rss_mib"],

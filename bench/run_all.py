@@ -40,7 +40,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "content_speed.py": ["--quick"],
     "interest_discovery.py": ["--ratios", "0.1", "--repeats", "2"],
     "serve_index.py": ["--quick"],
-    "sasrec_vs_recbole.py": ["--seeds", "0", "--skip-ml1m", "--recbole-time-budget", "600",
+    "sasrec_vs_recbole.py": ["--seeds", "0", "--skip-ml1m", "--recbole-time-budget", "180",
                              "--work", str(QUICK_RUNS / "sasrec")],
     "pmmrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "pmmrec")],
     "missrec_unisrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "missrec_unisrec"),
