@@ -165,6 +165,7 @@ def main() -> int:
            "seeds": args.seeds, "ft_epochs": args.ft_epochs or "model default", "quick": args.quick,
            "report_only": args.report_only, "pretrain": pretrains, "table": table, "cold_ml_latest_small": cold,
            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
+           "command": "python " + " ".join([f"bench/{Path(__file__).name}", *sys.argv[1:]]),
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -218,6 +218,7 @@ def main() -> int:
            "table": table, "cold_ml_latest_small": cold,
            "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
                        "threads": torch.get_num_threads()},
+           "command": "python " + " ".join([f"bench/{Path(__file__).name}", *sys.argv[1:]]),
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

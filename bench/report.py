@@ -537,6 +537,10 @@ def section_pmmrec(page: Page) -> None:
     learning_curves(page, [r for r in main if r["r"].get("best_epochs") and max(r["r"]["best_epochs"]) > 0],
                     "curves_pmmrec", f"PMMRec transfer on {target}: validation NDCG@10 per epoch, one run per setting")
     page.add(*commands_block(rows))
+    if d.get("command"):
+        page.para("Script:")
+        page.add(*code([str(d["command"])]), "")
+        return
     inv = ["python bench/pmmrec_transfer.py"]
     pr = str(d.get("pretrain_run") or "")
     if pr and Path(pr).name != "pretrain-ml1m":
@@ -587,6 +591,10 @@ def section_missrec(page: Page) -> None:
     else:
         page.para("No finished run in the table yet.")
     page.add(*commands_block(rows))
+    if d.get("command"):
+        page.para("Script:")
+        page.add(*code([str(d["command"])]), "")
+        return
     inv = ["python bench/missrec_unisrec_transfer.py"]
     if d.get("quick"):
         inv.append("--quick")
