@@ -12,6 +12,9 @@ Settings on ml-100k (posters rendered from metadata give the image modality), pe
   pmmrec zero-shot                       the ml-1m pre-train evaluated as is (train.epochs=0)
   text-only / image-only                 the same three for single-modality models (a text-only
                                          model starts from the multi-modal checkpoint)
+  ablations (--ablations)                pre-trained without NICL / NID / RCL, then fine-tuned and
+                                         zero-shot (--ablation-epochs shortens these pre-trains and
+                                         adds a full-loss pre-train of the same budget)
 ml-latest-small-2016 (every movie kept: data.min_item_inter=1): zero-shot from the ml-1m
 pre-train, and pop trained on the target; HR@10 on the test targets whose movie ("Title (Year)") never occurs in ml-1m; random ranking's expected
 HR@10 for comparison. SASRec trained on ml-1m cannot score those movies at all (no embedding).
@@ -98,6 +101,12 @@ def main() -> int:
                     help="fine-tune epochs 6, one seed, no single-modality runs; without --pretrain, a short "
                          "pre-train (1 epoch, each user's 20 most recent events)")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also pre-train without NICL, without NID and without RCL (each its own ml-1m pre-train), "
+                         "then fine-tune each on ml-100k with every seed and evaluate it zero-shot")
+    ap.add_argument("--ablation-epochs", type=int, default=0,
+                    help="pre-training epochs of the ablations (0: the model default, like the main pre-train); "
+                         "when set, a full-loss pre-train with the same budget is added as their reference")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: report the runs already finished under --work (the table says how many)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pmmrec_transfer.json"))
@@ -162,6 +171,27 @@ def main() -> int:
                 go(f"{name} zero-shot", ["finetune", "--from", str(pre), "--dataset", "ml-100k", "--out",
                                          str(work / f"{name}-zs"), "--quiet", "train.epochs=0",
                                          "data.posters=true", *mo], work / f"{name}-zs")
+
+    if args.ablations:
+        variants = [("no NICL", "model.nicl=false"), ("no NID", "model.nid=false"), ("no RCL", "model.rcl=false")]
+        budget = [f"train.epochs={args.ablation_epochs}"] if args.ablation_epochs else []
+        if budget:  # the reference for a shortened pre-training: all losses, same budget
+            variants.insert(0, ("all losses", ""))
+        for label, off in variants:
+            tag = (off.split("=")[0].split(".")[1] if off else "all") + (f"-e{args.ablation_epochs}" if budget else "")
+            apre = work / f"pretrain-ml1m-{'no-' if off else ''}{tag}"
+            opts = [o for o in (off,) if o]
+            if go(f"pretrain ml-1m, {label}", ["train", "--model", "pmmrec", "--dataset", "ml-1m", "--out", str(apre),
+                                                "--quiet", "data.posters=true", *budget, *opts], apre) is None:
+                continue
+            name = f"pmmrec-both ablation: pre-trained {label}" + (f" ({args.ablation_epochs} epochs)" if budget else "")
+            for seed in args.seeds:
+                out = work / f"ablation-{apre.name}-ft-s{seed}"
+                go(f"{name} + fine-tuned", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out", str(out),
+                                            "--quiet", f"train.seed={seed}", *ft], out)
+            out = work / f"ablation-{apre.name}-zs"
+            go(f"{name}, zero-shot", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out", str(out),
+                                      "--quiet", "train.epochs=0", "data.posters=true"], out)
 
     cold = {}
     if not args.skip_cold:
