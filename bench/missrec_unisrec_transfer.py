@@ -14,7 +14,7 @@ MISSRec ablations (scratch, inductive): no interest tokens (model.interests=fals
 targets whose movie never occurs in ml-1m.
 
     python bench/missrec_unisrec_transfer.py                     # 3 seeds (hours on 2 CPU cores)
-    python bench/missrec_unisrec_transfer.py --quick             # one seed, 6 fine-tune epochs
+    python bench/missrec_unisrec_transfer.py --quick             # one seed, 3 epochs, inductive only
     python bench/missrec_unisrec_transfer.py --report-only       # tabulate what has finished
 """
 
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from pmmrec_transfer import cold_eval, run_cli, summary
+from pmmrec_transfer import QUICK_FT_EPOCHS, QUICK_SASREC, cold_eval, run_cli, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,15 +50,15 @@ def main() -> int:
                     help="folder of bench/pmmrec_transfer.py's pop-s*/sasrec-s* runs (reused)")
     ap.add_argument("--ft-epochs", type=int, default=0, help="fine-tune/scratch epochs (0: the model's default)")
     ap.add_argument("--quick", action="store_true",
-                    help="one seed, 6 epochs, no ablations, no cold items, a short pre-train (1 epoch, each "
-                         "user's 20 most recent events)")
+                    help=f"one seed, {QUICK_FT_EPOCHS} epochs, inductive only, no ablations, no cold items, a short "
+                         "pre-train (1 epoch, each user's 20 most recent events)")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-ablations", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "missrec_unisrec_transfer.json"))
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.ft_epochs, args.skip_ablations, args.skip_cold = args.seeds[:1], 6, True, True
+        args.seeds, args.ft_epochs, args.skip_ablations, args.skip_cold = args.seeds[:1], QUICK_FT_EPOCHS, True, True
     work, base = Path(args.work), Path(args.baselines)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -96,11 +96,11 @@ def main() -> int:
         go("pop", ["train", "--model", "pop", "--dataset", "ml-100k", "--out", str(base / f"pop-s{seed}"), "--quiet", s],
            base / f"pop-s{seed}")
         go("sasrec", ["train", "--model", "sasrec", "--dataset", "ml-100k", "--out", str(base / f"sasrec-s{seed}"),
-                      "--quiet", s, "train.window_stride=25"], base / f"sasrec-s{seed}")
+                      "--quiet", s, "train.window_stride=25", *QUICK_SASREC * args.quick], base / f"sasrec-s{seed}")
         for model in args.models:
             extra, freeze, transfer_td = MODELS[model]
             pre = work / f"{model}-pretrain-ml1m"
-            for mode in ("inductive", "transductive"):
+            for mode in ("inductive",) if args.quick else ("inductive", "transductive"):
                 mo = [f"model.mode={mode}"]
                 tag = f"{model} {mode}"
                 out = work / f"{model}-{mode}-scratch-s{seed}"

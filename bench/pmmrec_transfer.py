@@ -20,7 +20,7 @@ pre-train, and pop trained on the target; HR@10 on the test targets whose movie 
 HR@10 for comparison. SASRec trained on ml-1m cannot score those movies at all (no embedding).
 
     python bench/pmmrec_transfer.py                     # 3 seeds (hours on 2 CPU cores)
-    python bench/pmmrec_transfer.py --seeds 0 --quick   # one seed, fewer fine-tune epochs
+    python bench/pmmrec_transfer.py --quick             # one seed, 3 fine-tune epochs, short pre-train
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALREC = [sys.executable, "-m", "modalrec.cli"]
+
+
+# --quick (bench/run_all.py --quick must stay under 20 minutes on 2 CPU cores)
+QUICK_FT_EPOCHS = 3
+QUICK_SASREC = ["train.epochs=10"]
 
 
 def run_cli(args: list[str], out: Path, log: Path) -> dict:
@@ -98,8 +103,8 @@ def main() -> int:
     ap.add_argument("--ft-epochs", type=int, default=20)
     ap.add_argument("--single-modality-seeds", type=int, default=1, help="seeds for the text-only/image-only runs")
     ap.add_argument("--quick", action="store_true",
-                    help="fine-tune epochs 6, one seed, no single-modality runs; without --pretrain, a short "
-                         "pre-train (1 epoch, each user's 20 most recent events)")
+                    help="one seed, 3 fine-tune epochs, SASRec capped at 10 epochs, no single-modality runs; "
+                         "without --pretrain, a short pre-train (1 epoch, each user's 20 most recent events)")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--ablations", action="store_true",
                     help="also pre-train without NICL, without NID and without RCL (each its own ml-1m pre-train), "
@@ -112,7 +117,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pmmrec_transfer.json"))
     args = ap.parse_args()
     if args.quick:
-        args.ft_epochs, args.seeds, args.single_modality_seeds = 6, args.seeds[:1], 0
+        args.ft_epochs, args.seeds, args.single_modality_seeds = QUICK_FT_EPOCHS, args.seeds[:1], 0
     work = Path(args.work)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -155,7 +160,7 @@ def main() -> int:
         go("pop", ["train", "--model", "pop", "--dataset", "ml-100k", "--out", str(work / f"pop-s{seed}"), "--quiet", s],
            work / f"pop-s{seed}")
         go("sasrec", ["train", "--model", "sasrec", "--dataset", "ml-100k", "--out", str(work / f"sasrec-s{seed}"),
-                      "--quiet", s, "train.window_stride=25"], work / f"sasrec-s{seed}")
+                      "--quiet", s, "train.window_stride=25", *QUICK_SASREC * args.quick], work / f"sasrec-s{seed}")
         mods = [("both", [])]
         if seed in args.seeds[: args.single_modality_seeds]:
             mods += [("text", ["model.modalities=text"]), ("image", ["model.modalities=image"])]

@@ -47,6 +47,7 @@ PMM = "pmmrec_transfer.json"
 MISS = "missrec_unisrec_transfer.json"
 SVR = "sasrec_vs_recbole.json"
 SVR_OURS = "sasrec_ml100k_ours.json"
+RUN_ALL = "bench_run.json"
 SVR_ML1M = "sasrec_ml1m.json"
 RECBOLE_RE = re.compile(r"^recbole_.*\.json$")
 
@@ -818,7 +819,10 @@ def section_sasrec_recbole(page: Page, ratios: list) -> None:
     if summ:
         page.para("Mean ± std over seeds:")
         page.add(*md_table(["library", "runs", "time to best", "test NDCG@10", "test HR@10"], summ, right=(1,)), "")
-    if not rb:
+    if not rb and (x.get("meta") or {}).get("skip_recbole"):
+        page.para("RecBole: **skipped** in this run (`--skip-recbole`; the quick report skips it, as one RecBole "
+                  "epoch alone takes minutes here). `python bench/sasrec_vs_recbole.py` runs both sides.")
+    elif not rb:
         page.para("RecBole: **not run yet** (`python bench/sasrec_vs_recbole.py`).")
     common = sorted({r.get("seed") for r in ours} & {r.get("seed") for r in rb} - {None})
     if common:
@@ -1275,7 +1279,8 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
         p.para("**Unreadable result files:** " + "; ".join(f"`{k}`: {v}" for k, v in p.errors.items()))
 
     rows, target = headline(p)
-    sections = [f"Headline: {target or 'transfer'} test quality", "Quality details", "Speed", "Serving"]
+    sections = [f"Headline: {target or 'transfer'} test quality", "Quality details", "Speed", "Serving",
+                "Bench run time"]
     p.para("Contents: " + " · ".join(f"[{s}](#{slug(s)})" for s in sections))
 
     # headline
@@ -1315,6 +1320,8 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
     p.add(f"## {sections[3]}", "")
     p.add(*serve.lines)
     p.matplotlib_missing |= speed.matplotlib_missing or serve.matplotlib_missing
+    p.add(f"## {sections[4]}", "")
+    guarded(p, section_bench_time)
 
     unknown = sorted(set(p.results) - p.used)
     if unknown:
@@ -1325,6 +1332,71 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
     text = "\n".join(p.lines).rstrip() + "\n"
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text, rows, target
+
+
+def _walls(x: Any) -> float:
+    """Sum of the run wall times a transfer result file records: every `wall_s` (a number or a list
+    of per-seed numbers), and a pre-train's `train_time_s` where its dict has no `wall_s`."""
+    if isinstance(x, dict):
+        if "wall_s" in x:
+            w = x["wall_s"]
+            own = sum(v for v in w if _num(v)) if isinstance(w, list) else (w if _num(w) else 0.0)
+        elif _num(x.get("train_time_s")):
+            own = x["train_time_s"]
+        else:
+            own = 0.0
+        return own + sum(_walls(v) for k, v in x.items() if k not in ("wall_s", "train_time_s"))
+    if isinstance(x, list):
+        return sum(_walls(v) for v in x)
+    return 0.0
+
+
+def section_bench_time(page: Page) -> None:
+    """How long `make bench` took (bench/run_all.py's own record) and the compute behind the tables."""
+    d = page.get(RUN_ALL)
+    if isinstance(d, dict) and d.get("scripts"):
+        page.para(f"Source: `{page.rel(page.folder / RUN_ALL, ROOT)}`; started {d.get('started', 'n/a')}"
+                  + (f", 1-min load average before: {d['machine']['loadavg_1min_before']:.2f}"
+                     if _num((d.get("machine") or {}).get("loadavg_1min_before")) else "") + ".")
+        cmd = "python bench/run_all.py" + "".join(f" {a}" for a in d.get("argv") or [])
+        rows = [[f"`{r.get('script')}`", secs(r.get("wall_s")), "ok" if r.get("returncode") == 0 else
+                 f"failed (exit {r.get('returncode')})"] for r in d["scripts"]]
+        total, target = d.get("total_s"), d.get("target_s")
+        before = d.get("finished_runs_before")
+        failed = sum(1 for r in d["scripts"] if r.get("returncode") != 0)
+        if before != 0:
+            why = (f"{before} finished run folder(s) under `{d.get('work')}` were reused, so this is not the time "
+                   "of a fresh run")
+        elif d.get("only") or not d.get("complete"):
+            why = "a partial run (`--only`) or an interrupted one"
+        elif failed:
+            why = f"{failed} benchmark(s) failed"
+        else:
+            why = ""
+        ok = (total < target) if (not why and _num(total) and _num(target)) else None
+        rows.append(["**all**", f"**{secs(total)}**", "" if d.get("complete") else "interrupted"])
+        page.add(*md_table(["benchmark", "wall", "status"], rows, right=(1,)), "")
+        page.para(f"`{cmd}`: target < {secs(target)}"
+                  + (f": {verdict(ok)}." if ok is not None else f"; not comparable: {why}."))
+    else:
+        page.para("**Not timed yet:** `python bench/run_all.py` records its own wall time per benchmark here.")
+    rows = []
+    for fname in (PMM, MISS):
+        t = page.results.get(fname)
+        if isinstance(t, dict):
+            page.used.add(fname)
+            table = t.get("table") or {}
+            if fname == MISS and PMM in page.results and isinstance(table, dict):
+                # its Pop / SASRec rows are the PMMRec bench's runs, reused: count them once
+                table = {k: v for k, v in table.items() if k not in ("pop", "sasrec")}
+            rows.append([f"`{fname}`", secs(_walls(t.get("pretrain"))), secs(_walls(table)),
+                         secs(_walls(t.get("pretrain")) + _walls(table))])
+    if rows:
+        page.para("Compute behind the transfer tables: the sum of the wall times the result files record for "
+                  "their runs (pre-trains; every seed of every setting, ablations and cold items included). "
+                  "A fresh `make bench` recomputes all of them, so this bounds its duration from below:")
+        page.add(*md_table(["result file", "pre-training", "fine-tune / scratch / eval runs", "total"], rows,
+                           right=(1, 2, 3)), "")
 
 
 def guarded(page: Page, fn: Callable[[Page], None]) -> None:

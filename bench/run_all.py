@@ -13,15 +13,23 @@ A benchmark that fails does not stop the others; the report is written in any ca
     python bench/run_all.py --recbole-time-budget 1800 --seeds 0   # other arguments: sasrec_vs_recbole.py
 
 Arguments this script does not know are passed to sasrec_vs_recbole.py.
+
+The script times itself: the wall time of every benchmark and of the whole run goes to
+bench/results/bench_run.json (--quick: bench/results/quick/bench_run.json), with how many finished run
+folders were already there (the transfer benchmarks reuse them, so only a run without any is the time
+of a fresh `make bench`); docs/results.md shows it under "Bench run time".
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +37,8 @@ ROOT = HERE.parent
 SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "interest_discovery.py",
            "serve_index.py", "sasrec_vs_recbole.py", "pmmrec_transfer.py", "missrec_unisrec_transfer.py",
            "serve_latency.py"]
-QUICK_RESULTS = HERE / "results" / "quick"
+RESULTS = HERE / "results"
+QUICK_RESULTS = RESULTS / "quick"
 QUICK_RUNS = ROOT / "runs" / "bench" / "quick"  # quick runs never reuse (or overwrite) the full runs' folders
 
 # --quick: the reduced options each script already supports (None: the script has no --out)
@@ -40,7 +49,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "content_speed.py": ["--quick"],
     "interest_discovery.py": ["--ratios", "0.1", "--repeats", "2"],
     "serve_index.py": ["--quick"],
-    "sasrec_vs_recbole.py": ["--seeds", "0", "--skip-ml1m", "--recbole-time-budget", "180",
+    # one RecBole epoch alone takes about 4 minutes here: the quick report has our side only
+    "sasrec_vs_recbole.py": ["--seeds", "0", "--skip-ml1m", "--skip-recbole", "--ours-epochs", "10",
                              "--work", str(QUICK_RUNS / "sasrec")],
     "pmmrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "pmmrec")],
     "missrec_unisrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "missrec_unisrec"),
@@ -48,6 +58,24 @@ QUICK_ARGS: dict[str, list[str]] = {
     "serve_latency.py": ["--sizes", "10000", "100000", "--requests", "100"],
 }
 NO_OUT = {"cli_startup.py"}  # writes bench/results/cli_startup.json, whatever is asked
+FULL_RUNS = ROOT / "runs" / "bench"
+TARGET_S = {False: 3 * 3600, True: 20 * 60}  # issue 7: full within 3 hours, --quick within 20 minutes
+TIMING = "bench_run.json"  # this script's own record: wall time per benchmark and in all
+
+
+def finished_runs(folder: Path) -> int:
+    """How many finished run folders (results.json) already lie under the benchmarks' work folder:
+    the transfer benchmarks reuse them, so a run_all over existing folders is not a fresh run."""
+    if not folder.is_dir():
+        return 0
+    return sum(1 for _ in folder.rglob("results.json"))
+
+
+def write_timing(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def command(script: str, quick: bool, extra: list[str]) -> list[str]:
@@ -96,13 +124,36 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = []
     if not args.report_only:
+        work = QUICK_RUNS if args.quick else FULL_RUNS
+        record = {"quick": args.quick, "only": args.only, "argv": sys.argv[1:],
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                  "finished_runs_before": finished_runs(work), "work": str(work.relative_to(ROOT)),
+                  "target_s": TARGET_S[args.quick], "scripts": [],
+                  "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                              "loadavg_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}}
+        timing = (QUICK_RESULTS if args.quick else RESULTS) / TIMING
+        t_all = time.perf_counter()
         for script in args.only or SCRIPTS:
             cmd = command(script, args.quick, extra)
             print(f"\n=== bench/{script}" + (" (quick)" if args.quick else ""), flush=True)
             print("$ " + " ".join(cmd[1:]), flush=True)
+            t0 = time.perf_counter()
             rc = run_no_out(cmd, script) if args.quick and script in NO_OUT else subprocess.run(cmd).returncode
+            wall = time.perf_counter() - t0
+            print(f"--- bench/{script}: {wall:.0f} s, exit {rc}", flush=True)
+            record["scripts"].append({"script": script, "command": "python " + " ".join(
+                [os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd[1:]]),
+                "wall_s": round(wall, 1), "returncode": rc})
             if rc != 0:
                 failed.append(script)
+            record["total_s"] = round(time.perf_counter() - t_all, 1)
+            write_timing(timing, record)  # after every script: an interrupted run keeps what it measured
+        record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        record["complete"] = True
+        write_timing(timing, record)
+        print(f"\nall benchmarks: {record['total_s']:.0f} s ({record['total_s'] / 60:.1f} min); "
+              f"{record['finished_runs_before']} finished run folder(s) under {record['work']} were there before "
+              f"(reused, not recomputed)", flush=True)
 
     report = [sys.executable, str(HERE / "report.py")]
     if args.quick:

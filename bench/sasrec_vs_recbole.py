@@ -136,6 +136,8 @@ def main() -> int:
     ap.add_argument("--recbole-epochs", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both libraries on ml-100k (same on both sides; 0 = torch default)")
+    ap.add_argument("--ours-epochs", type=int, default=0,
+                    help="cap our SASRec's epochs on ml-100k (0 = the comparison's default, early stopping decides)")
     ap.add_argument("--skip-recbole", action="store_true")
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench/results/sasrec_vs_recbole.json"))
@@ -144,15 +146,17 @@ def main() -> int:
     work = Path(args.work)
     report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                 "load_average_at_start": os.getloadavg()},
-                    "threads": args.threads,
-                    "model_size": SIZE, "ours_overrides_ml100k": OURS_100K, "ours_overrides_ml1m": OURS_1M,
+                    "threads": args.threads, "skip_recbole": args.skip_recbole,
+                    "model_size": SIZE, "ours_overrides_ml100k": OURS_100K + (
+                        [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []), "ours_overrides_ml1m": OURS_1M,
                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     data_dir = work / "recbole-data"
     report["ml100k_summary"] = export_atomic(data_dir, "mr_ml100k")
     ml100k = {"ours": [], "recbole": []}
     for seed in args.seeds:
-        ml100k["ours"].append(ours("ml-100k", OURS_100K, seed, work / f"ours-ml100k-s{seed}", args.threads))
+        cap = [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []
+        ml100k["ours"].append(ours("ml-100k", [*OURS_100K, *cap], seed, work / f"ours-ml100k-s{seed}", args.threads))
         if not args.skip_recbole:
             ml100k["recbole"].append(recbole(Path(args.recbole_venv), data_dir, "mr_ml100k", seed,
                                              work / f"recbole-ml100k-s{seed}.json", args.recbole_time_budget,

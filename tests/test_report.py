@@ -283,7 +283,87 @@ def test_run_all_quick_commands():
             assert "--quick" in cmd and str(run_all.QUICK_RUNS) in " ".join(cmd)
         assert ("--recbole-time-budget" in cmd) == (script == "sasrec_vs_recbole.py")
     assert run_all.command("sasrec_vs_recbole.py", False, ["--seeds", "0"])[2:] == ["--seeds", "0"]
+    quick_svr = run_all.command("sasrec_vs_recbole.py", True, [])
+    assert "--skip-recbole" in quick_svr and quick_svr[quick_svr.index("--ours-epochs") + 1] == "10"
     assert set(run_all.SCRIPTS) == {p.name for p in (ROOT / "bench").glob("*.py")} - {"run_all.py", "report.py"}
+
+
+def _bench_run(res: Path, **kw) -> None:
+    d = {"quick": False, "only": None, "argv": [], "started": "2031-01-01 00:00:00 UTC", "finished_runs_before": 0,
+         "work": "runs/bench", "target_s": 10800, "complete": True, "total_s": 5400.0,
+         "machine": {"loadavg_1min_before": 0.25},
+         "scripts": [{"script": "cli_startup.py", "command": "python bench/cli_startup.py", "wall_s": 12.0,
+                      "returncode": 0},
+                     {"script": "pmmrec_transfer.py", "command": "python bench/pmmrec_transfer.py", "wall_s": 5388.0,
+                      "returncode": 0}]}
+    d.update(kw)
+    (res / "bench_run.json").write_text(json.dumps(d))
+
+
+def test_bench_run_time_section(results, tmp_path):
+    out = tmp_path / "r.md"
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    page = out.read_text()
+    sec = page[page.index("## Bench run time"):]
+    assert "**Not timed yet:**" in sec
+    # compute behind the tables: PMMRec pre-train 777 s + 13 runs x 12.5 s; MISSRec pre-train wall 99 s (its
+    # train_time_s not added again) + its one MISSRec run, the reused Pop / SASRec rows not counted twice
+    assert "| `pmmrec_transfer.json` | 777 s (12.9 min) | 162 s (2.7 min) | 940 s (15.7 min) |" in sec
+    assert "| `missrec_unisrec_transfer.json` | 99.0 s | 12.5 s | 111.5 s |" in sec
+
+    _bench_run(results)
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    assert "| `pmmrec_transfer.py` | 5388 s (89.8 min) | ok |" in sec
+    assert "| **all** | **5400 s (90.0 min)** |" in sec
+    assert "target < 10800 s (180.0 min): **met**" in sec
+    assert "`bench_run.json`" not in out.read_text().split("## Other result files")[-1]  # tabulated, not "other"
+
+    _bench_run(results, total_s=11000.0)
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    assert "target < 10800 s (180.0 min): **not met**" in out.read_text()
+
+    scripts = json.loads((results / "bench_run.json").read_text())["scripts"]
+    scripts[1]["returncode"] = 3
+    _bench_run(results, scripts=scripts)
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    text = out.read_text()
+    assert "| `pmmrec_transfer.py` | 5388 s (89.8 min) | failed (exit 3) |" in text
+    assert "not comparable: 1 benchmark(s) failed" in text
+
+    _bench_run(results, finished_runs_before=7)
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    text = out.read_text()
+    assert "not comparable: 7 finished run folder(s) under `runs/bench` were reused" in text
+    assert "**met**" not in text[text.index("## Bench run time"):]
+
+
+def test_run_all_records_its_wall_time(tmp_path, monkeypatch):
+    calls = []
+
+    class Done:
+        def __init__(self, rc):
+            self.returncode = rc
+
+    def fake_run(cmd, *a, **kw):
+        calls.append(cmd)
+        return Done(5 if "eval_speed.py" in cmd[1] else 0)
+
+    monkeypatch.setattr(run_all.subprocess, "run", fake_run)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(run_all, "FULL_RUNS", tmp_path / "runs")
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "results.json").write_text("{}")
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    rc = run_all.main(["--only", "prepare_speed.py", "eval_speed.py"])
+    assert rc == 1  # eval_speed failed
+    rec = json.loads((tmp_path / "results" / "bench_run.json").read_text())
+    assert [r["script"] for r in rec["scripts"]] == ["prepare_speed.py", "eval_speed.py"]
+    assert [r["returncode"] for r in rec["scripts"]] == [0, 5]
+    assert rec["complete"] and rec["finished_runs_before"] == 1 and rec["only"] == ["prepare_speed.py", "eval_speed.py"]
+    assert rec["total_s"] >= sum(r["wall_s"] for r in rec["scripts"]) - 0.2
+    assert rec["target_s"] == 3 * 3600
+    assert calls[-1][1].endswith("report.py")  # the report is written after the benchmarks
 
 
 # ------------------------------------------------------------------------------------------------
