@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -51,15 +52,25 @@ def run_cli(args: list[str], out: Path, log: Path) -> dict:
     meta_file = out / "bench_meta.json"
     if res_file.is_file() and meta_file.is_file():
         return {**json.loads(res_file.read_text()), **json.loads(meta_file.read_text()), "reused": True}
+    resumed, command = False, "modalrec " + " ".join(args)
+    if out.exists():  # a run interrupted earlier (this script is meant to be stopped and rerun)
+        if args[0] == "train" and (out / "checkpoints" / "last.pt").is_file():
+            args, resumed = [args[0], "--resume", *args[1:]], True
+            print(f"    (continuing the interrupted run in {out} from its last checkpoint)", flush=True)
+        else:  # nothing to continue from (or `finetune`, which has no --resume): start it again
+            print(f"    (removing the unfinished run folder {out}: nothing to continue from)", flush=True)
+            shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    with open(log, "w") as f:
+    with open(log, "a" if resumed else "w") as f:
         p = subprocess.Popen([*MODALREC, *args], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
         _, status, usage = os.wait4(p.pid, 0)
     wall = time.time() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"`modalrec {' '.join(args)}` failed; see {log}")
-    meta = {"wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "command": "modalrec " + " ".join(args)}
+    meta = {"wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "command": command}
+    if resumed:  # wall_s covers the continued part only
+        meta["resumed"] = True
     meta_file.write_text(json.dumps(meta, indent=2))
     return {**json.loads(res_file.read_text()), **meta, "reused": False}
 
