@@ -189,25 +189,35 @@ def main() -> int:
                                          "data.posters=true", *mo], work / f"{name}-zs")
 
     if args.ablations:
-        variants = [("no NICL", "model.nicl=false"), ("no NID", "model.nid=false"), ("no RCL", "model.rcl=false")]
+        variants = [("without NICL", "model.nicl=false"), ("without NID", "model.nid=false"),
+                    ("without RCL", "model.rcl=false")]
         budget = [f"train.epochs={args.ablation_epochs}"] if args.ablation_epochs else []
         if budget:  # the reference for a shortened pre-training: all losses, same budget
             variants.insert(0, ("all losses", ""))
+        ablations = []
         for label, off in variants:
             tag = (off.split("=")[0].split(".")[1] if off else "all") + (f"-e{args.ablation_epochs}" if budget else "")
             apre = work / f"pretrain-ml1m-{'no-' if off else ''}{tag}"
-            opts = [o for o in (off,) if o]
-            if go(f"pretrain ml-1m, {label}", ["train", "--model", "pmmrec", "--dataset", "ml-1m", "--out", str(apre),
-                                                "--quiet", "data.posters=true", *budget, *opts], apre) is None:
-                continue
-            name = f"pmmrec-both ablation: pre-trained {label}" + (f" ({args.ablation_epochs} epochs)" if budget else "")
-            for seed in args.seeds:
+            e = args.ablation_epochs
+            name = f"pmmrec-both ablation, pre-trained {label}" + (f" ({e} epoch{'s' * (e != 1)})" if budget else "")
+            ablations.append((label, [o for o in (off,) if o], apre, name))
+        # seed-major: every variant gets its pre-train, zero-shot and first seed before any gets a second,
+        # so an interrupted run still has a complete (one-seed) ablation table
+        for seed in args.seeds:
+            for label, opts, apre, name in ablations:
+                if seed == args.seeds[0]:
+                    if go(f"pretrain ml-1m, {label}", ["train", "--model", "pmmrec", "--dataset", "ml-1m", "--out",
+                                                        str(apre), "--quiet", "data.posters=true", *budget, *opts],
+                          apre) is None:
+                        continue
+                    out = work / f"ablation-{apre.name}-zs"
+                    go(f"{name}, zero-shot", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out",
+                                              str(out), "--quiet", "train.epochs=0", "data.posters=true"], out)
+                elif not (apre / "results.json").is_file():
+                    continue
                 out = work / f"ablation-{apre.name}-ft-s{seed}"
-                go(f"{name} + fine-tuned", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out", str(out),
+                go(f"{name}, fine-tuned", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out", str(out),
                                             "--quiet", f"train.seed={seed}", *ft], out)
-            out = work / f"ablation-{apre.name}-zs"
-            go(f"{name}, zero-shot", ["finetune", "--from", str(apre), "--dataset", "ml-100k", "--out", str(out),
-                                      "--quiet", "train.epochs=0", "data.posters=true"], out)
 
     cold = {}
     if not args.skip_cold:

@@ -407,6 +407,32 @@ def per_seed(row: dict) -> dict:
     return {s: v for s, v in zip(seeds, vals) if s is not None}
 
 
+def ablation_reading(rows: list[dict]) -> list[str]:
+    """Each pre-training ablation against the all-losses pre-train of the same budget (computed, no number
+    typed here). Rows are named "<model> ablation, pre-trained <variant>[ (<budget>)], fine-tuned|zero-shot"."""
+    pat = re.compile(r"^ablation, pre-trained (.+?)( \(\d+ epochs?\))?, (fine-tuned|zero-shot)$")
+    found: dict[tuple[str, str, str], dict] = {}
+    for r in rows:
+        m = pat.match(r["setting"])
+        if m:
+            found[(m.group(2) or "", m.group(3), m.group(1))] = r
+    out = []
+    for (budget, kind, variant), r in sorted(found.items()):
+        ref = found.get((budget, kind, "all losses"))
+        if variant == "all losses" or ref is None:
+            continue
+        a, b = (r["r"].get("ndcg@10") or {}).get("mean"), (ref["r"].get("ndcg@10") or {}).get("mean")
+        if not (_num(a) and _num(b)) or b == 0:
+            continue
+        pa, pb = per_seed(r), per_seed(ref)
+        common = [k for k in pa if k in pb]
+        paired = (f"; lower in {sum(pa[k] < pb[k] for k in common)} of {len(common)} paired runs"
+                  if kind == "fine-tuned" and common else "")
+        out.append(f"* Pre-trained {variant}{budget}, {kind}: {pm(r['r'].get('ndcg@10'), r['runs'])} vs all losses "
+                   f"{pm(ref['r'].get('ndcg@10'), ref['runs'])} ({(a / b - 1) * 100:+.1f}% test NDCG@10{paired}).")
+    return out
+
+
 def reading(rows: list[dict]) -> list[str]:
     """Comparisons computed from the table (no number typed here)."""
     by = {r["name"]: r for r in rows}
@@ -535,7 +561,13 @@ def section_pmmrec(page: Page) -> None:
     if rd:
         page.para("Reading (computed from the table):")
         page.add(*rd, "")
-    learning_curves(page, [r for r in main if r["r"].get("best_epochs") and max(r["r"]["best_epochs"]) > 0],
+    ab = ablation_reading(main)
+    if ab:
+        page.para("Pre-training loss ablations, each against the all-losses pre-train of the same budget "
+                  "(computed from the table):")
+        page.add(*ab, "")
+    learning_curves(page, [r for r in main if r["r"].get("best_epochs") and max(r["r"]["best_epochs"]) > 0
+                           and not r["setting"].startswith("ablation")],
                     "curves_pmmrec", f"PMMRec transfer on {target}: validation NDCG@10 per epoch, one run per setting")
     page.add(*commands_block(rows))
     if d.get("command"):
