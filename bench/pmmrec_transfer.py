@@ -12,14 +12,17 @@ Settings on ml-100k (posters rendered from metadata give the image modality), pe
   pmmrec zero-shot                       the ml-1m pre-train evaluated as is (train.epochs=0)
   text-only / image-only                 the same three for single-modality models (a text-only
                                          model starts from the multi-modal checkpoint)
-  ablations (--ablations)                pre-trained without NICL / NID / RCL, then fine-tuned and
-                                         zero-shot (--ablation-epochs shortens these pre-trains and
-                                         adds a full-loss pre-train of the same budget)
+  ablations                              pre-trained without NICL / NID / RCL, then fine-tuned and
+                                         zero-shot; their pre-trains are --ablation-epochs long (default
+                                         1: three more full pre-trains would take 2.5 hours here), beside
+                                         a full-loss pre-train of the same budget as their reference
+                                         (--skip-ablations leaves them out)
 ml-latest-small-2016 (every movie kept: data.min_item_inter=1): zero-shot from the ml-1m
 pre-train, and pop trained on the target; HR@10 on the test targets whose movie ("Title (Year)") never occurs in ml-1m; random ranking's expected
 HR@10 for comparison. SASRec trained on ml-1m cannot score those movies at all (no embedding).
 
-    python bench/pmmrec_transfer.py                     # 3 seeds (hours on 2 CPU cores)
+    python bench/pmmrec_transfer.py                     # the reference tables: 3 seeds, 12 fine-tune
+                                                        # epochs, ablations (about 5 hours on 2 CPU cores)
     python bench/pmmrec_transfer.py --quick             # one seed, 3 fine-tune epochs, short pre-train
 """
 
@@ -111,24 +114,28 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench" / "pmmrec"))
     ap.add_argument("--pretrain", default="", help="use this finished ml-1m pre-train run instead of training one")
-    ap.add_argument("--ft-epochs", type=int, default=20)
-    ap.add_argument("--single-modality-seeds", type=int, default=1, help="seeds for the text-only/image-only runs")
+    ap.add_argument("--ft-epochs", type=int, default=12, help="fine-tune / scratch epochs (patience 3)")
+    ap.add_argument("--single-modality-seeds", type=int, default=3,
+                    help="how many of --seeds also run the text-only and image-only models")
     ap.add_argument("--quick", action="store_true",
-                    help="one seed, 3 fine-tune epochs, SASRec capped at 10 epochs, no single-modality runs; "
+                    help="one seed, 3 fine-tune epochs, SASRec capped at 10 epochs, no single-modality runs, no ablations; "
                          "without --pretrain, a short pre-train (1 epoch, each user's 20 most recent events)")
     ap.add_argument("--skip-cold", action="store_true")
-    ap.add_argument("--ablations", action="store_true",
-                    help="also pre-train without NICL, without NID and without RCL (each its own ml-1m pre-train), "
-                         "then fine-tune each on ml-100k with every seed and evaluate it zero-shot")
-    ap.add_argument("--ablation-epochs", type=int, default=0,
-                    help="pre-training epochs of the ablations (0: the model default, like the main pre-train); "
-                         "when set, a full-loss pre-train with the same budget is added as their reference")
+    abl = ap.add_mutually_exclusive_group()
+    abl.add_argument("--ablations", dest="ablations", action="store_true", default=True,
+                     help="pre-train without NICL, without NID and without RCL (each its own ml-1m pre-train), "
+                          "then fine-tune each on ml-100k with every seed and evaluate it zero-shot (the default)")
+    abl.add_argument("--skip-ablations", dest="ablations", action="store_false", help="leave the ablations out")
+    ap.add_argument("--ablation-epochs", type=int, default=1,
+                    help="pre-training epochs of the ablations; when > 0 a full-loss pre-train with the same budget "
+                         "is added as their reference (0: the model default, like the main pre-train, no reference)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: report the runs already finished under --work (the table says how many)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pmmrec_transfer.json"))
     args = ap.parse_args()
     if args.quick:
         args.ft_epochs, args.seeds, args.single_modality_seeds = QUICK_FT_EPOCHS, args.seeds[:1], 0
+        args.ablations = False
     work = Path(args.work)
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -266,6 +273,8 @@ def main() -> int:
 
     out = {"protocol": "leave-one-out, exact full ranking, history excluded, pessimistic ties; select on valid NDCG@10",
            "seeds": args.seeds, "ft_epochs": args.ft_epochs, "quick": args.quick, "pretrain_run": str(pre),
+           "single_modality_seeds": min(args.single_modality_seeds, len(args.seeds)),
+           "ablations": args.ablations, "ablation_epochs": args.ablation_epochs if args.ablations else None,
            "report_only": args.report_only,  # true: only the runs finished so far (see "runs" per row)
            "pretrain": {"best_epoch": pre_res.get("best_epoch"), "epochs_run": pre_res.get("epochs_run"),
                         "train_time_s": pre_res.get("train_time_s"), "windows_per_epoch": pre_cfg_windows,

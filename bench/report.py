@@ -582,6 +582,12 @@ def section_pmmrec(page: Page) -> None:
         inv.append("--seeds " + " ".join(str(s) for s in d["seeds"]))
     if d.get("ft_epochs") is not None and not d.get("quick"):
         inv.append(f"--ft-epochs {d['ft_epochs']}")
+    if d.get("single_modality_seeds") is not None and not d.get("quick"):
+        inv.append(f"--single-modality-seeds {d['single_modality_seeds']}")
+    if d.get("ablations") is False and not d.get("quick"):
+        inv.append("--skip-ablations")
+    elif d.get("ablations"):
+        inv.append(f"--ablation-epochs {d.get('ablation_epochs')}")
     if d.get("quick"):
         inv.append("--quick")
     if d.get("report_only"):
