@@ -207,7 +207,7 @@ def main() -> int:
             apre = work / f"pretrain-ml1m-{'no-' if off else ''}{tag}"
             e = args.ablation_epochs
             name = f"pmmrec-both ablation, pre-trained {label}" + (f" ({e} epoch{'s' * (e != 1)})" if budget else "")
-            ablations.append((label, [o for o in (off,) if o], apre, name))
+            ablations.append((label, [off] if off else [], apre, name))
         # seed-major: every variant gets its pre-train, zero-shot and first seed before any gets a second,
         # so an interrupted run still has a complete (one-seed) ablation table
         for seed in args.seeds:

@@ -339,6 +339,18 @@ def main_dataset(rows: list[dict]) -> str | None:
     return max(counts, key=counts.get) if counts else None
 
 
+def is_variant(row: dict) -> bool:
+    """An ablation row (e.g. "pmmrec-both ablation, pre-trained without RCL (1 epoch), fine-tuned"): the
+    benches name those with a ", " in the setting; they stay out of the headline, the zero-shot line
+    and the learning curves."""
+    return "," in row["setting"]
+
+
+def is_bench_pretrain(name: str) -> bool:
+    """A pre-train the transfer bench ran itself ("pretrain ml-1m[, <variant>]"), a row of its table."""
+    return name.startswith("pretrain ")
+
+
 def headline(page: Page) -> tuple[list[dict], str | None]:
     """Rows of the headline: every setting on the target data set but single-modality variants
     (model.modalities=...) and ablations (', ' in the name); baselines shown once."""
@@ -354,7 +366,7 @@ def headline(page: Page) -> tuple[list[dict], str | None]:
         target = target or ds
         for r in rs:
             single = any(o.startswith("model.modalities=") for o in r["options"])
-            if r["dataset"] != ds or single or "," in r["setting"]:
+            if r["dataset"] != ds or single or is_variant(r):
                 continue
             if r["commands"] and set(r["commands"]) <= seen:
                 continue
@@ -480,7 +492,7 @@ def reading(rows: list[dict]) -> list[str]:
                        f"run{'s' if best['runs'] != 1 else ''}).")
         else:
             out.append(f"* {best['label']} ({c:.4f}) reaches or passes the ID baseline SASRec ({s:.4f}).")
-    zs = [r for r in rows if "zero-shot" in r["setting"] and _num(mean(r["name"])) and "ablation" not in r["name"]]
+    zs = [r for r in rows if "zero-shot" in r["setting"] and _num(mean(r["name"])) and not is_variant(r)]
     zs_below = False
     if pop and _num(mean(pop["name"])) and zs:
         p = mean(pop["name"])
@@ -566,12 +578,12 @@ def section_pmmrec(page: Page) -> None:
     page.para(f"Test metrics on {target}, mean ± std over runs (one run: the value alone):")
     page.add(*detail_table(main), "")
     others = [r for r in rows if r["dataset"] != target]
-    pre_rows = [r for r in others if r["name"].startswith("pretrain")]
+    pre_rows = [r for r in others if is_bench_pretrain(r["name"])]
     if pre_rows:
         page.para("The pre-trains the bench ran itself (the ablations' own), test metrics on their source data "
                   "set:")
         page.add(*detail_table(pre_rows), "")
-    others = [r for r in others if r not in pre_rows]
+    others = [r for r in others if not is_bench_pretrain(r["name"])]
     for ds in sorted({r["dataset"] or "?" for r in others}):
         page.para(f"On {ds} (all test targets; the cold-item subset is under Cold items):")
         page.add(*detail_table([r for r in others if (r["dataset"] or "?") == ds]), "")
@@ -585,7 +597,7 @@ def section_pmmrec(page: Page) -> None:
                   "(computed from the table):")
         page.add(*ab, "")
     learning_curves(page, [r for r in main if r["r"].get("best_epochs") and max(r["r"]["best_epochs"]) > 0
-                           and not r["setting"].startswith("ablation")],
+                           and not is_variant(r)],
                     "curves_pmmrec", f"PMMRec transfer on {target}: validation NDCG@10 per epoch, one run per setting")
     page.add(*commands_block(rows))
     if d.get("command"):
@@ -1447,8 +1459,10 @@ def section_bench_time(page: Page) -> None:
                 table = {k: v for k, v in table.items() if k not in ("pop", "sasrec")}
             # pre-trains run by the bench itself (the ablations', or the main one without --pretrain) are
             # table rows named "pretrain ..."; the main one is also in "pretrain" when it was given
-            pre_rows = {k: v for k, v in table.items() if str(k).startswith("pretrain")} if isinstance(table, dict) else {}
-            rest = {k: v for k, v in table.items() if k not in pre_rows} if isinstance(table, dict) else table
+            pre_rows, rest = {}, table
+            if isinstance(table, dict):
+                pre_rows = {k: v for k, v in table.items() if is_bench_pretrain(str(k))}
+                rest = {k: v for k, v in table.items() if k not in pre_rows}
             own_pre = 0.0 if "pretrain ml-1m" in pre_rows else _walls(t.get("pretrain"))
             pre_s = own_pre + _walls(pre_rows)
             rows.append([f"`{fname}`", secs(pre_s), secs(_walls(rest)), secs(pre_s + _walls(rest))])
