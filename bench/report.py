@@ -580,8 +580,8 @@ def section_pmmrec(page: Page) -> None:
     others = [r for r in rows if r["dataset"] != target]
     pre_rows = [r for r in others if is_bench_pretrain(r["name"])]
     if pre_rows:
-        page.para("The pre-trains the bench ran itself (the ablations' own), test metrics on their source data "
-                  "set:")
+        page.para("The pre-trains the bench ran itself (the ablations', and the main one when no finished "
+                  "`--pretrain` run was given), test metrics on their source data set:")
         page.add(*detail_table(pre_rows), "")
     others = [r for r in others if not is_bench_pretrain(r["name"])]
     for ds in sorted({r["dataset"] or "?" for r in others}):
