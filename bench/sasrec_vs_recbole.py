@@ -14,6 +14,9 @@ Part 1 (ml-100k, same data, same protocol, same model size, several seeds):
   RecBole turns every prefix into a training sample, so one of its epochs costs minutes here; give
   it a time budget with --recbole-time-budget. A run cut by its budget is reported as such: its
   time to best is then a lower bound and its metrics are those of an unconverged model.
+  Each finished RecBole run is also kept as bench/results/recbole_ml100k_s<SEED>.json (a converged run
+  replaces one cut by a budget, never the reverse); a later call reuses a kept run that converged on
+  the same data and setting instead of spending hours on it again (--rerun-recbole: run it anyway).
 
 Part 2 (ml-1m): our SASRec alone, leave-one-out, full ranking (history excluded, the default), test
 HR@10 and NDCG@10 against the published full-ranking SASRec+ figure HR@10 = 0.2853 (Klenitskiy and
@@ -97,8 +100,67 @@ def ours(dataset: str, overrides: list[str], seed: int, out: Path, threads: int 
     }
 
 
+# Finished RecBole runs are kept beside the other results (and committed): one converged RecBole seed
+# takes hours on this CPU, more than one working session, so the seeds are built up over several.
+KEPT = ROOT / "bench" / "results"
+SAME_SETTING = ("epochs", "hidden_size", "n_layers", "n_heads", "inner_size", "dropout", "max_len", "batch_size",
+                "lr", "stopping_step", "threads", "time_order")
+
+
+def kept_recbole(seed: int) -> Path:
+    return KEPT / f"recbole_ml100k_s{seed}.json"
+
+
+def converged(r: dict) -> bool:
+    """RecBole stopped by its own early stopping (or ran every epoch asked), not by a time budget."""
+    return not r["timing"]["stopped_by_time_budget"]
+
+
+def reusable(kept: Path, data_sha: str, wanted: dict) -> bool:
+    """A kept run counts as this seed's result only if it converged, on the same data and setting."""
+    try:
+        r = json.loads(kept.read_text())
+        return (converged(r) and r["data"]["source_sha256"] == data_sha
+                and all(r["args"].get(k) == v for k, v in wanted.items()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def keep(out: Path, kept: Path) -> None:
+    """Keep a finished run unless the kept one is at least as good: converged beats cut by a budget, and
+    between two cut runs the one with more epochs wins."""
+    new = json.loads(out.read_text())
+    try:
+        old = json.loads(kept.read_text())
+        better = converged(new) or (not converged(old)
+                                    and new["timing"]["epochs_run"] >= old["timing"]["epochs_run"])
+    except (OSError, ValueError, KeyError, TypeError):
+        better = True
+    if better:
+        tmp = kept.with_name(f".{kept.name}.tmp")
+        tmp.write_text(json.dumps(new, indent=2) + "\n")
+        os.replace(tmp, kept)
+        print(f"kept {kept.relative_to(ROOT)}", flush=True)
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget: float, epochs: int,
-            threads: int = 0) -> dict:
+            threads: int = 0, rerun: bool = False) -> dict:
+    wanted = {"epochs": epochs, "hidden_size": SIZE["hidden"], "n_layers": SIZE["layers"], "n_heads": SIZE["heads"],
+              "inner_size": SIZE["inner"], "dropout": SIZE["dropout"], "max_len": SIZE["max_len"],
+              "batch_size": 2048, "lr": SIZE["lr"], "stopping_step": 10, "threads": threads, "time_order": "exact"}
+    assert set(wanted) == set(SAME_SETTING)
+    kept = kept_recbole(seed)
+    if not out.is_file() and not rerun and reusable(kept, sha256_file(data_dir / f"{name}.inter"), wanted):
+        print(f"RecBole seed {seed}: reusing the converged run kept in {kept.relative_to(ROOT)} "
+              "(--rerun-recbole runs it again)", flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(kept.read_text())
     if not out.is_file():
         py = venv / "bin" / "python"
         if not py.exists():
@@ -112,6 +174,7 @@ def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget:
         if budget > 0:
             cmd += ["--time-budget", str(budget)]
         run(cmd)
+        keep(out, kept)
     r = json.loads(out.read_text())
     pess = r["diagnostics"]["test"]["pessimistic"]
     return {
@@ -139,6 +202,8 @@ def main() -> int:
     ap.add_argument("--ours-epochs", type=int, default=0,
                     help="cap our SASRec's epochs on ml-100k (0 = the comparison's default, early stopping decides)")
     ap.add_argument("--skip-recbole", action="store_true")
+    ap.add_argument("--rerun-recbole", action="store_true",
+                    help="run RecBole even for seeds whose converged run is kept in bench/results/")
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench/results/sasrec_vs_recbole.json"))
     args = ap.parse_args()
@@ -160,7 +225,7 @@ def main() -> int:
         if not args.skip_recbole:
             ml100k["recbole"].append(recbole(Path(args.recbole_venv), data_dir, "mr_ml100k", seed,
                                              work / f"recbole-ml100k-s{seed}.json", args.recbole_time_budget,
-                                             args.recbole_epochs, args.threads))
+                                             args.recbole_epochs, args.threads, args.rerun_recbole))
     report["ml100k"] = ml100k
 
     rows = []

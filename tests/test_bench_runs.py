@@ -1,5 +1,6 @@
 """bench/pmmrec_transfer.run_cli, which every transfer benchmark uses: finished runs are reused, a run
-folder left unfinished by an interruption is continued (train) or started again (finetune)."""
+folder left unfinished by an interruption is continued (train) or started again (finetune); and
+bench/sasrec_vs_recbole.py's RecBole runs kept in bench/results/ (reused only when converged)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,42 @@ def test_interrupted_finetune_starts_again(tmp_path, monkeypatch):
     r = bench.run_cli(args, out, tmp_path / "log.txt")
     assert not (out / "stale.txt").exists() and "resumed" not in r
     assert json.loads((out / "args.json").read_text()) == args
+
+
+# --- bench/sasrec_vs_recbole.py: RecBole runs kept in bench/results/ and reused only when converged
+
+svr_spec = importlib.util.spec_from_file_location("bench_sasrec_vs_recbole", ROOT / "bench" / "sasrec_vs_recbole.py")
+svr = importlib.util.module_from_spec(svr_spec)
+svr_spec.loader.exec_module(svr)
+
+WANTED = {"epochs": 200, "hidden_size": 64, "threads": 1}
+
+
+def _rb_json(path: Path, cut: bool, epochs_run: int, sha: str = "abc", **args) -> Path:
+    path.write_text(json.dumps({"timing": {"stopped_by_time_budget": cut, "epochs_run": epochs_run},
+                                "data": {"source_sha256": sha}, "args": {**WANTED, **args}}))
+    return path
+
+
+def test_only_a_converged_run_on_the_same_data_and_setting_is_reused(tmp_path):
+    assert svr.reusable(_rb_json(tmp_path / "a.json", cut=False, epochs_run=30), "abc", WANTED)
+    assert not svr.reusable(_rb_json(tmp_path / "b.json", cut=True, epochs_run=30), "abc", WANTED)  # cut by budget
+    assert not svr.reusable(_rb_json(tmp_path / "c.json", cut=False, epochs_run=30, sha="other"), "abc", WANTED)
+    assert not svr.reusable(_rb_json(tmp_path / "d.json", cut=False, epochs_run=30, hidden_size=32), "abc", WANTED)
+    assert not svr.reusable(tmp_path / "missing.json", "abc", WANTED)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert not svr.reusable(tmp_path / "bad.json", "abc", WANTED)
+
+
+def test_keep_never_replaces_a_better_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(svr, "ROOT", tmp_path)
+    kept = tmp_path / "kept.json"
+    svr.keep(_rb_json(tmp_path / "cut13.json", cut=True, epochs_run=13), kept)  # nothing kept yet: kept
+    assert json.loads(kept.read_text())["timing"]["epochs_run"] == 13
+    svr.keep(_rb_json(tmp_path / "cut5.json", cut=True, epochs_run=5), kept)  # shorter cut run: not kept
+    assert json.loads(kept.read_text())["timing"]["epochs_run"] == 13
+    svr.keep(_rb_json(tmp_path / "conv.json", cut=False, epochs_run=9), kept)  # converged beats cut
+    assert json.loads(kept.read_text())["timing"] == {"stopped_by_time_budget": False, "epochs_run": 9}
+    svr.keep(_rb_json(tmp_path / "cut40.json", cut=True, epochs_run=40), kept)  # cut never replaces converged
+    assert json.loads(kept.read_text())["timing"]["epochs_run"] == 9
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -469,3 +469,32 @@ def test_ablation_pretrains_count_as_pretraining_and_the_budget_line(results, tm
     assert "On ml-1m (all test targets" not in page
     assert ("* Budget: the all-losses pre-train (1 epoch) fine-tunes to 0.0660 ± 0.0014, against 0.0720 ± 0.0020 "
             "from scratch and 0.0850 ± 0.0053 from the main pre-train") in page
+
+
+def test_compute_table_counts_both_sasrec_libraries(results, tmp_path):
+    """The compute lower bound also sums the SASRec benchmark's runs: ours (train_time_s), RecBole's
+    per-seed files (fit_seconds; a run cut by its budget makes the total "at least") and ml-1m."""
+    ours = {"threads": 1, "ml100k": {"ours": [
+        {"seed": s, "time_to_best_s": 50.0, "train_time_s": 100.0 + s, "test": {"ndcg@10": 0.06, "hr@10": 0.12}}
+        for s in range(3)]}}
+    (results / "sasrec_ml100k_ours.json").write_text(json.dumps(ours))
+
+    def rb(seed, fit, cut):
+        return {"args": {"seed": seed}, "timing": {"time_to_best_s": fit / 2, "fit_seconds": fit, "epochs_run": 9,
+                                                   "stopped_by_time_budget": cut},
+                "best": {"epoch": 3}, "test": {"hit@10": 0.1, "ndcg@10": 0.05}}
+    (results / "recbole_ml100k_s0.json").write_text(json.dumps(rb(0, 4000.0, False)))
+    (results / "recbole_ml100k_s1.json").write_text(json.dumps(rb(1, 2000.0, False)))
+    out = tmp_path / "r.md"
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    assert "| SASRec ml-100k, modalrec (3 runs): `sasrec_ml100k_ours.json` |  | 303 s (5.0 min) |" in sec
+    assert ("| SASRec ml-100k, RecBole (2 runs): `recbole_ml100k_s0.json`, `recbole_ml100k_s1.json` |  | "
+            "6000 s (100.0 min) |") in sec
+    # 939.5 s (PMMRec) + 111.5 s (MISSRec) + 303 s + 6000 s
+    assert "| **all** |  |  | **7354 s (122.6 min)** |" in sec
+
+    (results / "recbole_ml100k_s1.json").write_text(json.dumps(rb(1, 2000.0, True)))
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    assert "6000 s (100.0 min) (at least)" in sec and "**7354 s (122.6 min)** (at least)" in sec
