@@ -28,6 +28,7 @@ Prints a table and writes JSON (bench/results/sasrec_vs_recbole.json).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -103,8 +104,6 @@ def ours(dataset: str, overrides: list[str], seed: int, out: Path, threads: int 
 # Finished RecBole runs are kept beside the other results (and committed): one converged RecBole seed
 # takes hours on this CPU, more than one working session, so the seeds are built up over several.
 KEPT = ROOT / "bench" / "results"
-SAME_SETTING = ("epochs", "hidden_size", "n_layers", "n_heads", "inner_size", "dropout", "max_len", "batch_size",
-                "lr", "stopping_step", "threads", "time_order")
 
 
 def kept_recbole(seed: int) -> Path:
@@ -129,7 +128,10 @@ def reusable(kept: Path, data_sha: str, wanted: dict) -> bool:
 def keep(out: Path, kept: Path) -> None:
     """Keep a finished run unless the kept one is at least as good: converged beats cut by a budget, and
     between two cut runs the one with more epochs wins."""
-    new = json.loads(out.read_text())
+    from modalrec.utils import atomic_write_text
+
+    text = out.read_text()
+    new = json.loads(text)
     try:
         old = json.loads(kept.read_text())
         better = converged(new) or (not converged(old)
@@ -137,40 +139,33 @@ def keep(out: Path, kept: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         better = True
     if better:
-        tmp = kept.with_name(f".{kept.name}.tmp")
-        tmp.write_text(json.dumps(new, indent=2) + "\n")
-        os.replace(tmp, kept)
+        atomic_write_text(kept, text)
         print(f"kept {kept.relative_to(ROOT)}", flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget: float, epochs: int,
             threads: int = 0, rerun: bool = False) -> dict:
-    wanted = {"epochs": epochs, "hidden_size": SIZE["hidden"], "n_layers": SIZE["layers"], "n_heads": SIZE["heads"],
-              "inner_size": SIZE["inner"], "dropout": SIZE["dropout"], "max_len": SIZE["max_len"],
-              "batch_size": 2048, "lr": SIZE["lr"], "stopping_step": 10, "threads": threads, "time_order": "exact"}
-    assert set(wanted) == set(SAME_SETTING)
+    # the runner's arguments that define the run: passed to it, and compared with a kept run's `args`
+    setting = {"epochs": epochs, "hidden_size": SIZE["hidden"], "n_layers": SIZE["layers"], "n_heads": SIZE["heads"],
+               "inner_size": SIZE["inner"], "dropout": SIZE["dropout"], "max_len": SIZE["max_len"],
+               "batch_size": 2048, "lr": SIZE["lr"], "stopping_step": 10, "threads": threads, "time_order": "exact"}
     kept = kept_recbole(seed)
-    if not out.is_file() and not rerun and reusable(kept, sha256_file(data_dir / f"{name}.inter"), wanted):
-        print(f"RecBole seed {seed}: reusing the converged run kept in {kept.relative_to(ROOT)} "
-              "(--rerun-recbole runs it again)", flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(kept.read_text())
+    if not out.is_file() and not rerun:
+        with open(data_dir / f"{name}.inter", "rb") as f:
+            data_sha = hashlib.file_digest(f, "sha256").hexdigest()
+        if reusable(kept, data_sha, setting):
+            print(f"RecBole seed {seed}: reusing the converged run kept in {kept.relative_to(ROOT)} "
+                  "(--rerun-recbole runs it again)", flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(kept.read_text())
     if not out.is_file():
         py = venv / "bin" / "python"
         if not py.exists():
             run(["bash", str(ROOT / "bench/recbole/setup_venv.sh"), str(venv)])
         cmd = [str(py), str(ROOT / "bench/recbole/run_recbole_sasrec.py"), "--data-dir", str(data_dir),
-               "--dataset", name, "--seed", str(seed), "--epochs", str(epochs), "--out", str(out),
-               "--hidden-size", str(SIZE["hidden"]), "--n-layers", str(SIZE["layers"]),
-               "--n-heads", str(SIZE["heads"]), "--inner-size", str(SIZE["inner"]),
-               "--dropout", str(SIZE["dropout"]), "--max-len", str(SIZE["max_len"]), "--batch-size", "2048",
-               "--lr", str(SIZE["lr"]), "--stopping-step", "10", "--threads", str(threads), "--quiet"]
+               "--dataset", name, "--seed", str(seed), "--out", str(out), "--quiet"]
+        for k, v in setting.items():
+            cmd += ["--" + k.replace("_", "-"), str(v)]
         if budget > 0:
             cmd += ["--time-budget", str(budget)]
         run(cmd)
