@@ -50,12 +50,19 @@ QUICK_SASREC = ["train.epochs=10"]
 
 
 def run_cli(args: list[str], out: Path, log: Path) -> dict:
-    """Run `modalrec ...` unless ``out/results.json`` exists; returns results + wall time + peak RSS."""
+    """Run `modalrec ...` unless ``out`` already holds a finished run of the same command; returns
+    results + wall time + peak RSS. A finished run of a different command (the script's settings
+    changed since) is not reused: its folder is removed and the run made again."""
     res_file = out / "results.json"
     meta_file = out / "bench_meta.json"
-    if res_file.is_file() and meta_file.is_file():
-        return {**json.loads(res_file.read_text()), **json.loads(meta_file.read_text()), "reused": True}
     resumed, command = False, "modalrec " + " ".join(args)
+    if res_file.is_file() and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("command") == command:
+            return {**json.loads(res_file.read_text()), **meta, "reused": True}
+        print(f"    (the finished run in {out} was made by another command, `{meta.get('command')}`: running again)",
+              flush=True)
+        shutil.rmtree(out)
     if out.exists():  # a run interrupted earlier (this script is meant to be stopped and rerun)
         if args[0] == "train" and (out / "checkpoints" / "last.pt").is_file():
             args, resumed = [args[0], "--resume", *args[1:]], True

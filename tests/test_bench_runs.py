@@ -46,6 +46,16 @@ def test_fresh_then_reused(tmp_path, monkeypatch):
     assert again["reused"] and not (out / "args.json").exists()  # not run a second time
 
 
+def test_finished_run_of_another_command_is_made_again(tmp_path, monkeypatch):
+    _fake(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    bench.run_cli(["train", "--model", "sasrec", "--out", str(out), "--quiet", "train.epochs=3"], out, tmp_path / "l")
+    changed = ["train", "--model", "sasrec", "--out", str(out), "--quiet", "train.epochs=5"]
+    r = bench.run_cli(changed, out, tmp_path / "l")
+    assert not r["reused"] and json.loads((out / "args.json").read_text()) == changed
+    assert r["command"] == "modalrec " + " ".join(changed)
+
+
 def test_interrupted_train_is_continued(tmp_path, monkeypatch):
     _fake(tmp_path, monkeypatch)
     out = tmp_path / "run"
@@ -106,3 +116,35 @@ def test_keep_never_replaces_a_better_run(tmp_path, monkeypatch):
     svr.keep(_rb_json(tmp_path / "cut40.json", cut=True, epochs_run=40), kept)  # cut never replaces converged
     assert json.loads(kept.read_text())["timing"]["epochs_run"] == 9
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+FAKE_SASREC = """
+import json, sys
+from pathlib import Path
+args = sys.argv[2:]  # after the "marker" that stands for `-m modalrec.cli`
+out = Path(args[args.index("--out") + 1])
+out.mkdir(parents=True)  # fails if the folder was not cleared first
+(out / "args.json").write_text(json.dumps(args))
+m = {"ndcg@10": 0.1, "hr@10": 0.2}
+(out / "results.json").write_text(json.dumps({"time_to_best_s": 1.0, "train_time_s": 2.0, "best_epoch": 1,
+    "epochs_run": 2, "parameters": 10, "test": {"metrics": m}, "valid": {"metrics": m}}))
+"""
+
+
+def test_our_sasrec_run_is_reused_only_for_the_same_command(tmp_path, monkeypatch):
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE_SASREC)
+    monkeypatch.setattr(svr, "modalrec_exe", lambda: [sys.executable, str(script), "marker"])
+    out = tmp_path / "ours"
+    svr.ours("ml-100k", ["train.epochs=3"], 0, out)
+    first = json.loads((out / "args.json").read_text())
+    assert "train.epochs=3" in first and "train.seed=0" in first
+    (out / "args.json").unlink()
+    svr.ours("ml-100k", ["train.epochs=3"], 0, out)  # same command: reused, not run
+    assert not (out / "args.json").exists()
+    svr.ours("ml-100k", ["train.epochs=5"], 0, out)  # settings changed: run again in a cleared folder
+    assert "train.epochs=5" in json.loads((out / "args.json").read_text())
+    (out / "bench_meta.json").unlink()  # a run folder from before the command was recorded: run again
+    (out / "args.json").unlink()
+    svr.ours("ml-100k", ["train.epochs=5"], 0, out)
+    assert (out / "args.json").is_file() and (out / "bench_meta.json").is_file()
