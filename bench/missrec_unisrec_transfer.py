@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from pmmrec_transfer import QUICK_FT_EPOCHS, QUICK_SASREC, cold_eval, run_cli, summary
+from pmmrec_transfer import QUICK_FT_EPOCHS, QUICK_SASREC, cold_eval, finished, run_cli, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,9 +65,8 @@ def main() -> int:
     runs: dict[str, list[dict]] = {}
 
     def go(name: str, cli: list[str], out: Path) -> dict | None:
-        done = (out / "results.json").is_file() and (out / "bench_meta.json").is_file()
-        if args.report_only and not done:
-            print(f"(not finished, left out: {name} -> {out})")
+        if args.report_only and not finished(cli, out):
+            print(f"(no finished run of this command, left out: {name} -> {out})")
             return None
         print(f"[{time.strftime('%H:%M:%S')}] {name}: modalrec {' '.join(cli)}", flush=True)
         r = run_cli(cli, out, logs / f"{out.name}.log")

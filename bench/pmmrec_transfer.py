@@ -49,6 +49,15 @@ QUICK_FT_EPOCHS = 3
 QUICK_SASREC = ["train.epochs=10"]
 
 
+def finished(args: list[str], out: Path) -> bool:
+    """``out`` holds a finished run that `modalrec ARGS` made (the command is kept in bench_meta.json)."""
+    try:
+        meta = json.loads((out / "bench_meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (out / "results.json").is_file() and meta.get("command") == "modalrec " + " ".join(args)
+
+
 def run_cli(args: list[str], out: Path, log: Path) -> dict:
     """Run `modalrec ...` unless ``out`` already holds a finished run of the same command; returns
     results + wall time + peak RSS. A finished run of a different command (the script's settings
@@ -56,12 +65,10 @@ def run_cli(args: list[str], out: Path, log: Path) -> dict:
     res_file = out / "results.json"
     meta_file = out / "bench_meta.json"
     resumed, command = False, "modalrec " + " ".join(args)
-    if res_file.is_file() and meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        if meta.get("command") == command:
-            return {**json.loads(res_file.read_text()), **meta, "reused": True}
-        print(f"    (the finished run in {out} was made by another command, `{meta.get('command')}`: running again)",
-              flush=True)
+    if finished(args, out):
+        return {**json.loads(res_file.read_text()), **json.loads(meta_file.read_text()), "reused": True}
+    if res_file.is_file():
+        print(f"    (the finished run in {out} was made by another command: running it again)", flush=True)
         shutil.rmtree(out)
     if out.exists():  # a run interrupted earlier (this script is meant to be stopped and rerun)
         if args[0] == "train" and (out / "checkpoints" / "last.pt").is_file():
@@ -149,8 +156,8 @@ def main() -> int:
     runs: dict[str, list[dict]] = {}
 
     def go(name: str, cli: list[str], out: Path) -> dict | None:
-        if args.report_only and not ((out / "results.json").is_file() and (out / "bench_meta.json").is_file()):
-            print(f"(not finished, left out: {name} -> {out})")
+        if args.report_only and not finished(cli, out):
+            print(f"(no finished run of this command, left out: {name} -> {out})")
             return None
         print(f"[{time.strftime('%H:%M:%S')}] {name}: modalrec {' '.join(cli)}", flush=True)
         r = run_cli(cli, out, logs / f"{out.name}.log")
