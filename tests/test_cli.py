@@ -44,6 +44,18 @@ def test_train_evaluate_recommend_on_synthetic(tmp_path, capsys):
     lines = (tmp_path / "ranks.csv").read_text().splitlines()
     assert lines[0] == "user_id,target_item_id,rank" and len(lines) == res2["count"] + 1
 
+    # a run trained with the history not excluded is evaluated that way unless told otherwise
+    run_inc = tmp_path / "run_inc"
+    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run_inc), "--quiet",
+                 *TINY, "train.epochs=1", "eval.exclude_history=false"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run_inc), "--json", "--quiet"]) == 0
+    res3 = json.loads(capsys.readouterr().out)
+    assert res3["protocol"]["exclude_history"] is False
+    assert res3["metrics"] == json.loads((run_inc / "results.json").read_text())["test"]["metrics"]
+    assert main(["evaluate", str(run_inc), "--json", "--quiet", "--exclude-history"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["exclude_history"] is True
+
     assert main(["recommend", str(run), "--history", "1,2,3", "-k", "4", "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) == 4 and not {"1", "2", "3"} & {r["item_id"] for r in recs}

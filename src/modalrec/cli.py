@@ -113,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder")
     e.add_argument("--split", choices=("test", "valid"), default="test")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    e.add_argument("--include-history", action="store_true",
-                   help="let items of the history be ranked too (default: excluded)")
+    hist = e.add_mutually_exclusive_group()
+    hist.add_argument("--include-history", dest="exclude_history", action="store_false", default=None,
+                      help="let items of the history be ranked too (default: as the run was evaluated, "
+                           "its eval.exclude_history)")
+    hist.add_argument("--exclude-history", dest="exclude_history", action="store_true", default=None,
+                      help="never rank items of the history")
     e.add_argument("--per-user", metavar="FILE", help="write per-user ranks to this CSV file")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--quiet", action="store_true")
@@ -318,7 +322,8 @@ def cmd_evaluate(args) -> int:
     seqset = getattr(ds.split, args.split)
     res = evaluate(
         rec.model, seqset, max_len=cfg.model.max_len, ks=cfg.eval.ks,
-        exclude_history=not args.include_history, batch_size=cfg.eval.batch_size,
+        exclude_history=cfg.eval.exclude_history if args.exclude_history is None else args.exclude_history,
+        batch_size=cfg.eval.batch_size,
         item_chunk=cfg.eval.item_chunk, per_user=bool(args.per_user),
         cold_items=torch.as_tensor(~ds.seen_in_train()), progress=not (args.quiet or args.json),
         split=args.split,
