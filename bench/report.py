@@ -860,7 +860,9 @@ def section_sasrec_recbole(page: Page, ratios: list) -> None:
     page.para("Protocol: " + "; ".join(proto) + ". Time to best = wall time from the start of training to the end "
               "of the best epoch's validation pass.")
     if meta.get("model_size"):
-        page.para("Model size (both sides): " + ", ".join(f"{k} {v}" for k, v in meta["model_size"].items()) + ".")
+        page.para("Model size (both sides): " + ", ".join(f"{k} {v}" for k, v in meta["model_size"].items()) + ". "
+                  "Our side's other training settings (listed under the tables) were chosen on validation NDCG@10; "
+                  "bench/recbole/README.md, \"Our side's settings\", gives the candidates and their scores.")
     rows = []
     for side, rs in (("modalrec", ours), ("RecBole", rb)):
         for r in sorted(rs, key=lambda r: (r.get("seed") is None, r.get("seed"))):
