@@ -770,7 +770,9 @@ def section_sasrec_ml1m(page: Page) -> None:
     ours = (d.get("test_history_excluded") or {}).get("hr@10")
     if _num(ref) and _num(ours):
         page.para(f"Published full-ranking SASRec+ HR@10: {ref:.4f}; ours (history excluded) {ours:.4f} "
-                  f"({(ours / ref - 1) * 100:+.0f}%).")
+                  f"({(ours / ref - 1) * 100:+.0f}%). History excluded is the published protocol: the SASRec+ "
+                  "code (antklen/sasrec-bert4rec-recsys23, `SeqRecBase(filter_seen=True)`) drops the items a "
+                  "user has seen before ranking.")
     bits = []
     if d.get("best_epoch") is not None:
         bits.append(f"best epoch {d['best_epoch']} of {d.get('epochs_run')}")
