@@ -89,22 +89,20 @@ def export_atomic(out_dir: Path, name: str) -> dict:
 
 
 def ours(dataset: str, overrides: list[str], seed: int, out: Path, threads: int = 0) -> dict:
-    """Train our SASRec into ``out``, or reuse the finished run there if the same command made it."""
+    """Train our SASRec into ``out``, or reuse the finished run there if the same command made it
+    (the transfer benchmarks' rule and bench_meta.json record, pmmrec_transfer.finished)."""
+    from pmmrec_transfer import finished
+
     args = ["train", "--model", "sasrec", "--dataset", dataset, "--out", str(out), "--quiet",
             *overrides, f"train.seed={seed}", f"train.threads={threads}"]
-    meta_file = out / "bench_meta.json"
-    try:
-        same = json.loads(meta_file.read_text())["args"] == args and (out / "results.json").is_file()
-    except (OSError, ValueError, KeyError):
-        same = False
-    if not same:
+    if not finished(args, out):
         if out.exists():  # unfinished, or made with other settings
             import shutil
 
             print(f"(removing {out}: not a finished run of this command)", flush=True)
             shutil.rmtree(out)
         run([*modalrec_exe(), *args])
-        meta_file.write_text(json.dumps({"args": args}, indent=2))
+        (out / "bench_meta.json").write_text(json.dumps({"command": "modalrec " + " ".join(args)}, indent=2))
     res = json.loads((out / "results.json").read_text())
     return {
         "seed": seed, "time_to_best_s": res["time_to_best_s"], "train_time_s": res["train_time_s"],

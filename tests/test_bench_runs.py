@@ -135,6 +135,7 @@ def test_our_sasrec_run_is_reused_only_for_the_same_command(tmp_path, monkeypatc
     script = tmp_path / "fake.py"
     script.write_text(FAKE_SASREC)
     monkeypatch.setattr(svr, "modalrec_exe", lambda: [sys.executable, str(script), "marker"])
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the script runs: it imports pmmrec_transfer
     out = tmp_path / "ours"
     svr.ours("ml-100k", ["train.epochs=3"], 0, out)
     first = json.loads((out / "args.json").read_text())
