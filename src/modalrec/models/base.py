@@ -122,5 +122,25 @@ class SequentialRecommender(nn.Module):
     def fit_statistics(self, dataset: "PreparedDataset") -> None:
         """Non-gradient fitting from the training split (e.g. popularity counts). Default: none."""
 
+    # -- what a run folder needs to rebuild the model without its data (modalrec.run) ---------------
+    def item_state(self) -> dict[str, torch.Tensor]:
+        """Per-item tensors, beyond ``state_dict()``, needed to score and use the catalogue when the model
+        is rebuilt without item features (e.g. a content model's item table). Default: none."""
+        return {}
+
+    def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`item_state` returned, on a model built with ``features=None``."""
+        if state:
+            raise ValueError(f"{self.name} keeps no item state, but got {sorted(state)}")
+
+    def save_assets(self, folder) -> None:
+        """Write the non-weight files (tokenizer, tower architecture) needed to rebuild this model's
+        architecture without downloads. Default: nothing to write."""
+
+    @classmethod
+    def config_from_assets(cls, config: ModelConfig, folder) -> ModelConfig:
+        """A copy of ``config`` whose parts are built from the files :meth:`save_assets` wrote. Default: as is."""
+        return config
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
