@@ -70,6 +70,8 @@ class DataConfig:
     cold_item_ratio: float = 0.1  # cold split: share of items (the newest) held out of training
     drop_unknown_items: bool = False  # interactions with items missing from the catalogue
     posters: bool = False  # MovieLens built-ins: attach posters rendered from metadata (rendered on first use)
+    text: str = "basic"  # MovieLens built-ins: basic ("Title (Year). Genres: a, b") | rich (+ film credits);
+    # items.text_template replaces a built-in's template (columns: see modalrec.data.credits)
     extra_sources: list[str] = field(default_factory=list)  # more data sets trained on at once (content
     # models only; each keeps its own item space; validation and test use `dataset`)
     cache: bool = True  # reuse a prepared copy when inputs and options are unchanged
@@ -310,6 +312,7 @@ def validate(cfg: RunConfig) -> None:
     choices = {
         "data.dedup": (d.dedup, ("first", "last", "none")),
         "data.split": (d.split, ("loo", "time", "cold")),
+        "data.text": (d.text, ("basic", "rich")),
         "train.schedule": (t.schedule, ("constant", "cosine")),
     }
     for key, (val, allowed) in choices.items():

@@ -68,7 +68,7 @@ def test_atomic_files(tmp_path, parser):
     )
     items = read_items(ItemsSpec(path=str(tmp_path / "x.item"), text_template="{movie_title} | {class}"))
     # token_seq cells are lists of tokens, joined by ", " in text; no quote processing in atomic files
-    assert items["text"].tolist() == ['Say, "Hi" | Drama, War', "B | "]
+    assert items["text"].tolist() == ['Say, "Hi" | Drama, War', "B |"]  # surrounding white space stripped
 
 
 def test_iso_datetimes(tmp_path):
@@ -210,7 +210,7 @@ def test_render_text_template_lists_and_missing():
     out = render_text(df, [], "{title} ({year}). Genres: {genres}")
     assert out.tolist() == [
         "Toy Story (1995). Genres: Animation, Comedy",
-        "Heat (). Genres: ",
+        "Heat (). Genres:",
         " (2001). Genres: Drama",
     ]
     # no template: the non-empty fields joined by ". "

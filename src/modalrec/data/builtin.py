@@ -59,6 +59,10 @@ LICENCE = (
     "https://grouplens.org/datasets/movielens/ for the terms of use."
 )
 MOVIE_TEMPLATE = "{title_year}. Genres: {genres}"
+# data.text=rich: the same, then the film's credits (modalrec.data.credits), e.g.
+# "Heat (1995). Genres: Action, Crime, Thriller. Directed by Michael Mann. Starring Robert De Niro, ..."
+RICH_MOVIE_TEMPLATE = "{title_year}. Genres: {genres}. {credits}"
+TEXT_KINDS = ("basic", "rich")
 SYNTHETIC_TEMPLATE = "{title}: {description}"
 
 
@@ -172,21 +176,34 @@ def ensure(name: str, *, quiet: bool = False) -> Path:
     return raw_dir(name)
 
 
-def specs(name: str, *, quiet: bool = False, posters: bool = False) -> tuple[InteractionsSpec, ItemsSpec]:
+def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = "basic",
+          template: str = "") -> tuple[InteractionsSpec, ItemsSpec]:
     """Table specs of a built-in data set (fetched if needed).
 
     ``posters=True``: ``image_dir`` is the folder of posters rendered from metadata (not real
-    posters; render them first with ``modalrec data posters NAME``).
+    posters; render them first with ``modalrec data posters NAME``). ``text="rich"``: the movies
+    joined with their film credits (:mod:`modalrec.data.credits`; columns director, writer, cast,
+    country, language, credits). ``template``: the item text's ``str.format`` template over those
+    columns (default :data:`MOVIE_TEMPLATE`, or :data:`RICH_MOVIE_TEMPLATE` for rich text).
     """
     folder = ensure(name, quiet=quiet)
+    if text not in TEXT_KINDS:
+        raise ValueError(f"data.text={text!r}: choose one of {', '.join(TEXT_KINDS)}")
     if name == "synthetic":
-        if posters:
-            raise ValueError("synthetic has its own images; posters are for the MovieLens built-ins")
+        if posters or text != "basic":
+            raise ValueError("synthetic has its own images and text; posters and data.text=rich are for the "
+                             "MovieLens built-ins")
         return synthetic_specs(folder)
     inter = InteractionsSpec(path=str(folder / "interactions.csv"), format="csv")
+    items_csv, default_template = folder / "items.csv", MOVIE_TEMPLATE
+    if text == "rich":
+        from modalrec.data.credits import ensure_rich_items
+
+        items_csv, _ = ensure_rich_items(name, items_csv, quiet=quiet)
+        default_template = RICH_MOVIE_TEMPLATE
     items = ItemsSpec(
-        path=str(folder / "items.csv"), format="csv", text_fields=["title_year", "genres"],
-        text_template=MOVIE_TEMPLATE,
+        path=str(items_csv), format="csv", text_fields=["title_year", "genres"],
+        text_template=template or default_template,
     )
     if posters:
         if not (posters_dir(name) / "manifest.json").is_file():

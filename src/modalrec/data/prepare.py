@@ -164,7 +164,8 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
             from modalrec.content.posters import render_posters
 
             render_posters(ds)  # no-op when current posters exist
-        inter, items = builtin.specs(ds, posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated")
+        inter, items = builtin.specs(ds, posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated",
+                                     text=cfg.text, template=cfg.items.text_template)
         return Source(name or ds, "builtin", inter, items)
     p = Path(os.path.expanduser(ds))
     if p.is_file() and p.suffix.lower() in (".yaml", ".yml"):

@@ -460,12 +460,13 @@ def template_fields(template: str) -> list[str]:
 
 
 def render_text(df: pd.DataFrame, fields: list[str], template: str = "") -> np.ndarray:
-    """Item text per row: ``template.format(**row)`` with display strings, else non-empty ``fields``
-    joined by ``". "``. Missing values render as ``""``; list values as ``"a, b"``."""
+    """Item text per row: ``template.format(**row)`` with display strings (surrounding white space
+    stripped, so an empty last field leaves none), else non-empty ``fields`` joined by ``". "``. Missing
+    values render as ``""``; list values as ``"a, b"``."""
     n = len(df)
     if template:
         cols = {f: _as_text(df[f]) for f in template_fields(template)}
-        out = [template.format(**{f: cols[f][i] for f in cols}) for i in range(n)]
+        out = [template.format(**{f: cols[f][i] for f in cols}).strip() for i in range(n)]
     elif fields:
         cols_l = [_as_text(df[f]) for f in fields]
         out = [". ".join(p for p in parts if p) for parts in zip(*cols_l)]
