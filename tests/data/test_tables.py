@@ -211,7 +211,7 @@ def test_render_text_template_lists_and_missing():
     assert out.tolist() == [
         "Toy Story (1995). Genres: Animation, Comedy",
         "Heat (). Genres:",
-        " (2001). Genres: Drama",
+        "(2001). Genres: Drama",
     ]
     # no template: the non-empty fields joined by ". "
     assert render_text(df, ["title", "year"]).tolist() == ["Toy Story. 1995", "Heat", "2001"]
