@@ -48,8 +48,9 @@ def load_grid(path: Path) -> dict:
 
 def command(grid: dict, variant: str, seed: int, threads: int) -> list[str]:
     out = ROOT / "runs" / "grid" / grid["name"] / f"{variant}-s{seed}"
-    return [*shlex.split(grid["variants"][variant]), "--out", str(out), "--quiet", f"train.seed={seed}",
-            f"train.threads={threads}"]
+    # the variant's key=value overrides and these must stay contiguous (argparse positionals)
+    return [*shlex.split(grid["variants"][variant]), f"train.seed={seed}", f"train.threads={threads}",
+            "--out", str(out), "--quiet"]
 
 
 def out_dir(cmd: list[str]) -> Path:
