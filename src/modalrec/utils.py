@@ -61,6 +61,44 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def file_lock(path: str | Path, *, wait: bool, what: str) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``path`` (created if missing) for the block; the OS releases it when
+    the process ends, so a crash never leaves a stale lock. With ``wait`` a second holder blocks (saying
+    so once on stderr); without, it gets a :class:`LockedError` naming the holder's PID."""
+    import fcntl
+    import sys
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(path)
+            if not wait:
+                raise LockedError(f"{what} is in use by another process (PID {holder}); wait for it to finish "
+                                  f"or stop it") from None
+            print(f"modalrec: waiting for process {holder}, which is writing {what}", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock of a run folder or store."""
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

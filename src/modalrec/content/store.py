@@ -248,11 +248,28 @@ def encode_images(tower, reader, *, dataset: str, what: str = "pooled", root=Non
 
 def _encode(identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra,
             desc, reader=None) -> tuple[Features, EncodeReport]:
-    from tqdm.auto import tqdm
-
-    from modalrec.train.distributed import DistInfo, barrier
+    """Reuse the finished store or encode it; one process at a time per store (a second one waits, then
+    reuses what the first wrote). Ranks of one torchrun job share the work instead."""
+    from modalrec.train.distributed import DistInfo
+    from modalrec.utils import file_lock
 
     dist = dist or DistInfo()
+    if dist.world_size > 1:
+        return _encode_store(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
+                             dist=dist, present_hint=present_hint, extra=extra, desc=desc, reader=reader)
+    final = store_folder(dataset, identity, root)
+    lock = final.parent.parent / ".locks" / f"{final.parent.name}--{final.name}.lock"
+    with file_lock(lock, wait=True, what=f"the feature store {final}"):
+        return _encode_store(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
+                             dist=dist, present_hint=present_hint, extra=extra, desc=desc, reader=reader)
+
+
+def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra,
+                  desc, reader=None) -> tuple[Features, EncodeReport]:
+    from tqdm.auto import tqdm
+
+    from modalrec.train.distributed import barrier
+
     t0 = time.time()
     final = store_folder(dataset, identity, root)
     report = EncodeReport(items=int(len(present_hint) - 1))
