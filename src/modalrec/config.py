@@ -65,6 +65,7 @@ class DataConfig:
     min_item_inter: int = 5  # iterative k-core: items
     min_seq_len: int = 3  # users with fewer events after filtering are dropped
     max_seq_len: int = 0  # keep only the most recent N events per user (0 = all)
+    user_fraction: float = 1.0  # keep about this share of the users (fixed hash of the id): sparse targets
     split: str = "loo"  # loo | time | cold
     time_cut: float = 0.9  # time split: quantile of event times where test begins
     cold_item_ratio: float = 0.1  # cold split: share of items (the newest) held out of training
@@ -320,6 +321,8 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}={val!r}: choose one of {', '.join(allowed)}")
     if not 0.0 < d.time_cut < 1.0:
         raise ConfigError(f"data.time_cut={d.time_cut}: must be a quantile strictly between 0 and 1")
+    if not 0.0 < d.user_fraction <= 1.0:
+        raise ConfigError(f"data.user_fraction={d.user_fraction}: must be in (0, 1]")
     if not 0.0 < d.cold_item_ratio < 1.0:
         raise ConfigError(f"data.cold_item_ratio={d.cold_item_ratio}: must be between 0 and 1")
     if t.epochs < 0 or t.batch_size <= 0 or t.lr <= 0:

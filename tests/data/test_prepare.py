@@ -364,3 +364,24 @@ def test_saved_split_arrays_stay_shared(tmp_path):
     assert back.split.train.items.tolist() == warm.tolist()
     with np.load(tmp_path / "d" / "arrays.npz") as f:
         assert "valid_items" not in f.files and "train_items" in f.files
+
+
+def test_user_fraction_keeps_a_stable_subset_of_users():
+    import pandas as pd
+
+    from modalrec.config import DataConfig
+    from modalrec.data.prepare import prepare_frames, sample_users
+
+    rng = np.random.default_rng(0)
+    inter = pd.DataFrame({"user_id": [f"u{k}" for k in rng.integers(0, 400, 6000)],
+                          "item_id": [f"i{k}" for k in rng.integers(0, 30, 6000)],
+                          "timestamp": np.arange(6000, dtype=np.int64)})
+    half, tenth = sample_users(inter, 0.5), sample_users(inter, 0.1)
+    users = lambda df: set(df["user_id"])  # noqa: E731
+    assert 0.4 < len(users(half)) / 400 < 0.6 and 0.05 < len(users(tenth)) / 400 < 0.15
+    assert users(tenth) <= users(half)  # nested
+    shuffled = sample_users(inter.sample(frac=1.0, random_state=1), 0.5)
+    assert users(shuffled) == users(half)  # independent of row order
+    assert len(half) == inter["user_id"].isin(users(half)).sum()  # every event of a kept user
+    ds = prepare_frames(inter, None, DataConfig(user_fraction=0.5, min_item_inter=1))
+    assert set(ds.user_ids) <= users(half)

@@ -286,6 +286,16 @@ def _split_cold(items, offsets, timestamps, user_of, n_items, ratio):
     return Split("cold", train, valid, test), info, cold_items
 
 
+def sample_users(interactions: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """The events of about ``fraction`` of the users, picked by a fixed hash of the user id (the same
+    users whatever the file order or the run; a smaller fraction keeps a subset of a larger one)."""
+    ids = interactions["user_id"].to_numpy(dtype=object)
+    keep = pd.util.hash_array(ids) % np.uint64(1_000_000) < np.uint64(round(fraction * 1_000_000))
+    if not keep.any():
+        raise DataError(f"data.user_fraction={fraction} keeps none of the {len(set(ids))} users")
+    return interactions[keep].reset_index(drop=True)
+
+
 def prepare_frames(
     interactions: pd.DataFrame,
     items: pd.DataFrame | None,
@@ -317,6 +327,9 @@ def prepare_frames(
     stats["dropped_unknown_items"] = n_unknown
     if len(interactions) == 0:
         raise DataError(f"{paths[0]}: no interactions left after dropping unknown items")
+    if cfg.user_fraction < 1.0:
+        interactions = sample_users(interactions, cfg.user_fraction)
+        stats["users_sampled"] = int(interactions["user_id"].nunique())
     step("index")
 
     u, user_uniques = _sorted_codes(interactions["user_id"])
