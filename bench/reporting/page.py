@@ -64,6 +64,16 @@ class Page:
             bits.append(ld)
         self.para("; ".join(bits) + ".")
 
+    def section(self, title: str, fname: str, script: str) -> dict | None:
+        """Open a section on one result file: its heading, then its header, or "not run yet" (None)."""
+        self.add(f"### {title}", "")
+        d = self.get(fname)
+        if not isinstance(d, dict):
+            self.not_run(script)
+            return None
+        self.header(d, fname)
+        return d
+
     # plots
     def plot(self, name: str, draw: Callable[[Path], Any]) -> Path | None:
         if not self.draw:

@@ -103,12 +103,9 @@ def _pmmrec_invocation(d: dict) -> list[str]:
 
 
 def section_pmmrec(page: Page) -> None:
-    page.add("### PMMRec transfer", "")
-    d = page.get(PMM)
-    if not isinstance(d, dict):
-        page.not_run("pmmrec_transfer.py")
+    d = page.section("PMMRec transfer", PMM, "pmmrec_transfer.py")
+    if d is None:
         return
-    page.header(d, PMM)
     _protocol(page, d)
     rows = transfer_rows(d, PMM)
     target = main_dataset(rows)
@@ -147,12 +144,9 @@ def _missrec_invocation(d: dict) -> list[str]:
 
 
 def section_missrec(page: Page) -> None:
-    page.add("### MISSRec and UniSRec transfer", "")
-    d = page.get(MISS)
-    if not isinstance(d, dict):
-        page.not_run("missrec_unisrec_transfer.py")
+    d = page.section("MISSRec and UniSRec transfer", MISS, "missrec_unisrec_transfer.py")
+    if d is None:
         return
-    page.header(d, MISS)
     _protocol(page, d)
     page.para(f"Seeds: {', '.join(str(s) for s in d.get('seeds') or [])}; fine-tune / scratch epochs: "
               f"{d.get('ft_epochs')}.")

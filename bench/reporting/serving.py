@@ -129,12 +129,9 @@ def _http_ratios(d: dict, ratios: list) -> None:
 
 
 def section_serve_latency(page: Page, ratios: list) -> None:
-    page.add("### Recommendation service over HTTP", "")
-    d = page.get("serve_latency.json")
-    if not isinstance(d, dict):
-        page.not_run("serve_latency.py")
+    d = page.section("Recommendation service over HTTP", "serve_latency.json", "serve_latency.py")
+    if d is None:
         return
-    page.header(d, "serve_latency.json")
     page.para(f"Model: {d.get('model')} (run `{short(str(d.get('run')))}`); {d.get('requests_per_setting')} requests "
               f"per setting; server torch threads: {d.get('server_torch_threads')}. Catalogues beyond the run's own "
               "items are grown with synthetic items (see bench/serve_latency.py).")
@@ -161,12 +158,9 @@ def _index_ratios(rs: list[dict], ratios: list) -> None:
 
 
 def section_serve_index(page: Page, ratios: list) -> None:
-    page.add("### Retrieval index alone", "")
-    d = page.get("serve_index.json")
-    if not isinstance(d, dict):
-        page.not_run("serve_index.py")
+    d = page.section("Retrieval index alone", "serve_index.json", "serve_index.py")
+    if d is None:
         return
-    page.header(d, "serve_index.json")
     m, s = machine_of(d), d.get("settings") or {}
     page.para(f"In-process `search(one query, k={s.get('k')})` over random clustered vectors (d = {s.get('dim')}, "
               f"{num(s.get('clusters'))} clusters), {s.get('queries')} queries per setting, {m.get('torch_threads')} "

@@ -54,12 +54,10 @@ def _encoding(page: Page, enc: dict, ratios: list) -> None:
 
 
 def section_content(page: Page, ratios: list) -> None:
-    page.add("### Item content: encoding and the cached training step", "")
-    d = page.get("content_speed.json")
-    if not isinstance(d, dict):
-        page.not_run("content_speed.py")
+    d = page.section("Item content: encoding and the cached training step", "content_speed.json",
+                     "content_speed.py")
+    if d is None:
         return
-    page.header(d, "content_speed.json")
     m = machine_of(d)
     if m:
         page.para("Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + ".")
@@ -73,12 +71,9 @@ def section_content(page: Page, ratios: list) -> None:
 
 
 def section_eval(page: Page, ratios: list) -> None:
-    page.add("### Evaluation throughput", "")
-    d = page.get("eval_speed.json")
-    if not isinstance(d, dict):
-        page.not_run("eval_speed.py")
+    d = page.section("Evaluation throughput", "eval_speed.json", "eval_speed.py")
+    if d is None:
         return
-    page.header(d, "eval_speed.json")
     env = d.get("env") or {}
     page.para("Exact full ranking with history exclusion, pessimistic ties and all metrics (`evaluate`) against a "
               "bare `matmul + topk` over the same random matrices; fastest of the repeats. "
@@ -114,12 +109,9 @@ def _prepare_row(r: dict) -> list:
 
 
 def section_prepare(page: Page) -> None:
-    page.add("### Data preparation", "")
-    d = page.get("prepare_speed.json")
-    if not isinstance(d, dict):
-        page.not_run("prepare_speed.py")
+    d = page.section("Data preparation", "prepare_speed.json", "prepare_speed.py")
+    if d is None:
         return
-    page.header(d, "prepare_speed.json")
     if d.get("note"):
         page.para(f"Note: {d['note']}.")
     rows = [_prepare_row(r) for r in d.get("results") or []]
@@ -132,12 +124,9 @@ def section_prepare(page: Page) -> None:
 
 
 def section_cli(page: Page) -> None:
-    page.add("### CLI start-up", "")
-    d = page.get("cli_startup.json")
-    if not isinstance(d, dict):
-        page.not_run("cli_startup.py")
+    d = page.section("CLI start-up", "cli_startup.json", "cli_startup.py")
+    if d is None:
         return
-    page.header(d, "cli_startup.json")
     target = d.get("target_s")
     rows = []
     for name, v in d.items():
@@ -183,12 +172,9 @@ def _interest_limit(tgt) -> float | None:
 
 
 def section_interest(page: Page) -> None:
-    page.add("### MISSRec interest discovery", "")
-    d = page.get("interest_discovery.json")
-    if not isinstance(d, dict):
-        page.not_run("interest_discovery.py")
+    d = page.section("MISSRec interest discovery", "interest_discovery.json", "interest_discovery.py")
+    if d is None:
         return
-    page.header(d, "interest_discovery.json")
     page.para(f"One k-means pass over every item's adapted text and image vectors on {d.get('dataset')} (options: "
               + " ".join(f"`{o}`" for o in d.get("overrides") or []) + f"), {d.get('threads')} thread(s), median of "
               "the timed runs.")
