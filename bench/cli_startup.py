@@ -6,12 +6,14 @@ Prints a table and writes bench/results/cli_startup.json. For comparison it also
 
 from __future__ import annotations
 
-import json
+import argparse
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness.output import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +27,8 @@ def timed(cmd: list[str], repeat: int = 5) -> list[float]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)  # no options; --help describes the script
     cases = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "modalrec --help": [sys.executable, "-m", "modalrec.cli", "--help"],
@@ -40,9 +43,7 @@ def main() -> int:
     result["target_s"] = 2.0
     result["help_within_target"] = result["modalrec --help"]["max_s"] < 2.0
     out = ROOT / "bench/results/cli_startup.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, result)
     return 0
 
 

@@ -23,7 +23,6 @@ Writes bench/results/content_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from harness.output import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,9 +252,7 @@ def main() -> int:
                        "python": platform.python_version()},
            "note": "the machine may be shared with other jobs; both sides of every ratio run alternately in one process",
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_result(args.out, res)
     return 0
 
 

@@ -18,7 +18,6 @@ Prints a table and writes ``bench/results/eval_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -30,6 +29,8 @@ from torch import nn
 
 from modalrec.data.dataset import SeqSet
 from modalrec.evaluate.ranking import evaluate
+
+from harness.output import write_result
 
 CASES = {
     # name: (users, items, dim, max history length, item_chunk of the chunked run)
@@ -146,8 +147,7 @@ def main(argv=None) -> None:
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    out.write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, {"env": env, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ median of --repeats runs, at the default ratio and at the reference's fine-tunin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
+
+from harness.output import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +68,7 @@ def main() -> int:
            "target": "default ratio under 2 s",
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load0},
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python bench/interest_discovery.py"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, out)
     return 0
 
 

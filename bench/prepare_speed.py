@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.output import write_result
+
 DEFAULT = ["ml-100k", "ml-1m", "ml-latest-small-2016"]
 TARGET = {"ml-1m": {"seconds": 10.0, "peak_rss_mib": 1024.0}}
 HERE = Path(__file__).resolve().parent
@@ -144,9 +146,7 @@ def main(argv=None) -> int:
         "results": rows,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    write_result(out, result)
     return 0 if all(r.get("meets_target", True) for r in rows) else 1
 
 

@@ -23,7 +23,6 @@ of a fresh `make bench`); docs/results.md shows it under "Bench run time".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -31,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from modalrec.utils import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -69,13 +70,6 @@ def finished_runs(folder: Path) -> int:
     if not folder.is_dir():
         return 0
     return sum(1 for _ in folder.rglob("results.json"))
-
-
-def write_timing(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def command(script: str, quick: bool, extra: list[str]) -> list[str]:
@@ -147,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             if rc != 0:
                 failed.append(script)
             record["total_s"] = round(time.perf_counter() - t_all, 1)
-            write_timing(timing, record)  # after every script: an interrupted run keeps what it measured
+            atomic_write_json(timing, record)  # after every script: an interrupted run keeps what it measured
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         record["complete"] = True
-        write_timing(timing, record)
+        atomic_write_json(timing, record)
         print(f"\nall benchmarks: {record['total_s']:.0f} s ({record['total_s'] / 60:.1f} min); "
               f"{record['finished_runs_before']} finished run folder(s) under {record['work']} were there before "
               f"(reused, not recomputed)", flush=True)

@@ -32,11 +32,14 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness.output import write_result
+from harness.runs import run_cli
+from reporting.fmt import mean_sd
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_ML1M_HR10 = 0.2853
@@ -58,10 +61,6 @@ OURS_1M = [
     "model.dropout=0.2", "model.attn_dropout=0.2", "train.batch_size=128", "train.lr=1e-3", "train.epochs=200",
     "train.patience=10",
 ]
-
-
-def modalrec_exe() -> list[str]:
-    return [sys.executable, "-m", "modalrec.cli"]
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -90,20 +89,11 @@ def export_atomic(out_dir: Path, name: str) -> dict:
 
 def ours(dataset: str, overrides: list[str], seed: int, out: Path, threads: int = 0) -> dict:
     """Train our SASRec into ``out``, or reuse the finished run there if the same command made it
-    (the transfer benchmarks' rule and bench_meta.json record, pmmrec_transfer.finished)."""
-    from pmmrec_transfer import finished
-
+    (the transfer benchmarks' run-or-resume, harness.runs.run_cli; its output goes to ``out``'s logs/)."""
     args = ["train", "--model", "sasrec", "--dataset", dataset, "--out", str(out), "--quiet",
             *overrides, f"train.seed={seed}", f"train.threads={threads}"]
-    if not finished(args, out):
-        if out.exists():  # unfinished, or made with other settings
-            import shutil
-
-            print(f"(removing {out}: not a finished run of this command)", flush=True)
-            shutil.rmtree(out)
-        run([*modalrec_exe(), *args])
-        (out / "bench_meta.json").write_text(json.dumps({"command": "modalrec " + " ".join(args)}, indent=2))
-    res = json.loads((out / "results.json").read_text())
+    print(f"$ modalrec {' '.join(args)}", flush=True)
+    res = run_cli(args, out, out.parent / "logs" / f"{out.name}.log")
     return {
         "seed": seed, "time_to_best_s": res["time_to_best_s"], "train_time_s": res["train_time_s"],
         "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"], "parameters": res["parameters"],
@@ -191,11 +181,7 @@ def recbole(venv: Path, data_dir: Path, name: str, seed: int, out: Path, budget:
     }
 
 
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default=str(ROOT / "runs/bench/sasrec"), help="run folders (reused if finished)")
@@ -211,35 +197,31 @@ def main() -> int:
                     help="run RecBole even for seeds whose converged run is kept in bench/results/")
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench/results/sasrec_vs_recbole.json"))
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
-    work = Path(args.work)
-    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                "load_average_at_start": os.getloadavg()},
-                    "threads": args.threads, "skip_recbole": args.skip_recbole,
-                    "model_size": SIZE, "ours_overrides_ml100k": OURS_100K + (
-                        [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []), "ours_overrides_ml1m": OURS_1M,
-                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
-    data_dir = work / "recbole-data"
-    report["ml100k_summary"] = export_atomic(data_dir, "mr_ml100k")
-    ml100k = {"ours": [], "recbole": []}
+def run_ml100k(args: argparse.Namespace, work: Path, data_dir: Path) -> dict[str, list[dict]]:
+    """Both libraries on ml-100k, seed by seed: {"ours": [...], "recbole": [...]}."""
+    ml100k: dict[str, list[dict]] = {"ours": [], "recbole": []}
+    cap = [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []
     for seed in args.seeds:
-        cap = [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []
         ml100k["ours"].append(ours("ml-100k", [*OURS_100K, *cap], seed, work / f"ours-ml100k-s{seed}", args.threads))
         if not args.skip_recbole:
             ml100k["recbole"].append(recbole(Path(args.recbole_venv), data_dir, "mr_ml100k", seed,
                                              work / f"recbole-ml100k-s{seed}.json", args.recbole_time_budget,
                                              args.recbole_epochs, args.threads, args.rerun_recbole))
-    report["ml100k"] = ml100k
+    return ml100k
 
+
+def summarise(report: dict, ml100k: dict[str, list[dict]]) -> list[tuple]:
+    """Mean and std per library into ``report`` (and their ratio when both ran); the rows printed."""
     rows = []
     for side, runs in ml100k.items():
         if not runs:
             continue
-        t = mean_std([r["time_to_best_s"] for r in runs])
-        n = mean_std([r["test"]["ndcg@10"] for r in runs])
-        h = mean_std([r["test"]["hr@10"] if "hr@10" in r["test"] else r["test"]["hit@10"] for r in runs])  # RecBole: hit@10
+        t = mean_sd([r["time_to_best_s"] for r in runs])
+        n = mean_sd([r["test"]["ndcg@10"] for r in runs])
+        h = mean_sd([r["test"]["hr@10"] if "hr@10" in r["test"] else r["test"]["hit@10"] for r in runs])  # RecBole: hit@10
         cut = any(r.get("stopped_by_time_budget") for r in runs)
         rows.append((side, t, n, h, cut))
         report[f"ml100k_{side}_summary"] = {"time_to_best_s": t, "test_ndcg@10": n, "test_hr@10": h,
@@ -248,13 +230,12 @@ def main() -> int:
         ours_t, rb_t = rows[0][1][0], rows[1][1][0]
         report["time_ratio_ours_over_recbole"] = ours_t / rb_t
         report["ndcg_ours_minus_recbole"] = rows[0][2][0] - rows[1][2][0]
+    return rows
 
-    if not args.skip_ml1m:
-        report["ml1m"] = ours("ml-1m", OURS_1M, args.seeds[0], work / f"ours-ml1m-s{args.seeds[0]}")
-        report["ml1m"]["published_sasrec_plus_hr@10"] = PUBLISHED_ML1M_HR10
 
+def print_summary(report: dict, rows: list[tuple], seeds: list[int]) -> None:
     print("\nml-100k, leave-one-out, full ranking, history not excluded, pessimistic ties, "
-          f"seeds {args.seeds}")
+          f"seeds {seeds}")
     print(f"{'':<10}{'time to best (s)':>22}{'test NDCG@10':>20}{'test HR@10':>20}")
     for side, t, n, h, cut in rows:
         note = "  (cut by time budget: lower bound, unconverged)" if cut else ""
@@ -267,9 +248,26 @@ def main() -> int:
         print(f"\nml-1m (ours, seed {m['seed']}): test HR@10 {m['test']['hr@10']:.4f}  NDCG@10 "
               f"{m['test']['ndcg@10']:.4f}  (published SASRec+ HR@10 {PUBLISHED_ML1M_HR10}); "
               f"best epoch {m['best_epoch']}, {m['train_time_s']:.0f}s")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(args.work)
+    report: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                "load_average_at_start": os.getloadavg()},
+                    "threads": args.threads, "skip_recbole": args.skip_recbole,
+                    "model_size": SIZE, "ours_overrides_ml100k": OURS_100K + (
+                        [f"train.epochs={args.ours_epochs}"] if args.ours_epochs else []), "ours_overrides_ml1m": OURS_1M,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    data_dir = work / "recbole-data"
+    report["ml100k_summary"] = export_atomic(data_dir, "mr_ml100k")
+    report["ml100k"] = run_ml100k(args, work, data_dir)
+    rows = summarise(report, report["ml100k"])
+    if not args.skip_ml1m:
+        report["ml1m"] = ours("ml-1m", OURS_1M, args.seeds[0], work / f"ours-ml1m-s{args.seeds[0]}")
+        report["ml1m"]["published_sasrec_plus_hr@10"] = PUBLISHED_ML1M_HR10
+    print_summary(report, rows, args.seeds)
+    write_result(args.out, report)
     return 0
 
 

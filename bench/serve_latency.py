@@ -24,12 +24,13 @@ import json
 import os
 import platform
 import socket
-import statistics
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from harness.output import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = [ROOT / "runs" / "bench" / "pmmrec" / "pmmrec-both-ft-s0", ROOT / "runs" / "demo" / "pmmrec"]
@@ -244,9 +245,7 @@ def main() -> int:
            "command": "python bench/serve_latency.py " + " ".join(
                f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                for k, v in vars(args).items() if k != "out" and v not in ("", None))}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, out)
     return 0
 
 

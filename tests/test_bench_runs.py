@@ -1,4 +1,4 @@
-"""bench/pmmrec_transfer.run_cli, which every transfer benchmark uses: finished runs are reused, a run
+"""bench/harness/runs.run_cli, the benchmarks' run-or-resume: finished runs are reused, a run
 folder left unfinished by an interruption is continued (train) or started again (finetune); and
 bench/sasrec_vs_recbole.py's RecBole runs kept in bench/results/ (reused only when converged)."""
 
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("bench_pmmrec_transfer", ROOT / "bench" / "pmmrec_transfer.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+sys.path.insert(0, str(ROOT / "bench"))  # as when a bench script runs: bench/harness, bench/reporting
+
+from harness import runs as bench  # noqa: E402
 
 # a stand-in for `modalrec`: records its arguments, writes results.json into the folder after --out
 FAKE = """
@@ -134,8 +134,7 @@ m = {"ndcg@10": 0.1, "hr@10": 0.2}
 def test_our_sasrec_run_is_reused_only_for_the_same_command(tmp_path, monkeypatch):
     script = tmp_path / "fake.py"
     script.write_text(FAKE_SASREC)
-    monkeypatch.setattr(svr, "modalrec_exe", lambda: [sys.executable, str(script), "marker"])
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the script runs: it imports pmmrec_transfer
+    monkeypatch.setattr(bench, "MODALREC", [sys.executable, str(script), "marker"])
     out = tmp_path / "ours"
     svr.ours("ml-100k", ["train.epochs=3"], 0, out)
     first = json.loads((out / "args.json").read_text())

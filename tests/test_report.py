@@ -27,8 +27,13 @@ def _load(name: str):
     return mod
 
 
-report = _load("report")
+report = _load("report")  # puts bench/ on sys.path: its sections are the package bench/reporting
 run_all = _load("run_all")
+
+from reporting.reading import ablation_reading  # noqa: E402
+from reporting.readme import END, START  # noqa: E402
+from reporting.results import PMM  # noqa: E402
+from reporting.transfer import transfer_rows  # noqa: E402
 
 
 def _summary(values):
@@ -144,7 +149,7 @@ def results(tmp_path):
 def _readme(path: Path, markers: bool = True) -> str:
     body = "# project\n\nintro\n\n## Results\n\n"
     if markers:
-        body += f"{report.START}\nold text\n{report.END}\n"
+        body += f"{START}\nold text\n{END}\n"
     body += "\n## Benchmarks\n\nafter\n"
     path.write_text(body)
     return body
@@ -207,9 +212,9 @@ def test_readme_block_is_replaced_between_the_markers(results, tmp_path):
     report.main(["--results", str(results), "--out", str(out), "--readme", str(readme), "--no-plots"])
     text = readme.read_text()
     assert "old text" not in text
-    head, block = text.split(report.START)
-    block, tail = block.split(report.END)
-    assert head == before.split(report.START)[0] and tail == before.split(report.END)[1]
+    head, block = text.split(START)
+    block, tail = block.split(END)
+    assert head == before.split(START)[0] and tail == before.split(END)[1]
     assert "0.1030 ± 0.0020" in block and "[docs/results.md](docs/results.md)" in block
     assert "`missrec_unisrec_transfer.json`: **Quick run" in block
     # run again: same page, same README
@@ -440,7 +445,7 @@ def test_ablation_reading_compares_each_variant_to_the_same_budget_reference():
             _row([0.1], [0.2], [cmd("rcl", 0)]),
         "pmmrec-both pretrained+finetuned": _row([0.09], [0.2], [cmd("main", 0)]),
     }
-    lines = report.ablation_reading(report.transfer_rows({"table": table}, report.PMM))
+    lines = ablation_reading(transfer_rows({"table": table}, PMM))
     assert len(lines) == 2, lines
     nicl = next(x for x in lines if "without NICL" in x)
     assert "0.0885 ± 0.0106 vs all losses 0.0920 ± 0.0028" in nicl

@@ -186,9 +186,11 @@ def stage_data(args, work):
             expected[u] = (items[-2], items[-1])
         elif len(items) == 3:
             expected[u] = (None, items[-1])
+    with open(src, "rb") as f:
+        source_sha256 = hashlib.file_digest(f, "sha256").hexdigest()  # Python >= 3.11 (setup_venv.sh's default)
     info = OrderedDict(
         source_file=src,
-        source_sha256=sha256_file(src),
+        source_sha256=source_sha256,
         internal_dataset_name=internal,
         time_order=args.time_order,
         n_interactions=len(rows),
@@ -198,14 +200,6 @@ def stage_data(args, work):
         expected_split_sha256=split_fingerprint(expected),
     )
     return os.path.join(work, "data"), internal, expected, info
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- RecBole run
