@@ -293,9 +293,7 @@ def build_config(
     # a model may ship its own training defaults (e.g. PMMRec: few, large-batch epochs), possibly
     # depending on its settings (MISSRec: pre-training or fine-tuning); the user's train section
     # and overrides still win
-    defaults = cfg.model.train_defaults() if hasattr(cfg.model, "train_defaults") else getattr(
-        type(cfg.model), "TRAIN_DEFAULTS", {})
-    update_dataclass(cfg.train, dict(defaults), "train")
+    update_dataclass(cfg.train, dict(cfg.model.train_defaults()), "train")
     unknown = set(tree) - {"data", "train", "eval", "transfer"}
     if unknown:
         k = sorted(unknown)[0]

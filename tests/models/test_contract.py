@@ -133,3 +133,46 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         ckpt_io.load(p)
     with pytest.raises(ckpt_io.CheckpointError, match="not found"):
         ckpt_io.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rebuilt_from_its_run_files_answers_the_same(name, cycle_dataset, tiny_text_model, tmp_path, monkeypatch):
+    """What a run folder keeps (state dict, item_state, assets) rebuilds the model without its features,
+    its data's feature store or the encoder weights' folder: same vectors, scores and new items."""
+    import shutil
+
+    import numpy as np
+
+    from modalrec.models.base import NewItems
+
+    over = {}
+    if name in EXTRA:  # content models: encoder weights from a folder deleted before the rebuild
+        shutil.copytree(tiny_text_model, tmp_path / "text-weights")
+        over["text.model"] = tmp_path / "text-weights"
+    m = _model(name, cycle_dataset, **over).eval()
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    m.save_assets(assets)
+    state, item_state = m.state_dict(), m.item_state()
+    shutil.rmtree(tmp_path / "text-weights", ignore_errors=True)
+    monkeypatch.setenv("MODALREC_HOME", str(tmp_path / "empty-home"))
+    m2 = build_model(type(m).config_from_assets(m.config, assets), cycle_dataset, features=None)
+    ckpt_io.load_model_state(m2, state, "state")
+    m2.load_item_state(item_state)
+    m2.eval()
+    batch = _batch(cycle_dataset)
+    with torch.no_grad():
+        torch.testing.assert_close(m2.item_embeddings(None), m.item_embeddings(None))
+        u, u2 = m.user_embeddings(batch), m2.user_embeddings(batch)
+        torch.testing.assert_close(u2, u)
+        torch.testing.assert_close(m2.score(u2, m2.item_embeddings(None)), m.score(u, m.item_embeddings(None)))
+    if not m.id_free:
+        return
+    size = m.image_size
+    rng = np.random.default_rng(0)
+    images = None if size is None else rng.integers(0, 255, (2, size, size, 3), dtype=np.uint8)
+    new = NewItems(["item 7 night story", ""], images, None if size is None else np.array([True, False]))
+    with torch.no_grad():
+        rows, rows2 = m.add_items(new), m2.add_items(new)
+        assert rows.tolist() == rows2.tolist()
+        torch.testing.assert_close(m2.item_embeddings(None)[rows2], m.item_embeddings(None)[rows])

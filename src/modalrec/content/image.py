@@ -36,6 +36,7 @@ class ImageTowerConfig:
     image_size: int = 224  # images are resized (shorter side) and centre-cropped to this size
     trainable_layers: int = 0  # top stages that train (EfficientNet: MBConv blocks, + head if > 0)
     lmdb: str = ""  # optional LMDB of encoded images keyed by item id (instead of catalogue paths)
+    pretrained: bool = True  # False: the architecture only (a model rebuilt from a run loads its weights next)
 
 
 class ImageTowerError(ValueError):
@@ -153,7 +154,7 @@ class ImageTower(nn.Module):
             if not p.is_file():
                 raise ImageTowerError(f"image.weights: file not found: {p}")
             path = str(p)
-        elif pretrained and cfg.model in WEIGHTS:
+        elif pretrained and cfg.pretrained and cfg.model in WEIGHTS:
             folder = resolve(cfg.model, kind="image", quiet=quiet)
             files = sorted(f for f in folder.iterdir() if f.suffix in (".pth", ".pt", ".bin", ".safetensors"))
             path = str(files[0])

@@ -42,6 +42,16 @@ def _require_transformers():
         ) from e
 
 
+def _hf_model(folder):
+    """The model of a Hugging Face folder; a folder without weight files (see :meth:`TextTower.save_architecture`)
+    gives the architecture with random weights, for a caller that loads a state dict next."""
+    from transformers import AutoConfig, AutoModel
+
+    if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+        return AutoModel.from_pretrained(str(folder))
+    return AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
+
+
 class TextTower(nn.Module):
     """``tokenize`` -> ``prefix`` (frozen) -> ``top`` (trainable) -> ``pool``.
 
@@ -63,7 +73,7 @@ class TextTower(nn.Module):
         folder = resolve(cfg.model, kind="text", quiet=quiet)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            self.model = AutoModel.from_pretrained(str(folder))
+            self.model = _hf_model(folder)
         except (OSError, ValueError) as e:
             raise TextTowerError(f"Could not load a Hugging Face text model from {folder}: {e}") from e
         self.model.eval()
@@ -88,6 +98,15 @@ class TextTower(nn.Module):
         for layer in self.top_layers:
             for p in layer.parameters():
                 p.requires_grad_(True)
+
+    def save_architecture(self, folder, *, weights: bool = False) -> None:
+        """Write the tokenizer and the model config (and, with ``weights``, the weights) into ``folder``: a
+        Hugging Face folder this tower can be rebuilt from (``text.model=<folder>``) without downloads."""
+        self.tokenizer.save_pretrained(str(folder))
+        if weights:
+            self.model.save_pretrained(str(folder))
+        else:
+            self.model.config.save_pretrained(str(folder))
 
     # -- structure -------------------------------------------------------------------------
 

@@ -37,6 +37,15 @@ class ModelConfig:
     name: str = ""
     max_len: int = 50  # history window the model sees (longer training sequences are cut into windows)
 
+    def train_defaults(self) -> dict:
+        """``train.*`` defaults of this model (the user's train section and overrides still win). Default: none."""
+        return {}
+
+    def for_finetune(self) -> "ModelConfig":
+        """The config to fine-tune a pre-trained model with (e.g. a pre-training stage switched to
+        fine-tuning). Default: unchanged."""
+        return self
+
 
 def init_normal(module: nn.Module, std: float) -> None:
     """Initialise every Linear/Embedding below ``module``: weights N(0, std), biases and padding rows 0."""
@@ -51,6 +60,9 @@ def init_normal(module: nn.Module, std: float) -> None:
                     m.weight[m.padding_idx].zero_()
 
     module.apply(init)  # post-order, as nn.Module.apply always was here: same numbers for a seed
+
+
+COMPUTE = "compute"  # ``features`` default: the model computes its item features from its data set now
 
 
 class CapabilityError(ValueError):
@@ -83,8 +95,22 @@ class SequentialRecommender(nn.Module):
     trainable: bool = True  # False for statistics-only models (pop): no optimizer, no epochs
     id_free: bool = False  # True when items are encoded from content (unseen items can be scored)
     score_is_dot: bool = True  # score() is a positive multiple of users @ items.T (approximate MIPS indexes apply)
+    supports_domains: bool = False  # can train on several data sets at once (data.extra_sources, add_domain)
+    modalities: tuple[str, ...] | list[str] = ()  # content the model reads: "text", "image"
 
-    def __init__(self, config: ModelConfig, dataset: "PreparedDataset"):
+    @property
+    def image_size(self) -> int | None:
+        """Side in pixels of the images the model reads (new items' images are decoded to it); None: no images."""
+        return None
+
+    def add_domain(self, dataset: "PreparedDataset", *, quiet: bool = False) -> int:
+        """Another training data set with its own item space; returns its domain index (batches carry it)."""
+        raise CapabilityError(f"{self.name} cannot train on several data sets at once (it has no item "
+                              "representation shared across catalogues); use a content model such as pmmrec")
+
+    def __init__(self, config: ModelConfig, dataset: "PreparedDataset", features=COMPUTE):
+        """``features``: :data:`COMPUTE` (content models encode their catalogue's features now), or None for a
+        model rebuilt from a run folder, whose per-item state comes next from :meth:`load_item_state`."""
         super().__init__()
         self.config = config
         self.n_items = dataset.n_items

@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.models.base import COMPUTE, CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.kmeans import kmeans
 from modalrec.nn.transformer import DecoderBlock, TransformerBlock, causal_padding_mask
@@ -88,6 +88,12 @@ class MISSRecConfig(ModelConfig):
             return {"epochs": 2, "batch_size": 256, "patience": 2}
         return {"epochs": 30, "batch_size": 128, "patience": 5}
 
+    def for_finetune(self):
+        """A pre-trained model is fine-tuned (full softmax) unless the fine-tune asks otherwise."""
+        from dataclasses import replace
+
+        return replace(self, stage="finetune") if self.stage == "pretrain" else self
+
 
 class _Sharpness(nn.Module):
     """The dynamic fusion's learnable sharpness (a module, so that it is a named component)."""
@@ -102,8 +108,8 @@ class MISSRec(SequentialRecommender):
     config_class = MISSRecConfig
     score_is_dot = False  # dynamic fusion of per-modality cosines
 
-    def __init__(self, config: MISSRecConfig, dataset):
-        super().__init__(config, dataset)
+    def __init__(self, config: MISSRecConfig, dataset, features=COMPUTE):
+        super().__init__(config, dataset, features)
         c = config
         mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
         if not mods or set(mods) - {"text", "image"} or len(set(mods)) != len(mods):
@@ -119,7 +125,10 @@ class MISSRec(SequentialRecommender):
         d = c.hidden_size
         self._feat: dict[str, torch.Tensor] = {}
         self._present: dict[str, torch.Tensor] = {}
-        self._load_features(dataset)
+        if features is None:  # rebuilt from a run: load_item_state brings the features
+            self._placeholder_features()
+        else:
+            self._load_features(dataset)
         if "text" in mods:
             self.text_adapter = nn.Linear(self._feat["text"].shape[1], d)
         if "image" in mods:
@@ -162,6 +171,66 @@ class MISSRec(SequentialRecommender):
             self._feat["image"] = feats.tensor().float()
             self._present["image"] = torch.from_numpy(np.asarray(feats.present, dtype=bool))
         self._feat_std = {m: float(f[1:].std()) for m, f in self._feat.items()}
+
+    @property
+    def image_size(self) -> int | None:
+        return self.config.image.image_size if "image" in self.modalities else None
+
+    def _placeholder_features(self) -> None:
+        """Zero features of the right widths (from the towers' architectures) until load_item_state."""
+        from dataclasses import replace
+
+        from modalrec.content.image import ImageTower
+
+        for m in self.modalities:
+            width = (self._tower("text").hidden_size if m == "text"
+                     else ImageTower(replace(self.config.image, pretrained=False), quiet=True).out_dim)
+            self._feat[m] = torch.zeros(self.n_items + 1, width)
+            self._present[m] = torch.zeros(self.n_items + 1, dtype=torch.bool)
+        self._feat_std = {m: 1.0 for m in self.modalities}
+
+    # -- a run folder's copy ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def item_state(self) -> dict[str, torch.Tensor]:
+        """Frozen pooled features and presence per modality, and the interests discovered for them."""
+        if self._stale and self.config.interests:
+            self.discover_interests()
+        out = {"centroids": self.centroids.detach().cpu().clone()}
+        for m in self.modalities:
+            out[f"{m}_feat"] = self._feat[m].cpu().clone()
+            out[f"{m}_present"] = self._present[m].cpu().clone()
+            out[f"{m}_interest"] = getattr(self, f"{m}_interest").cpu().clone()
+        return out
+
+    def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`item_state` (after the weights: interests are kept, not discovered again)."""
+        dev = self.position.weight.device
+        for m in self.modalities:
+            feat = state[f"{m}_feat"].float()
+            if feat.shape != self._feat[m].shape:
+                raise ValueError(f"{m}_feat of shape {tuple(feat.shape)} does not fit {tuple(self._feat[m].shape)}")
+            self._feat[m], self._present[m] = feat, state[f"{m}_present"].bool()
+            setattr(self, f"{m}_interest", state[f"{m}_interest"].long().to(dev))
+        self._feat_std = {m: float(f[1:].std()) for m, f in self._feat.items()}
+        self.centroids = state["centroids"].float().to(dev)
+        self._stale = False
+
+    def save_assets(self, folder) -> None:
+        """The frozen text tower with its weights (it is not part of the state dict; new items need it)."""
+        from pathlib import Path
+
+        if "text" in self.modalities:
+            self._tower("text").save_architecture(Path(folder) / "text", weights=True)
+
+    @classmethod
+    def config_from_assets(cls, config: MISSRecConfig, folder) -> MISSRecConfig:
+        from dataclasses import replace
+        from pathlib import Path
+
+        if not (Path(folder) / "text").is_dir():
+            return config
+        return replace(config, text=replace(config.text, model=str(Path(folder) / "text")))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         out = super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.models.base import COMPUTE, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.fusion import Fusion
 from modalrec.nn.transformer import SequenceEncoder
@@ -85,8 +84,9 @@ class PMMRecConfig(ModelConfig):
     rcl_temperature: float = 0.1
     encode_chunk: int = 512  # items per chunk when the whole catalogue is encoded (evaluation)
 
-    # train.* defaults for this model (a pre-train on ml-1m in well under an hour on 2 CPU cores)
-    TRAIN_DEFAULTS: ClassVar[dict] = {"epochs": 4, "batch_size": 256, "patience": 3}
+    def train_defaults(self) -> dict:
+        """A pre-train on ml-1m in well under an hour on 2 CPU cores."""
+        return {"epochs": 4, "batch_size": 256, "patience": 3}
 
 
 class TextItemEncoder(nn.Module):
@@ -169,8 +169,8 @@ class PMMRec(SequentialRecommender):
     config_class = PMMRecConfig
     id_free = True
 
-    def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False):
-        super().__init__(config, dataset)
+    def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False, features=COMPUTE):
+        super().__init__(config, dataset, features)
         c = config
         mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
         if not mods or set(mods) - set(MODALITY_TYPE) or len(set(mods)) != len(mods):
@@ -196,7 +196,14 @@ class PMMRec(SequentialRecommender):
             init_normal(module, c.init_std)
         self.register_buffer("log_q", torch.zeros(self.n_items + 1), persistent=False)
         self._table: torch.Tensor | None = None
-        self.attach(dataset, quiet=quiet)
+        self._fixed_table: torch.Tensor | None = None  # a model rebuilt from a run: its item table (item_state)
+        if features is None:
+            self._domains = [{"name": dataset.name, "n_items": dataset.n_items,
+                              "log_q": torch.zeros(dataset.n_items + 1)}]
+            self._active = -1
+            self._use(0)
+        else:
+            self.attach(dataset, quiet=quiet)
 
     # -- components and data -----------------------------------------------------------------
 
@@ -206,6 +213,10 @@ class PMMRec(SequentialRecommender):
         return [getattr(self, f"{m}_encoder") for m in self.modalities]
 
     supports_domains = True  # can pre-train on several data sets at once (data.extra_sources)
+
+    @property
+    def image_size(self) -> int | None:
+        return self.config.image.image_size if "image" in self.modalities else None
 
     def attach(self, dataset, *, quiet: bool = False) -> None:
         """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed).
@@ -249,7 +260,7 @@ class PMMRec(SequentialRecommender):
         dom = self._domains[k]
         self.n_items = dom["n_items"]
         for m in self.modalities:
-            getattr(self, f"{m}_encoder").cache, getattr(self, f"{m}_encoder").aux = dom[m]
+            getattr(self, f"{m}_encoder").cache, getattr(self, f"{m}_encoder").aux = dom.get(m, (None, None))
         self.log_q = dom["log_q"].to(self.log_q.device)
         self._active = k
         self._table = None
@@ -276,6 +287,13 @@ class PMMRec(SequentialRecommender):
 
     def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         dev = self.log_q.device
+        if self._fixed_table is not None:
+            if self.training:
+                raise RuntimeError("this PMMRec was rebuilt from a run folder without its item features: it "
+                                   "recommends and adds items; to train it, fine-tune from the run "
+                                   "(modalrec finetune --from RUN)")
+            table = self._fixed_table.to(dev)
+            return table if items is None else table[items]
         if items is None:
             if self._table is None or self.training:
                 rows = torch.arange(1, self.n_items + 1, device=dev)
@@ -310,6 +328,74 @@ class PMMRec(SequentialRecommender):
                 parts.append(self.image_encoder.encode_raw(images, present, dev))
         return self.fusion(parts)
 
+    # -- a run folder's copy ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def item_state(self) -> dict[str, torch.Tensor]:
+        """The evaluated catalogue's item table ``[N+1, d]`` (the frozen token caches are too large to ship)."""
+        was = self.training
+        self.eval()
+        try:
+            return {"item_table": self.item_embeddings(None).detach().float().cpu().clone()}
+        finally:
+            self.train(was)
+
+    def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
+        table = state["item_table"]
+        if table.shape != (self.n_items + 1, self.config.hidden_size):
+            raise ValueError(f"item_table of shape {tuple(table.shape)} does not fit {self.n_items} items of size "
+                             f"{self.config.hidden_size}")
+        self._fixed_table = table.float()
+
+    def save_assets(self, folder) -> None:
+        """The text tower's tokenizer and architecture (its weights are in the state dict)."""
+        from pathlib import Path
+
+        if "text" in self.modalities:
+            self.text_encoder.tower.save_architecture(Path(folder) / "text")
+
+    @classmethod
+    def config_from_assets(cls, config: PMMRecConfig, folder) -> PMMRecConfig:
+        from dataclasses import replace
+        from pathlib import Path
+
+        text = replace(config.text, model=str(Path(folder) / "text")) if (Path(folder) / "text").is_dir() else config.text
+        return replace(config, text=text, image=replace(config.image, pretrained=False))
+
+    @torch.no_grad()
+    def _rebuilt_add(self, new: NewItems) -> torch.Tensor:
+        """add_items on a model rebuilt from a run: encode the new items alone (as a one-off domain of
+        ``len(new)`` items, frozen parts in fp16 as the store computes them) and append their vectors."""
+        from modalrec.content.store import image_rows, text_rows
+
+        n, n0 = len(new), self.n_items
+        dom = {"name": "new", "n_items": n, "log_q": torch.zeros(n + 1)}
+        if "text" in self.modalities:
+            vals, _, lengths = text_rows(self.text_encoder.tower, new.texts, what="prefix")
+            pad = vals.new_zeros(1, *vals.shape[1:])
+            dom["text"] = (torch.cat([pad, vals]).float(),
+                           torch.cat([torch.zeros(1, dtype=torch.int64), torch.from_numpy(lengths.astype(np.int64))]))
+        if "image" in self.modalities:
+            present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
+            tower = self.image_encoder.tower
+            vals = image_rows(tower, new.images, present, what="prefix")
+            if tower.split >= len(tower.backbone.stages):
+                vals = F.adaptive_avg_pool2d(vals.float(), self.image_encoder.grid)
+            dom["image"] = (torch.cat([vals.new_zeros(1, *vals.shape[1:]), vals]),
+                            torch.cat([torch.zeros(1, dtype=torch.bool), torch.from_numpy(present)]))
+        self._domains.append(dom)
+        try:
+            self._active = -1
+            self._use(len(self._domains) - 1)
+            vecs = self._encode(torch.arange(1, n + 1, device=self.log_q.device))
+        finally:
+            self._domains.pop()
+            self._active = -1
+            self._use(0)
+        self._fixed_table = torch.cat([self._fixed_table, vecs.float().cpu()])
+        self.n_items = self._domains[0]["n_items"] = n0 + n
+        return torch.arange(n0 + 1, n0 + n + 1, device=self.log_q.device)
+
     @torch.no_grad()
     def add_items(self, new: NewItems) -> torch.Tensor:
         """Append items never seen (raw content) to the evaluated catalogue: their frozen features are
@@ -319,6 +405,8 @@ class PMMRec(SequentialRecommender):
 
         if self.training:
             raise RuntimeError("add_items is for serving: call model.eval() first")
+        if self._fixed_table is not None:
+            return self._rebuilt_add(new)
         self._use(0)
         dom, n0, n = self._domains[0], self._domains[0]["n_items"], len(new)
         old_table = self._table
@@ -352,6 +440,10 @@ class PMMRec(SequentialRecommender):
         dom = self._domains[0]
         if not 0 < n_items <= dom["n_items"]:
             raise ValueError(f"cannot truncate a catalogue of {dom['n_items']} items to {n_items}")
+        if self._fixed_table is not None:
+            self._fixed_table = self._fixed_table[:n_items + 1]
+            self.n_items = dom["n_items"] = n_items
+            return
         table = self._table
         for m in self.modalities:
             cache, aux = dom[m]

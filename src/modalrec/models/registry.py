@@ -55,8 +55,9 @@ def model_config_class(name: str) -> type:
         raise ConfigError(str(e.args[0])) from None
 
 
-def build_model(config, dataset: "PreparedDataset", features=None) -> "SequentialRecommender":
-    """The model named by ``config.name`` for ``dataset``. ``features``: the item features content
-    computed for it (None: a model rebuilt from a run, see ``SequentialRecommender.load_item_state``)."""
+def build_model(config, dataset: "PreparedDataset", features="compute") -> "SequentialRecommender":
+    """The model named by ``config.name`` for ``dataset``. ``features``: "compute" (encode the catalogue's
+    content features now) or None (a model rebuilt from a run folder: see
+    ``SequentialRecommender.load_item_state``)."""
     cls = get_model_class(config.name)
-    return cls(config, dataset) if features is None else cls(config, dataset, features=features)
+    return cls(config, dataset, features=features)

@@ -47,7 +47,7 @@ from torch import nn
 
 from modalrec.content.text import TextTowerConfig
 from modalrec.losses import info_nce
-from modalrec.models.base import CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.models.base import COMPUTE, CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -79,6 +79,12 @@ class UniSRecConfig(ModelConfig):
         if self.stage == "pretrain":
             return {"epochs": 10, "batch_size": 256, "patience": 3}
         return {"epochs": 50, "batch_size": 256, "patience": 5}
+
+    def for_finetune(self):
+        """A pre-trained model is fine-tuned (full softmax) unless the fine-tune asks otherwise."""
+        from dataclasses import replace
+
+        return replace(self, stage="finetune") if self.stage == "pretrain" else self
 
 
 class WhiteningExpert(nn.Module):
@@ -136,8 +142,8 @@ class MoEAdaptor(nn.Module):
 class UniSRec(SequentialRecommender):
     config_class = UniSRecConfig
 
-    def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False):
-        super().__init__(config, dataset)
+    def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False, features=COMPUTE):
+        super().__init__(config, dataset, features)
         c = config
         for key, val, ok in (("mode", c.mode, ("inductive", "transductive")),
                              ("stage", c.stage, ("pretrain", "finetune"))):
@@ -169,7 +175,8 @@ class UniSRec(SequentialRecommender):
         self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
                                             c.attn_dropout, norm_first=c.norm_first)
         init_normal(self.user_encoder, c.init_std)
-        self.attach(dataset, quiet=quiet)
+        if features is not None:
+            self.attach(dataset, quiet=quiet)
 
     def attach(self, dataset, *, quiet: bool = False) -> None:
         """Load the frozen pooled text vectors of ``dataset``'s catalogue (feature store, encoded if needed).
@@ -193,6 +200,34 @@ class UniSRec(SequentialRecommender):
         self.text_feat, self.text_present = feat, present
         self._feat_std = float(feat[present].std()) if int(present.sum()) > 1 else 1.0
         self.n_items = dataset.n_items
+
+    # -- a run folder's copy ---------------------------------------------------------------------
+
+    def item_state(self) -> dict[str, torch.Tensor]:
+        """The frozen pooled text vectors of the catalogue and which items have text."""
+        return {"text_feat": self.text_feat.detach().cpu().clone(), "text_present": self.text_present.cpu().clone()}
+
+    def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
+        feat, present = state["text_feat"].float(), state["text_present"].bool()
+        if feat.shape != (self.n_items + 1, self.text_encoder.hidden_size) or present.shape != (self.n_items + 1,):
+            raise ValueError(f"text_feat {tuple(feat.shape)} does not fit {self.n_items} items of "
+                             f"{self.text_encoder.hidden_size} dims")
+        dev = self.text_feat.device
+        self.text_feat, self.text_present = feat.to(dev), present.to(dev)
+        self._feat_std = float(feat[present].std()) if int(present.sum()) > 1 else 1.0
+
+    def save_assets(self, folder) -> None:
+        """The text tower's tokenizer and architecture (its weights are in the state dict)."""
+        from pathlib import Path
+
+        self.text_encoder.save_architecture(Path(folder) / "text")
+
+    @classmethod
+    def config_from_assets(cls, config: UniSRecConfig, folder) -> UniSRecConfig:
+        from dataclasses import replace
+        from pathlib import Path
+
+        return replace(config, text=replace(config.text, model=str(Path(folder) / "text")))
 
     # -- item tower --------------------------------------------------------------------------
 
