@@ -218,7 +218,7 @@ def cmd_encode(args) -> int:
     from modalrec.config import ConfigError, build_config, update_dataclass
     from modalrec.content.encode import EncodeConfig, encode_dataset
     from modalrec.data.prepare import load_or_prepare
-    from modalrec.train.distributed import init_from_env, shutdown
+    from modalrec.core.distributed import init_from_env, shutdown
 
     ecfg = EncodeConfig(towers=tuple(t.strip() for t in args.towers.split(",") if t.strip()), what=args.what,
                         batch_size=args.batch_size)

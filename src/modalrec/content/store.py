@@ -250,7 +250,7 @@ def _encode(identity, shape, order, run, batch_size, *, dataset, root, progress,
             desc, reader=None) -> tuple[Features, EncodeReport]:
     from tqdm.auto import tqdm
 
-    from modalrec.train.distributed import DistInfo, barrier
+    from modalrec.core.distributed import DistInfo, barrier
 
     dist = dist or DistInfo()
     t0 = time.time()

@@ -13,8 +13,6 @@ index's copy-on-write matrix).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 
 from modalrec.models.base import CapabilityError, NewItems
-from modalrec.train.trainer import RunDir
+from modalrec.utils import atomic_write_text
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
 
@@ -79,17 +77,22 @@ class ItemInfo:
         return asdict(self)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _source_of(record: dict):
+    """Where the run's catalogue came from (kind and item table spec, to render new items' text like the
+    catalogue's), from its data record: never reads or fetches the data."""
+    from modalrec.config import InteractionsSpec, ItemsSpec, update_dataclass
+    from modalrec.data.prepare import Source
 
+    src = (record.get("meta") or {}).get("source") or {}
+    if not src.get("kind"):
+        return None
+    clean = lambda d: {k: v for k, v in (d or {}).items() if k not in ("digest", "image_dir_fingerprint")}  # noqa: E731
+    try:
+        inter = update_dataclass(InteractionsSpec(), clean(src.get("interactions")))
+        items = update_dataclass(ItemsSpec(), clean(src["items"])) if src.get("items") else None
+    except ValueError:  # written by another version: new items then need a "text" field
+        return None
+    return Source(record.get("fingerprint", {}).get("name", ""), src["kind"], inter, items)
 
 
 def read_jsonl_objects(path: Path, expected: str, error=ValueError):
@@ -166,29 +169,28 @@ class Recommender:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", progress: bool = False, index: str = "auto",
-             **index_opts) -> "Recommender":
-        """Model, catalogue and item index of a finished run (``checkpoint``: ``best`` or ``last``)."""
-        from modalrec.config import load_run_config
-        from modalrec.data.prepare import load_or_prepare, resolve_source
-        from modalrec.models.registry import build_model
-        from modalrec.train import checkpoint as ckpt_io
+             dataset=None, **index_opts) -> "Recommender":
+        """A finished run ready to answer, from its folder alone (``checkpoint``: ``best`` or ``last``).
 
-        rd = RunDir(run_dir)
-        if not rd.config.is_file():
-            raise FileNotFoundError(f"{rd.path} is not a run folder (no config.yaml); train one with `modalrec train`")
-        if checkpoint not in ("best", "last"):
-            raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
-        cfg = load_run_config(rd.config)
-        path = rd.best if checkpoint == "best" else rd.last
-        ck = ckpt_io.load(path, expect_model=cfg.model.name)
-        dataset = load_or_prepare(cfg.data, progress=progress)
-        model = build_model(cfg.model, dataset)
-        ckpt_io.load_model_state(model, ck["model"], str(path))
-        try:
-            source = resolve_source(cfg.data)
-        except Exception:  # the run's tables moved: new items then need a "text" field
-            source = None
-        return cls(cfg, dataset, model, index=index, source=source, **index_opts)
+        ``dataset``: serve with this prepared data set instead of the run's own copy; it must be the
+        data the run was trained on (checked; a mismatch raises naming the difference).
+        """
+        from modalrec.run.store import load_run
+
+        run = load_run(run_dir, checkpoint, dataset=dataset)
+        rec = cls(run.cfg, run.dataset, run.model, index=index, source=_source_of(run.record), **index_opts)
+        rec._run = run
+        return rec
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write this recommender as a self-contained run folder (items added since loading included).
+
+        Items added with :meth:`add_vectors` have no content the model could rebuild them from, so a
+        recommender holding them cannot be saved."""
+        from modalrec.run.save_served import save_recommender
+
+        with self._lock:
+            return save_recommender(self, run_dir)
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -584,7 +586,7 @@ class Recommender:
                 raise
         lines = [json.dumps({"user": u, "items": [r.item_id for r in rs], "scores": [round(r.score, 6) for r in rs]})
                  for u, rs in zip(users, results)]
-        _atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
         return len(lines)
 
     # -- similar items -------------------------------------------------------------------------
