@@ -1,5 +1,5 @@
 """bench/report.py (results page, plots, README block), bench/run_all.py's commands, and the
-learning curve every training run writes (modalrec.report.plots, trainer.write_learning_curve).
+learning curve every training run writes (modalrec.report.plots, modalrec.run.curve.write_learning_curve).
 
 Fast: small fabricated JSON files in the real schemas, no training."""
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from modalrec.report import plots
-from modalrec.train.trainer import RunDir, write_learning_curve
+from modalrec.run.curve import write_learning_curve
+from modalrec.run.folder import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

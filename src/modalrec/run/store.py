@@ -87,8 +87,12 @@ def _npz(path: Path, arrays: dict) -> None:
             np.savez(f, **arrays)
 
 
-def save_run(rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, command: str = "") -> None:
-    """Write the self-contained part of a finished run into ``rd`` (the trainer wrote the rest)."""
+def save_run(rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, command: str = "",
+             record: dict | None = None) -> None:
+    """Write the self-contained part of a finished run into ``rd`` (the trainer wrote the rest).
+
+    ``record``: the data record to keep (default: computed from ``dataset``; a served run saved with
+    items added keeps the record of the data it was trained on)."""
     from modalrec.config import save_config
     from modalrec.run.card import write_card
 
@@ -104,7 +108,7 @@ def save_run(rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, co
         model.save_assets(tmp)
     _npz(rd.catalogue, catalogue_arrays(dataset.catalogue))
     _npz(rd.histories, history_arrays(dataset))
-    atomic_write_json(rd.dataset, data_record(dataset, origin))
+    atomic_write_json(rd.dataset, record if record is not None else data_record(dataset, origin))
     atomic_write_json(rd.results, results)
     write_card(rd, cfg, model, dataset, results, command)
 

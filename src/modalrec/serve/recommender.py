@@ -187,10 +187,45 @@ class Recommender:
 
         Items added with :meth:`add_vectors` have no content the model could rebuild them from, so a
         recommender holding them cannot be saved."""
-        from modalrec.run.save_served import save_recommender
+        import dataclasses
 
-        with self._lock:
-            return save_recommender(self, run_dir)
+        from modalrec.run.folder import RunDir, RunLock
+        from modalrec.run.store import data_record, save_run
+
+        rd = RunDir(run_dir)
+        with self._lock, RunLock(rd):
+            vector_only = [self._ids[r] for r in range(self._n_trained + 1, len(self._ids)) if self._mrow[r] == 0]
+            if vector_only:
+                raise UnsupportedError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
+                                       "the model cannot rebuild them, so this recommender cannot be saved")
+            dataset = dataclasses.replace(self.dataset, catalogue=self._catalogue_with_new_items(rd))
+            run = getattr(self, "_run", None)
+            record = run.record if run is not None and run.record.get("fingerprint") else data_record(
+                self.dataset, {"kind": "given"})
+            save_run(rd, self.cfg, self.model, dataset, run.results if run is not None else {},
+                     origin=record.get("origin", {"kind": "given"}), command="Recommender.save", record=record)
+        return rd.path
+
+    def _catalogue_with_new_items(self, rd) -> "object":
+        """The catalogue plus the items added since loading (their images written to ``rd/images``)."""
+        from modalrec.data.dataset import Catalogue
+        from modalrec.run.store import catalogue_arrays
+
+        cat = self.dataset.catalogue
+        n_old, n_new = len(cat.item_ids), len(self._ids) - len(cat.item_ids)
+        paths = None if cat.image_paths is None and not self._new_images else (
+            list(cat.image_paths) if cat.image_paths is not None else [""] * n_old) + [""] * n_new
+        for row, data in self._new_images.items():
+            path = rd.path / "images" / f"{self._ids[row]}.img"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            paths[row] = str(path.resolve())
+        fields = {}
+        for key, a in catalogue_arrays(cat).items():  # other columns: empty for the new rows
+            if key in ("item_ids", "text", "image_paths") or "__" in key or len(a) != n_old:
+                continue
+            fields[key] = np.concatenate([a, np.zeros(n_new, dtype=a.dtype)])
+        return Catalogue(item_ids=np.asarray(self._ids), text=np.asarray(self._text), image_paths=paths, **fields)
 
     # -- catalogue -----------------------------------------------------------------------------
 
