@@ -39,9 +39,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; a plain open() follows the umask
+    mode = 0o666 & ~current_umask()  # mkstemp makes 0600; a plain open() follows the umask
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)  # a writer may have replaced the file (safetensors does)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
