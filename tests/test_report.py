@@ -403,7 +403,7 @@ def test_learning_curve_never_fails_a_run(tmp_path, monkeypatch, caplog):
         raise plots.MatplotlibMissing("no matplotlib")
 
     monkeypatch.setattr(plots, "_figure_classes", missing)
-    with caplog.at_level(logging.INFO, logger="modalrec.train"):
+    with caplog.at_level(logging.INFO, logger="modalrec.run"):
         assert write_learning_curve(RunDir(tmp_path / "run")) is None
     assert [r.levelno for r in caplog.records] == [logging.INFO] and "matplotlib" in caplog.text
     caplog.clear()
@@ -412,7 +412,7 @@ def test_learning_curve_never_fails_a_run(tmp_path, monkeypatch, caplog):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(plots, "learning_curve", broken)
-    with caplog.at_level(logging.INFO, logger="modalrec.train"):
+    with caplog.at_level(logging.INFO, logger="modalrec.run"):
         assert write_learning_curve(RunDir(tmp_path / "run")) is None
     assert caplog.records[0].levelno == logging.WARNING and "disk full" in caplog.text
     assert not (tmp_path / "run" / "learning_curve.png").exists()

@@ -34,7 +34,12 @@ def write_shop(folder: Path, rename: tuple[str, str] | None = None, images: Path
     folder.mkdir(parents=True, exist_ok=True)
     events.to_csv(folder / "events.csv", index=False)
     items.to_csv(folder / "items.csv", index=False)
-    image = f"\n  image_dir: {images}" if images else ""
+    image = ""
+    if images:  # <item id>.png beside the tables, named relative to the spec
+        (folder / "img").mkdir(exist_ok=True)
+        for k in range(1, 21):
+            shutil.copy(images / f"{k}.png", folder / "img" / f"i{k}.png")
+        image = "\n  image_dir: img"
     (folder / "shop.yaml").write_text(
         "name: shop\ninteractions:\n  path: events.csv\n  user_col: user\n  item_col: item\n  time_col: ts\n"
         f"items:\n  path: items.csv\n  item_col: item\n  text_fields: [title]{image}\n")
