@@ -81,16 +81,21 @@ def id_map_difference(run_ids, data_ids) -> str:
     return "; ".join(parts)
 
 
-def check_data(record: dict, run_ids, ds, where: str) -> None:
-    """Raise DataMismatchError unless ``ds`` is the data described by ``record`` (a run's data record)
-    with the item ids ``run_ids`` (the run's catalogue). ``where`` names the run in the message."""
-    theirs = data_fingerprint(ds)
-    if "items" in record:  # items added to a served run after training are not part of its data
-        run_ids = np.asarray(run_ids)[: record["items"] + 1]
+def check_ids(run_ids, ds, where: str) -> None:
+    """Raise DataMismatchError unless ``ds`` has exactly the item ids ``run_ids``, in the same order."""
     diff = id_map_difference(run_ids, ds.catalogue.item_ids)
     if diff:
         raise DataMismatchError(f"the data {ds.name!r} is not the data {where} was trained on: {diff}. Nothing was "
                                 "remapped; restore the data the run was trained on, or train a new run on this data")
+
+
+def check_data(record: dict, run_ids, ds, where: str) -> None:
+    """Raise DataMismatchError unless ``ds`` is the data described by ``record`` (a run's data record)
+    with the item ids ``run_ids`` (the run's catalogue). ``where`` names the run in the message."""
+    if "items" in record:  # items added to a served run after training are not part of its data
+        run_ids = np.asarray(run_ids)[: record["items"] + 1]
+    check_ids(run_ids, ds, where)
+    theirs = data_fingerprint(ds)
     if record.get("fingerprint") in (None, theirs["fingerprint"]):
         return
     what = [k for k in ("sequences", "split") if record.get(k) != theirs[k]]

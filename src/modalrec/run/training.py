@@ -29,9 +29,11 @@ def _resumed_config(rd: RunDir, overrides):
 
 
 def _check_transfer_data(cfg, dataset) -> None:
-    """An ID model that loads item embeddings from another run needs the very same item ids."""
+    """An ID model that loads item embeddings from another run needs the very same item ids (the
+    interactions may differ: fine-tuning on newer events of the same catalogue is fine)."""
     from modalrec.models.registry import get_model_class
-    from modalrec.run.data import checked_data
+    from modalrec.run.data import run_ids
+    from modalrec.run.fingerprint import check_ids
 
     tr = cfg.transfer
     if not tr.init_from or get_model_class(cfg.model.name).id_free:
@@ -40,7 +42,9 @@ def _check_transfer_data(cfg, dataset) -> None:
         return
     src = Path(tr.init_from)
     src = src if src.is_dir() else (src.parent.parent if src.parent.name == "checkpoints" else src.parent)
-    checked_data(RunDir(src), cfg.data, "fine-tuning", dataset)
+    ids = run_ids(RunDir(src))
+    if ids is not None:
+        check_ids(ids, dataset, where=f"the run {src} (whose item embeddings are loaded)")
 
 
 def _load(cfg, dist_info: DistInfo, show: bool, what: str):
