@@ -109,7 +109,7 @@ def choose_start(rd: RunDir, resume: bool, overwrite: bool) -> tuple[bool, str]:
     if resume and overwrite:
         raise RunDirError("--resume continues a run and --overwrite replaces it: give one of them")
     foreign = rd.foreign()
-    if foreign and (overwrite or not rd.started):
+    if foreign and not rd.lock.exists() and (overwrite or not rd.started):  # no run made this folder
         shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
         raise RunDirError(f"{rd.path} holds files that are not part of a run ({shown}); choose an empty or new "
                           "folder for --out")
