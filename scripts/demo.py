@@ -15,9 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from modalrec.config import build_config, load_run_config
+from modalrec.config import build_config
+from modalrec.run.data import load_data, read_record
+from modalrec.run.finetune import finetune_config
+from modalrec.run.folder import RunDir
+from modalrec.run.store import read_config
+from modalrec.run.training import train_or_resume
 from modalrec.serve.recommender import Recommender
-from modalrec.train.trainer import RunDir, train
 
 MODELS = {
     "pop": [],
@@ -27,20 +31,9 @@ MODELS = {
 
 
 def _run(name: str, out: Path, make_cfg, quiet: bool) -> dict:
-    rd = RunDir(out)
-    if rd.results.is_file():
-        print(f"[{name}] reusing finished run {out} (delete it to retrain)")
-        return json.loads(rd.results.read_text())
-    resume = rd.last.is_file()
-    if resume:
-        print(f"[{name}] {out} holds an unfinished run; resuming it")
-    elif out.exists():
-        import shutil
-
-        shutil.rmtree(out)  # stopped before its first checkpoint: start again
     t0 = time.perf_counter()
-    results = train(None if resume else make_cfg(), out, resume=resume, progress=not quiet)
-    print(f"[{name}] trained in {time.perf_counter() - t0:.1f}s (best epoch {results['best_epoch']})")
+    results = train_or_resume(make_cfg, out, progress=not quiet, log_to=lambda m: print(f"[{name}] {m}"))
+    print(f"[{name}] done in {time.perf_counter() - t0:.1f}s (best epoch {results['best_epoch']})")
     return results
 
 
@@ -64,14 +57,10 @@ def main() -> int:
           "from metadata)")
     _run("pmmrec pre-train", pre, lambda: build_config(model="pmmrec", overrides=[
         f"data.dataset={args.source}", "data.posters=true", f"train.epochs={args.pretrain_epochs}"]), args.quiet)
-    src_cfg = load_run_config(pre / "config.yaml")
-    transfer = [f"transfer.init_from={pre.resolve()}", "transfer.components=[all]"]
-    rows["pmmrec zero-shot"] = _run("pmmrec zero-shot", out / "pmmrec-zero-shot", lambda: build_config(
-        {"model": src_cfg.to_dict()["model"]}, [f"data.dataset={args.dataset}", "data.posters=true",
-                                               "train.epochs=0", *transfer]), args.quiet)
-    rows["pmmrec"] = _run("pmmrec fine-tune", out / "pmmrec", lambda: build_config(
-        {"model": src_cfg.to_dict()["model"]}, [f"data.dataset={args.dataset}", "data.posters=true",
-                                               "train.epochs=15", "train.patience=3", *transfer]), args.quiet)
+    rows["pmmrec zero-shot"] = _run("pmmrec zero-shot", out / "pmmrec-zero-shot", lambda: finetune_config(
+        pre, args.dataset, overrides=["data.posters=true", "train.epochs=0"]), args.quiet)
+    rows["pmmrec"] = _run("pmmrec fine-tune", out / "pmmrec", lambda: finetune_config(
+        pre, args.dataset, overrides=["data.posters=true", "train.epochs=15", "train.patience=3"]), args.quiet)
 
     first = next(iter(rows.values()))
     proto = first["test"]["protocol"]
@@ -85,9 +74,8 @@ def main() -> int:
         m = res["test"]["metrics"]
         print(f"{name:<18}" + "".join(f"{m[k]:>10.4f}" for k in keys))
 
-    from modalrec.data.prepare import load_or_prepare
-
-    source_titles = {t.split(". Genres:")[0] for t in load_or_prepare(src_cfg.data, progress=False).catalogue.text[1:]}
+    src_data = load_data(read_config(RunDir(pre)).data, read_record(RunDir(pre)), "the demo", progress=False)
+    source_titles = {t.split(". Genres:")[0] for t in src_data.catalogue.text[1:]}
     rec = Recommender.load(out / "pmmrec")
     ds = rec.dataset
     new = {i for i, t in enumerate(ds.catalogue.text) if i and t.split(". Genres:")[0] not in source_titles}

@@ -1,5 +1,5 @@
 """bench/report.py (results page, plots, README block), bench/run_all.py's commands, and the
-learning curve every training run writes (modalrec.report.plots, trainer.write_learning_curve).
+learning curve every training run writes (modalrec.report.plots, modalrec.run.curve.write_learning_curve).
 
 Fast: small fabricated JSON files in the real schemas, no training."""
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from modalrec.report import plots
-from modalrec.train.trainer import RunDir, write_learning_curve
+from modalrec.run.curve import write_learning_curve
+from modalrec.run.folder import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -410,7 +411,7 @@ def test_learning_curve_never_fails_a_run(tmp_path, monkeypatch, caplog):
         raise plots.MatplotlibMissing("no matplotlib")
 
     monkeypatch.setattr(plots, "_figure_classes", missing)
-    with caplog.at_level(logging.INFO, logger="modalrec.train"):
+    with caplog.at_level(logging.INFO, logger="modalrec.run"):
         assert write_learning_curve(RunDir(tmp_path / "run")) is None
     assert [r.levelno for r in caplog.records] == [logging.INFO] and "matplotlib" in caplog.text
     caplog.clear()
@@ -419,7 +420,7 @@ def test_learning_curve_never_fails_a_run(tmp_path, monkeypatch, caplog):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(plots, "learning_curve", broken)
-    with caplog.at_level(logging.INFO, logger="modalrec.train"):
+    with caplog.at_level(logging.INFO, logger="modalrec.run"):
         assert write_learning_curve(RunDir(tmp_path / "run")) is None
     assert caplog.records[0].levelno == logging.WARNING and "disk full" in caplog.text
     assert not (tmp_path / "run" / "learning_curve.png").exists()

@@ -88,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(en)
 
     t = sub.add_parser("train", help="train a model into a run folder",
-                       description="Train a model; writes config.yaml, metrics.jsonl, checkpoints/, "
-                                   "best.pt and results.json into --out.")
+                       description="Train a model into --out: a self-contained run folder (weights, config, "
+                                   "catalogue, histories, data fingerprint, model card; see docs/architecture.md). "
+                                   "A folder whose start failed (no checkpoint) is started fresh.")
     t.add_argument("--model", help="model name (see `modalrec models`)")
     t.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    how = t.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    how.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     _add_common(t)
 
     ft = sub.add_parser(
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. text_encoder,image_encoder,fusion,user_encoder")
     ft.add_argument("--freeze", default="", help="comma-separated components whose weights do not train")
     ft.add_argument("--out", required=True, help="run folder to create")
+    ft.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     _add_common(ft)
 
     e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
@@ -218,7 +222,7 @@ def cmd_encode(args) -> int:
     from modalrec.config import ConfigError, build_config, update_dataclass
     from modalrec.content.encode import EncodeConfig, encode_dataset
     from modalrec.data.prepare import load_or_prepare
-    from modalrec.train.distributed import init_from_env, shutdown
+    from modalrec.core.distributed import init_from_env, shutdown
 
     ecfg = EncodeConfig(towers=tuple(t.strip() for t in args.towers.split(",") if t.strip()), what=args.what,
                         batch_size=args.batch_size)
@@ -264,76 +268,57 @@ def cmd_models(_args) -> int:
     return 0
 
 
+def _command(args) -> str:
+    return "modalrec " + " ".join(args.argv)
+
+
+def _print_results(results: dict, out: str) -> None:
+    _print_metrics(results["test"]["metrics"], title=f"{results['model']} on {results['dataset']}: test")
+    print(f"run folder: {out}  (best epoch {results['best_epoch']}, train {results['train_time_s']:.1f}s)")
+
+
 def cmd_train(args) -> int:
-    from modalrec.train.trainer import train
+    from modalrec.run.training import train
 
     if args.resume:
         if args.model or args.dataset or args.config:
             print("error: --resume continues a run with its saved config; only key=value overrides of "
                   "train/eval may be given", file=sys.stderr)
             return 2
-        results = train(None, args.out, resume=True, overrides=args.overrides, progress=not args.quiet)
+        results = train(None, args.out, resume=True, overrides=args.overrides, progress=not args.quiet,
+                        command=_command(args))
     else:
         cfg = _config(args, model=args.model)
-        results = train(cfg, args.out, progress=not args.quiet)
-    _print_metrics(results["test"]["metrics"], title=f"{results['model']} on {results['dataset']}: test")
-    print(f"run folder: {args.out}  (best epoch {results['best_epoch']}, train {results['train_time_s']:.1f}s)")
+        results = train(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, command=_command(args))
+    _print_results(results, args.out)
     return 0
 
 
 def cmd_finetune(args) -> int:
-    from pathlib import Path
+    from modalrec.config import load_yaml
+    from modalrec.run.finetune import finetune_config
+    from modalrec.run.training import train
 
-    from modalrec.config import build_config, load_yaml
-    from modalrec.train.trainer import train
-    from modalrec.train.transfer import checkpoint_path
-
-    src = Path(args.source)
-    cfg_file = (src if src.is_dir() else src.parent) / "config.yaml"
-    if not cfg_file.is_file() and not src.is_dir():
-        cfg_file = src.parent.parent / "config.yaml"  # checkpoints/last.pt
-    if not cfg_file.is_file():
-        print(f"error: {args.source} is not a run folder with a config.yaml", file=sys.stderr)
-        return 2
-    checkpoint_path(src)  # fails early with a clear message
-    base = load_yaml(args.config) if args.config else {}
-    base = {**base, "model": {**load_yaml(cfg_file)["model"], **(base.get("model") or {})}}
-    if base["model"].get("stage") == "pretrain" and not any(o.startswith("model.stage=") for o in args.overrides):
-        base["model"]["stage"] = "finetune"  # a pre-trained model is fine-tuned unless asked otherwise
-    comps = [c.strip() for c in args.transfer.split(",") if c.strip()]
-    frz = [c.strip() for c in args.freeze.split(",") if c.strip()]
-    overrides = [f"transfer.init_from={src.resolve()}", f"transfer.components=[{','.join(comps)}]",
-                 f"transfer.freeze=[{','.join(frz)}]", *args.overrides]
-    cfg = build_config(base, ([f"data.dataset={args.dataset}"] if args.dataset else []) + overrides)
-    results = train(cfg, args.out, progress=not args.quiet)
-    _print_metrics(results["test"]["metrics"], title=f"{results['model']} on {results['dataset']}: test")
-    print(f"run folder: {args.out}  (best epoch {results['best_epoch']}, train {results['train_time_s']:.1f}s)")
+    cfg = finetune_config(args.source, args.dataset, args.transfer.split(","), args.freeze.split(","),
+                          args.overrides, base=load_yaml(args.config) if args.config else None)
+    results = train(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, command=_command(args))
+    _print_results(results, args.out)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    import torch
+    from modalrec.run.data import evaluate_run
+    from modalrec.run.store import load_run
 
-    from modalrec.evaluate.ranking import evaluate
-    from modalrec.serve.recommender import Recommender
-
-    rec = Recommender.load(args.run, checkpoint=args.checkpoint, progress=not args.quiet)
-    cfg, ds = rec.cfg, rec.dataset
-    seqset = getattr(ds.split, args.split)
-    res = evaluate(
-        rec.model, seqset, max_len=cfg.model.max_len, ks=cfg.eval.ks,
-        exclude_history=cfg.eval.exclude_history if args.exclude_history is None else args.exclude_history,
-        batch_size=cfg.eval.batch_size,
-        item_chunk=cfg.eval.item_chunk, per_user=bool(args.per_user),
-        cold_items=torch.as_tensor(~ds.seen_in_train()), progress=not (args.quiet or args.json),
-        split=args.split,
-    )
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    res, ds = evaluate_run(run, args.split, exclude_history=args.exclude_history, per_user=bool(args.per_user),
+                           progress=not (args.quiet or args.json))
     if args.per_user:
         _write_per_user(args.per_user, res, ds)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
     else:
-        _print_metrics(res.metrics, title=f"{cfg.model.name} on {ds.name}: {args.split} ({res.count} users)")
+        _print_metrics(res.metrics, title=f"{run.cfg.model.name} on {ds.name}: {args.split} ({res.count} users)")
         if res.cold_metrics:
             _print_metrics(res.cold_metrics, title=f"cold items only ({res.cold_count} targets unseen in training)")
     return 0
@@ -446,7 +431,9 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "enc
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.version:
         from modalrec import __version__
 

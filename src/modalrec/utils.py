@@ -13,6 +13,19 @@ from pathlib import Path
 from typing import Iterator
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where the OS allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def modalrec_home() -> Path:
     """The cache folder: ``$MODALREC_HOME`` or ``~/.cache/modalrec``."""
     return Path(os.environ.get("MODALREC_HOME") or Path.home() / ".cache" / "modalrec")
@@ -26,8 +39,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    mode = 0o666 & ~current_umask()  # mkstemp makes 0600; a plain open() follows the umask
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)  # a writer may have replaced the file (safetensors does)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -53,6 +69,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         replace_dir(tmp, path)

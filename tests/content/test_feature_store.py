@@ -348,7 +348,7 @@ WORKER = textwrap.dedent("""
     torch.set_num_threads(1)
     from modalrec.content.store import encode_text
     from modalrec.content.text import TextTower, TextTowerConfig
-    from modalrec.train.distributed import init_from_env, shutdown
+    from modalrec.core.distributed import init_from_env, shutdown
 
     model, root, out = sys.argv[1:4]
     data = json.loads(sys.argv[4])

@@ -9,7 +9,7 @@ from modalrec.config import build_config
 from modalrec.data.batches import train_loader
 from modalrec.models.base import Output, SequentialRecommender
 from modalrec.models.registry import available_models, build_model
-from modalrec.train import checkpoint as ckpt_io
+from modalrec.core import checkpoint as ckpt_io
 
 MODELS = available_models()
 EXTRA: dict[str, list[str]] = {}  # per-model overrides (tiny content towers), set by the fixture below

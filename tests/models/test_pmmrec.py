@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from modalrec.nn.fusion import masked_mean
-from modalrec.train import checkpoint as ckpt_io
-from modalrec.train.checkpoint import CheckpointError
+from modalrec.core import checkpoint as ckpt_io
+from modalrec.core.checkpoint import CheckpointError
 from modalrec.train.transfer import freeze, load_components
 from tests.conftest import first_batch as _batch, tiny_model
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from modalrec.losses import info_nce
 from modalrec.models.unisrec import MoEAdaptor
-from modalrec.train import checkpoint as ckpt_io
-from modalrec.train.checkpoint import CheckpointError
+from modalrec.core import checkpoint as ckpt_io
+from modalrec.core.checkpoint import CheckpointError
 from modalrec.train.transfer import freeze, load_components
 from tests.conftest import first_batch as _batch, tiny_model
 

@@ -26,7 +26,7 @@ def _run_overrides(model: str, tiny_text: str) -> list[str]:
 def served_runs(tmp_path_factory, tiny_text_model):
     """``{model name: run dir}`` for pop, sasrec, pmmrec, missrec and unisrec (inductive), 1 epoch each."""
     from modalrec.config import build_config
-    from modalrec.train.trainer import train
+    from modalrec.run.training import train
 
     root = tmp_path_factory.mktemp("served")
     old = os.environ.get("MODALREC_HOME")

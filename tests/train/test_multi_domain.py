@@ -9,7 +9,7 @@ import torch
 from modalrec.config import ConfigError, build_config
 from modalrec.data.batches import MultiDomainLoader, train_loader
 from modalrec.data.builtin import make_synthetic
-from modalrec.train.trainer import train
+from modalrec.run.training import train
 
 
 def _second_source(tmp_path):

@@ -9,7 +9,8 @@ import torch
 from modalrec.config import build_config
 from modalrec.evaluate.ranking import evaluate
 from modalrec.serve.recommender import Recommender
-from modalrec.train.trainer import RunDir, RunDirError, train
+from modalrec.run.folder import RunDir, RunDirError
+from modalrec.run.training import train
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=10", "train.batch_size=32",
         "train.lr=3e-3", "data.dataset=synthetic", "train.patience=100"]

@@ -250,7 +250,7 @@ def _encode(identity, shape, order, run, batch_size, *, dataset, root, progress,
             desc, reader=None) -> tuple[Features, EncodeReport]:
     """Reuse the finished store or encode it; one process at a time per store (a second one waits, then
     reuses what the first wrote). Ranks of one torchrun job share the work instead."""
-    from modalrec.train.distributed import DistInfo
+    from modalrec.core.distributed import DistInfo
     from modalrec.utils import file_lock
 
     dist = dist or DistInfo()
@@ -268,7 +268,7 @@ def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, pro
                   desc, reader=None) -> tuple[Features, EncodeReport]:
     from tqdm.auto import tqdm
 
-    from modalrec.train.distributed import barrier
+    from modalrec.core.distributed import barrier
 
     t0 = time.time()
     final = store_folder(dataset, identity, root)

@@ -13,8 +13,6 @@ index's copy-on-write matrix).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 
 from modalrec.models.base import CapabilityError, NewItems
-from modalrec.train.trainer import RunDir
+from modalrec.utils import atomic_write_text
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
 
@@ -79,17 +77,22 @@ class ItemInfo:
         return asdict(self)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _source_of(record: dict):
+    """Where the run's catalogue came from (kind and item table spec, to render new items' text like the
+    catalogue's), from its data record: never reads or fetches the data."""
+    from modalrec.config import InteractionsSpec, ItemsSpec, update_dataclass
+    from modalrec.data.prepare import Source
 
+    src = (record.get("meta") or {}).get("source") or {}
+    if not src.get("kind"):
+        return None
+    clean = lambda d: {k: v for k, v in (d or {}).items() if k not in ("digest", "image_dir_fingerprint")}  # noqa: E731
+    try:
+        inter = update_dataclass(InteractionsSpec(), clean(src.get("interactions")))
+        items = update_dataclass(ItemsSpec(), clean(src["items"])) if src.get("items") else None
+    except ValueError:  # written by another version: new items then need a "text" field
+        return None
+    return Source(record.get("fingerprint", {}).get("name", ""), src["kind"], inter, items)
 
 
 def read_jsonl_objects(path: Path, expected: str, error=ValueError):
@@ -166,29 +169,63 @@ class Recommender:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", progress: bool = False, index: str = "auto",
-             **index_opts) -> "Recommender":
-        """Model, catalogue and item index of a finished run (``checkpoint``: ``best`` or ``last``)."""
-        from modalrec.config import load_run_config
-        from modalrec.data.prepare import load_or_prepare, resolve_source
-        from modalrec.models.registry import build_model
-        from modalrec.train import checkpoint as ckpt_io
+             dataset=None, **index_opts) -> "Recommender":
+        """A finished run ready to answer, from its folder alone (``checkpoint``: ``best`` or ``last``).
+
+        ``dataset``: serve with this prepared data set instead of the run's own copy; it must be the
+        data the run was trained on (checked; a mismatch raises naming the difference).
+        """
+        from modalrec.run.store import load_run
+
+        run = load_run(run_dir, checkpoint, dataset=dataset)
+        rec = cls(run.cfg, run.dataset, run.model, index=index, source=_source_of(run.record), **index_opts)
+        rec._run = run
+        return rec
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write this recommender as a self-contained run folder (items added since loading included).
+
+        Items added with :meth:`add_vectors` have no content the model could rebuild them from, so a
+        recommender holding them cannot be saved."""
+        import dataclasses
+
+        from modalrec.run.folder import RunDir, RunLock
+        from modalrec.run.store import data_record, save_run
 
         rd = RunDir(run_dir)
-        if not rd.config.is_file():
-            raise FileNotFoundError(f"{rd.path} is not a run folder (no config.yaml); train one with `modalrec train`")
-        if checkpoint not in ("best", "last"):
-            raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
-        cfg = load_run_config(rd.config)
-        path = rd.best if checkpoint == "best" else rd.last
-        ck = ckpt_io.load(path, expect_model=cfg.model.name)
-        dataset = load_or_prepare(cfg.data, progress=progress)
-        model = build_model(cfg.model, dataset)
-        ckpt_io.load_model_state(model, ck["model"], str(path))
-        try:
-            source = resolve_source(cfg.data)
-        except Exception:  # the run's tables moved: new items then need a "text" field
-            source = None
-        return cls(cfg, dataset, model, index=index, source=source, **index_opts)
+        with self._lock, RunLock(rd):
+            vector_only = [self._ids[r] for r in range(self._n_trained + 1, len(self._ids)) if self._mrow[r] == 0]
+            if vector_only:
+                raise UnsupportedError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
+                                       "the model cannot rebuild them, so this recommender cannot be saved")
+            dataset = dataclasses.replace(self.dataset, catalogue=self._catalogue_with_new_items(rd))
+            run = getattr(self, "_run", None)
+            record = run.record if run is not None and run.record.get("fingerprint") else data_record(
+                self.dataset, {"kind": "given"})
+            save_run(rd, self.cfg, self.model, dataset, run.results if run is not None else {},
+                     origin=record.get("origin", {"kind": "given"}), command="Recommender.save", record=record)
+        return rd.path
+
+    def _catalogue_with_new_items(self, rd) -> "object":
+        """The catalogue plus the items added since loading (their images written to ``rd/images``)."""
+        from modalrec.data.dataset import Catalogue
+        from modalrec.run.store import catalogue_arrays
+
+        cat = self.dataset.catalogue
+        n_old, n_new = len(cat.item_ids), len(self._ids) - len(cat.item_ids)
+        paths = None if cat.image_paths is None and not self._new_images else (
+            list(cat.image_paths) if cat.image_paths is not None else [""] * n_old) + [""] * n_new
+        for row, data in self._new_images.items():
+            path = rd.path / "images" / f"{self._ids[row]}.img"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            paths[row] = str(path.resolve())
+        fields = {}
+        for key, a in catalogue_arrays(cat).items():  # other columns: empty for the new rows
+            if key in ("item_ids", "text", "image_paths") or "__" in key or len(a) != n_old:
+                continue
+            fields[key] = np.concatenate([a, np.zeros(n_new, dtype=a.dtype)])
+        return Catalogue(item_ids=np.asarray(self._ids), text=np.asarray(self._text), image_paths=paths, **fields)
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -584,7 +621,7 @@ class Recommender:
                 raise
         lines = [json.dumps({"user": u, "items": [r.item_id for r in rs], "scores": [round(r.score, 6) for r in rs]})
                  for u, rs in zip(users, results)]
-        _atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
         return len(lines)
 
     # -- similar items -------------------------------------------------------------------------

@@ -20,31 +20,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from modalrec.config import RunConfig, build_config, load_yaml, save_config, to_dict
-from modalrec.train import checkpoint as ckpt_io
-from modalrec.train.distributed import DistInfo, barrier, init_from_env
-from modalrec.utils import atomic_write_json, resolve_device, seed_everything
+from modalrec.config import RunConfig
+from modalrec.core import checkpoint as ckpt_io
+from modalrec.core.distributed import DistInfo, barrier, init_from_env
+from modalrec.utils import resolve_device, seed_everything
 
 log = logging.getLogger("modalrec.train")
-
-
-class RunDirError(ValueError):
-    """The run folder cannot be used as asked (exists without --resume, or has nothing to resume)."""
-
-
-class RunDir:
-    """Paths of a run folder."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.config = self.path / "config.yaml"
-        self.metrics = self.path / "metrics.jsonl"
-        self.checkpoints = self.path / "checkpoints"
-        self.last = self.checkpoints / "last.pt"
-        self.best = self.path / "best.pt"
-        self.results = self.path / "results.json"
-        self.dataset = self.path / "dataset.json"
-        self.learning_curve = self.path / "learning_curve.png"
 
 
 def select_key(ks: list[int]) -> str:
@@ -80,39 +61,21 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), False
 
 
-def prepare_run_config(out: str | Path, cfg: RunConfig | None, resume: bool, overrides=()) -> RunConfig:
-    """The config of a new run, or of the run being resumed (overrides may change train/eval only)."""
-    rd = RunDir(out)
-    if resume:
-        if not rd.config.is_file() or not rd.last.is_file():
-            raise RunDirError(f"nothing to resume in {rd.path}: no config.yaml or checkpoints/last.pt")
-        saved = load_yaml(rd.config)
-        resumed = build_config(saved, overrides)
-        for section in ("model", "data"):
-            if to_dict(getattr(resumed, section)) != saved.get(section):
-                raise RunDirError(f"--resume cannot change the '{section}' section of {rd.config}")
-        return resumed
-    if rd.config.exists() or rd.last.exists():
-        raise RunDirError(
-            f"{rd.path} already holds a run; pass --resume to continue it, or choose another --out"
-        )
-    if cfg is None:
-        raise ValueError("a config is needed for a new run")
-    return cfg
-
-
-def train(
-    cfg: RunConfig | None,
-    out: str | Path,
+def fit(
+    cfg: RunConfig,
+    rd,
     *,
     resume: bool = False,
-    overrides=(),
     dataset=None,
+    dist_info: DistInfo | None = None,
     progress: bool = True,
     callbacks: list[Callable[[int, dict], None]] = (),
-) -> dict:
-    """Train ``cfg.model`` on ``cfg.data`` into run folder ``out``; returns the results dict.
+):
+    """Train ``cfg.model`` on ``cfg.data`` (or ``dataset``); returns ``(results, model, dataset)`` with the
+    best weights loaded into ``model``.
 
+    ``rd``: the run folder's paths (a :class:`modalrec.run.folder.RunDir`); the trainer writes
+    ``metrics.jsonl``, ``checkpoints/last.pt`` and ``best.pt`` there, the run layer everything else.
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's checkpoint is written
     (tests use this to interrupt a run). Under torchrun only rank 0 writes files.
     """
@@ -121,9 +84,7 @@ def train(
     from modalrec.evaluate.ranking import evaluate
     from modalrec.models.registry import build_model
 
-    dist_info = init_from_env(cfg.train.device if cfg is not None else "auto")
-    rd = RunDir(out)
-    cfg = prepare_run_config(out, cfg, resume, overrides)
+    dist_info = dist_info or init_from_env(cfg.train.device)
     t = cfg.train
     if t.threads > 0:
         torch.set_num_threads(t.threads)
@@ -164,12 +125,8 @@ def train(
             msg += f"; frozen: {', '.join(tr.freeze)}"
         tqdm.write(msg)
 
-    if dist_info.is_main:
-        rd.path.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            save_config(cfg, rd.config)
-            atomic_write_json(rd.dataset, {"summary": dataset.summary(), "meta_key": dataset.meta.get("key")})
-            rd.metrics.write_text("")
+    if dist_info.is_main and not resume:
+        rd.metrics.write_text("")
     barrier(dist_info)
 
     ev = cfg.eval
@@ -320,34 +277,8 @@ def train(
     }
     if dist_info.is_main:
         _append_jsonl(rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
-        atomic_write_json(rd.results, results)
-        write_learning_curve(rd, key, show, title=f"{cfg.model.name} on {dataset.name}: {rd.path.name}")
     barrier(dist_info)
-    return results
-
-
-def write_learning_curve(rd: RunDir, key: str = "ndcg@10", show: bool = False, title: str | None = None):
-    """``learning_curve.png`` (validation ``key`` and training loss per epoch) from the run's metrics.jsonl.
-
-    Never fails a run: without matplotlib it is skipped with one log line (printed too when
-    ``show``), any plotting error is logged as a warning. Returns the PNG's path or None.
-    """
-    try:
-        from modalrec.report.plots import MatplotlibMissing, learning_curve
-    except Exception as e:  # pragma: no cover - the module itself is part of modalrec
-        log.warning("learning curve not written: %s", e)
-        return None
-    try:
-        return learning_curve(rd.path, rd.learning_curve, key=key, title=title)
-    except MatplotlibMissing:
-        msg = f"{rd.learning_curve.name} not written: matplotlib is not installed (pip install 'modalrec[report]')"
-        if show:
-            tqdm.write(msg)
-        else:
-            log.info(msg)
-    except Exception as e:
-        log.warning("learning curve not written to %s: %s: %s", rd.learning_curve, type(e).__name__, e)
-    return None
+    return results, model, dataset
 
 
 def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from modalrec.train import checkpoint as ckpt_io
-from modalrec.train.checkpoint import CheckpointError
+from modalrec.core import checkpoint as ckpt_io
+from modalrec.core.checkpoint import CheckpointError
 
 
 def components(model: torch.nn.Module) -> list[str]:

@@ -1,0 +1,81 @@
+"""The data a run was trained on, when a command needs it (evaluate, resume, fine-tune): read it, say
+which data is needed when it cannot be read, and check it is still the same data."""
+
+from __future__ import annotations
+
+import json
+
+from modalrec.run.fingerprint import check_data
+from modalrec.run.folder import RunDir
+
+
+class RunDataError(ValueError):
+    """The data a run needs cannot be read here."""
+
+
+def describe_data(record: dict, data_cfg) -> str:
+    """Which data a run needs, in words a user can act on."""
+    origin = record.get("origin", {})
+    name = record.get("fingerprint", {}).get("name", "")
+    if origin.get("kind") == "given":
+        return (f"the data set {name!r} that was given in Python (train(cfg, out, dataset=...)); pass the same "
+                "prepared data set again")
+    files = [v.get("path") for v in (record.get("meta", {}).get("source") or {}).values()
+             if isinstance(v, dict) and v.get("path")]
+    where = f"data.dataset={data_cfg.dataset}" + (
+        f", interactions {data_cfg.interactions.path}" if data_cfg.interactions.path else "")
+    return f"{name or data_cfg.dataset!r} ({where}" + (f"; files: {', '.join(files)}" if files else "") + ")"
+
+
+def read_record(rd: RunDir) -> dict:
+    return json.loads(rd.dataset.read_text(encoding="utf-8")) if rd.dataset.is_file() else {}
+
+
+def run_ids(rd: RunDir):
+    """The run's item ids (its catalogue), or None for a run that did not keep them."""
+    if not rd.catalogue.is_file():
+        return None
+    from modalrec.run.store import load_catalogue
+
+    return load_catalogue(rd.catalogue).item_ids
+
+
+def load_data(data_cfg, record: dict, what: str, progress: bool = False):
+    """The prepared data behind ``data_cfg``; RunDataError says which data ``what`` needs if it cannot be read."""
+    from modalrec.data.prepare import load_or_prepare
+
+    if record.get("origin", {}).get("kind") == "given":
+        raise RunDataError(f"{what} needs {describe_data(record, data_cfg)}")
+    try:
+        return load_or_prepare(data_cfg, progress=progress)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise RunDataError(f"{what} needs the data the run was trained on, {describe_data(record, data_cfg)}, and "
+                           f"it cannot be read here: {e}") from e
+
+
+def checked_data(rd: RunDir, data_cfg, what: str, dataset=None, progress: bool = False):
+    """The run's data (``dataset`` if given, else read from ``data_cfg``), checked against its record."""
+    record = read_record(rd)
+    ds = dataset if dataset is not None else load_data(data_cfg, record, what, progress)
+    ids = run_ids(rd)
+    if ids is not None and record.get("fingerprint"):
+        check_data(record["fingerprint"], ids, ds, where=f"the run {rd.path}")
+    return ds
+
+
+def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: bool | None = None,
+                 per_user: bool = False, progress: bool = False):
+    """Exact full-ranking evaluation of a loaded run (:class:`LoadedRun`) on its data (read and checked,
+    or ``dataset``); no serving index is built."""
+    import torch
+
+    from modalrec.evaluate.ranking import evaluate
+
+    cfg = run.cfg
+    ds = checked_data(RunDir(run.path), cfg.data, f"evaluating {run.path}", dataset, progress)
+    return evaluate(
+        run.model, getattr(ds.split, split), max_len=cfg.model.max_len, ks=cfg.eval.ks,
+        exclude_history=cfg.eval.exclude_history if exclude_history is None else exclude_history,
+        batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk, per_user=per_user,
+        cold_items=torch.as_tensor(~ds.seen_in_train()), progress=progress, split=split,
+    ), ds
