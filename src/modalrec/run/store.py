@@ -194,12 +194,12 @@ def load_run(path: str | Path, checkpoint: str = "best", dataset=None) -> Loaded
     if rd.assets.is_dir():
         cfg.model = cls.config_from_assets(cfg.model, rd.assets)
     model = build_model(cfg.model, run_ds, features=None)
-    if rd.item_state.is_file():
-        model.load_item_state(load_file(str(rd.item_state)))
     if checkpoint == "best":
         ckpt_io.load_model_state(model, load_file(str(rd.weights)), str(rd.weights))
     else:
         ckpt_io.load_model_state(model, ckpt_io.load(rd.last, expect_model=cfg.model.name)["model"], str(rd.last))
+    if rd.item_state.is_file():  # after the weights: the item state belongs to them (e.g. MISSRec's interests)
+        model.load_item_state(load_file(str(rd.item_state)))
     model.eval()
     if dataset is not None:
         check_data(record.get("fingerprint", {}), run_ds.catalogue.item_ids, dataset, where=f"the run {rd.path}")
