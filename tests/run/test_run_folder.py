@@ -89,11 +89,6 @@ def test_copied_run_recommends_the_same_without_its_data(tmp_path, monkeypatch, 
 
 
 def test_content_model_run_is_self_contained(tmp_path, monkeypatch, capsys, content_overrides, tiny_images):
-    from modalrec.models.base import SequentialRecommender
-    from modalrec.models.registry import get_model_class
-
-    if get_model_class("pmmrec").item_state is SequentialRecommender.item_state:
-        pytest.xfail("pmmrec does not keep its item state yet (the content-model part of the run folder)")
     work = tmp_path / "work"
     write_shop(work / "shop", images=tiny_images)
     monkeypatch.chdir(work)
