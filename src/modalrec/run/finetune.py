@@ -27,16 +27,15 @@ def finetune_config(source_run: str | Path, dataset: str | None = None, transfer
     """
     import json
 
-    from modalrec.config import build_config, load_yaml
+    from modalrec.config import build_config, load_yaml, to_dict
     from modalrec.train.transfer import checkpoint_path
 
     cfg_file = source_config_file(source_run)
     checkpoint_path(source_run)  # fails early, naming the folder, when it holds no weights
     saved = json.loads(cfg_file.read_text()) if cfg_file.suffix == ".json" else load_yaml(cfg_file)
     base = dict(base or {})
-    base["model"] = {**saved["model"], **(base.get("model") or {})}
-    if base["model"].get("stage") == "pretrain" and not any(o.startswith("model.stage=") for o in overrides):
-        base["model"]["stage"] = "finetune"
+    finetuned = build_config({"model": saved["model"]}).model.for_finetune()  # e.g. pre-training -> fine-tuning
+    base["model"] = {**to_dict(finetuned), **(base.get("model") or {})}  # the --config YAML and overrides win
     comps = [c.strip() for c in transfer if c.strip()]
     frozen = [c.strip() for c in freeze if c.strip()]
     tr = [f"transfer.init_from={Path(source_run).resolve()}", f"transfer.components=[{','.join(comps)}]",

@@ -329,7 +329,7 @@ class Recommender:
 
     def _image_of(self, fields: dict, text: str) -> tuple[np.ndarray | None, bytes | None]:
         """(decoded image at the tower's size or None, the encoded bytes kept for display)."""
-        size = self._image_size()
+        size = self.model.image_size
         data = fields.get("image")
         if data is None and self._poster_style() and fields.get("title"):
             from modalrec.content.posters import poster_png
@@ -360,16 +360,12 @@ class Recommender:
         except Exception as e:
             raise RequestError(f"the image of new item {fields.get('item_id', '')!r} cannot be decoded: {e}") from e
 
-    def _image_size(self) -> int | None:
-        mods = getattr(self.model, "modalities", [])
-        return int(self.cfg.model.image.image_size) if "image" in mods else None
-
     def _poster_style(self) -> bool:
         return bool(self.cfg.data.posters) and self._source is not None and self._source.kind == "builtin"
 
     def _new_items(self, entries: list[dict]) -> tuple[NewItems, list[str], list[bytes | None]]:
         texts, images, present, raw = [], [], [], []
-        size = self._image_size()
+        size = self.model.image_size
         for fields in entries:
             text = self._text_of(fields)
             img, data = self._image_of(fields, text)

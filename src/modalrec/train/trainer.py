@@ -290,7 +290,7 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
 
     if not cfg.data.extra_sources:
         return []
-    if not getattr(model, "supports_domains", False):
+    if not model.supports_domains:
         raise ConfigError(f"data.extra_sources: the '{cfg.model.name}' model cannot train on several data sets at "
                           "once (it has no item representation shared across catalogues); use a content model "
                           "such as pmmrec")
