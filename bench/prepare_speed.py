@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         child(args.child, args.split)
         return 0
 
-    from modalrec.data import builtin
+    from modalrec.datasets import builtin
 
     for n in args.names:  # fetching is not part of the measurement
         builtin.ensure(n)

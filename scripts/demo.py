@@ -10,7 +10,6 @@ ml-1m pre-training (--pretrain-epochs; the full default is 4 epochs); later runs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -112,7 +112,7 @@ _register_tiny_cnn()
 @pytest.fixture(scope="session")
 def tiny_images(tmp_path_factory):
     """One 20x24 PNG per item 1..20 (colour by item), in a session folder."""
-    from modalrec.data.builtin import png_bytes
+    from modalrec.datasets.builtin import png_bytes
 
     folder = tmp_path_factory.mktemp("tiny-images")
     rng = np.random.default_rng(1)

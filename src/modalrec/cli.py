@@ -170,7 +170,7 @@ def _config(args, model: str | None = None):
 
 def cmd_data(args) -> int:
     if args.data_command == "fetch":
-        from modalrec.data import builtin
+        from modalrec.datasets import builtin
 
         names = args.names or [n for n in builtin.BUILTINS if n != "synthetic"]
         for n in names:
@@ -180,7 +180,7 @@ def cmd_data(args) -> int:
     if args.data_command == "posters":
         import time
 
-        from modalrec.content.posters import render_posters
+        from modalrec.datasets.posters import render_posters
 
         t0 = time.time()
         try:
@@ -219,7 +219,7 @@ def cmd_weights(args) -> int:
 
 
 def cmd_encode(args) -> int:
-    from modalrec.config import ConfigError, build_config, update_dataclass
+    from modalrec.config import ConfigError, update_dataclass
     from modalrec.content.encode import EncodeConfig, encode_dataset
     from modalrec.data.prepare import load_or_prepare
     from modalrec.core.distributed import init_from_env, shutdown

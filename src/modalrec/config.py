@@ -72,7 +72,7 @@ class DataConfig:
     drop_unknown_items: bool = False  # interactions with items missing from the catalogue
     posters: bool = False  # MovieLens built-ins: attach posters rendered from metadata (rendered on first use)
     text: str = "basic"  # MovieLens built-ins: basic ("Title (Year). Genres: a, b") | rich (+ film credits);
-    # items.text_template replaces a built-in's template (columns: see modalrec.data.credits)
+    # items.text_template replaces a built-in's template (columns: see modalrec.datasets.credits)
     extra_sources: list[str] = field(default_factory=list)  # more data sets trained on at once (content
     # models only; each keeps its own item space; validation and test use `dataset`)
     cache: bool = True  # reuse a prepared copy when inputs and options are unchanged
@@ -268,6 +268,16 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def model_config_class(name: str) -> type:
+    """The config class of the registered model ``name``; an unknown name is a ConfigError with a suggestion."""
+    from modalrec.core.registry import UnknownModelError, get_model_class
+
+    try:
+        return get_model_class(name).config_class
+    except UnknownModelError as e:
+        raise ConfigError(str(e)) from None
+
+
 def build_config(
     base: dict | None = None, overrides: list[str] | tuple[str, ...] = (), model: str | None = None
 ) -> RunConfig:
@@ -275,7 +285,6 @@ def build_config(
 
     ``model`` (if given) selects the model before overrides; ``model.name=...`` works too.
     """
-    from modalrec.models.registry import model_config_class  # local: keeps import light
 
     tree: dict = dict(base or {})
     for ov in overrides:

@@ -102,7 +102,11 @@ def file_lock(path: str | Path, *, wait: bool, what: str) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()  # no PID of a finished holder is left behind
 
 
 class LockedError(RuntimeError):
@@ -143,6 +147,16 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()[:16]
+
+
+def image_file_stem(item_id: str) -> str:
+    """The file-name stem of ``item_id``'s image in an image folder: the id itself, or, if the id
+    cannot be a file name (``/``, ``\\``, NUL, ``.``/``..``, over 200 bytes), ``_id-`` + 16 hex
+    digits of its SHA-256 (the rendered posters use the same rule)."""
+    if "/" in item_id or "\\" in item_id or "\0" in item_id or item_id in ("", ".", "..") or \
+            len(item_id.encode("utf-8")) > 200:
+        return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+    return item_id
 
 
 def seed_everything(seed: int) -> None:

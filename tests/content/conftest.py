@@ -94,7 +94,7 @@ _register_content_cnn()
 @pytest.fixture(scope="session")
 def item_pngs(tmp_path_factory):
     """``(folder, arrays)``: 12 random 20x28 PNGs ``<i>.png`` for items 1..12 and their pixels."""
-    from modalrec.data.builtin import png_bytes
+    from modalrec.datasets.builtin import png_bytes
 
     folder = tmp_path_factory.mktemp("item-pngs")
     rng = np.random.default_rng(3)

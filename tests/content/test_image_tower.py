@@ -22,7 +22,7 @@ from modalrec.content.image import (  # noqa: E402
     decode_image,
     image_backbones,
 )
-from modalrec.data.builtin import png_bytes as png  # noqa: E402
+from modalrec.datasets.builtin import png_bytes as png  # noqa: E402
 
 
 def _calibrate(tower, seed=0):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from modalrec.cli import main
-from modalrec.run.folder import RunDir, RunDirError, RunLock
+from modalrec.run.folder import RunDir, RunDirError, run_lock
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=8", "train.batch_size=32", "train.epochs=2"]
 
@@ -201,8 +201,8 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
 
     cfg = build_config(model="pop", overrides=["data.dataset=synthetic"])
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom modalrec.run.folder import RunDir, RunLock\n"
-        f"with RunLock(RunDir({str(tmp_path / 'run')!r})):\n    print('locked', flush=True)\n    time.sleep(60)")],
+        "import sys, time\nfrom modalrec.run.folder import RunDir, run_lock\n"
+        f"with run_lock(RunDir({str(tmp_path / 'run')!r})):\n    print('locked', flush=True)\n    time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -212,7 +212,7 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
         holder.kill()
         holder.wait()
     train(cfg, tmp_path / "run", progress=False)  # released when its holder exits
-    with RunLock(RunDir(tmp_path / "run")):
+    with run_lock(RunDir(tmp_path / "run")):
         pass
 
 

@@ -16,7 +16,7 @@ from modalrec.serve.recommender import Recommender  # noqa: E402
 
 
 def _png(seed: int = 0, size: int = 20) -> bytes:
-    from modalrec.data.builtin import png_bytes
+    from modalrec.datasets.builtin import png_bytes
 
     rng = np.random.default_rng(seed)
     return png_bytes(rng.integers(0, 255, (size, size + 4, 3), dtype=np.uint8))

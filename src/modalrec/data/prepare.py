@@ -150,7 +150,7 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
     data-spec YAML file (relative paths inside are taken from the YAML's folder), or a folder of
     RecBole atomic files ``<name>.inter`` [+ ``<name>.item``].
     """
-    from modalrec.data import builtin
+    from modalrec.datasets import builtin
 
     if cfg.interactions.path:
         items = cfg.items if cfg.items.path else None
@@ -161,7 +161,7 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
     ds = cfg.dataset
     if ds in builtin.BUILTINS:
         if cfg.posters and builtin.BUILTINS[ds].kind != "generated":
-            from modalrec.content.posters import render_posters
+            from modalrec.datasets.posters import render_posters
 
             render_posters(ds)  # no-op when current posters exist
         inter, items = builtin.specs(ds, posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated",

@@ -14,7 +14,6 @@ Delimited files are parsed with pyarrow when it is installed (multi-threaded, ab
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import os
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from modalrec.config import InteractionsSpec, ItemsSpec
+from modalrec.utils import image_file_stem  # noqa: F401  (the image_dir naming rule; re-exported)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 _COMPRESSION_EXTS = (".gz", ".bz2")
@@ -573,16 +573,6 @@ def _images_from_column(values: pd.Series, root: Path) -> np.ndarray:
             cache[v] = str(p.resolve()) if p is not None and p.is_file() else ""
         out.append(cache[v])
     return np.asarray(out, dtype=object)
-
-
-def image_file_stem(item_id: str) -> str:
-    """The file-name stem of ``item_id``'s image in an image folder: the id itself, or, if the id
-    cannot be a file name (``/``, ``\\``, NUL, ``.``/``..``, over 200 bytes), ``_id-`` + 16 hex
-    digits of its SHA-256 (the rendered posters use the same rule)."""
-    if "/" in item_id or "\\" in item_id or "\0" in item_id or item_id in ("", ".", "..") or \
-            len(item_id.encode("utf-8")) > 200:
-        return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
-    return item_id
 
 
 def _images_from_dir(ids: list[str], image_dir: Path) -> np.ndarray:

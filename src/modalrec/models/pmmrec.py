@@ -31,7 +31,6 @@ encodes each *unique* item of the batch once (never padding) through the trainab
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -1,58 +1,24 @@
-"""Model registry: ``@register_model("name")`` on the class, looked up by name."""
+"""Model lookup by name (:mod:`modalrec.core.registry`) and construction for a data set."""
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import TYPE_CHECKING
+
+from modalrec.core.registry import UnknownModelError, available_models, get_model_class, register_model
 
 if TYPE_CHECKING:
     from modalrec.data.dataset import PreparedDataset
     from modalrec.models.base import SequentialRecommender
 
-_MODELS: dict[str, type] = {}
-# Modules that hold the built-in models; imported on first lookup (keeps `modalrec --help` fast).
-_BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec", "modalrec.models.pmmrec",
-                    "modalrec.models.missrec", "modalrec.models.unisrec")
-
-
-def register_model(name: str):
-    def deco(cls):
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model name '{name}' is already registered by {_MODELS[name].__name__}")
-        cls.name = name
-        _MODELS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtins() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
-
-
-def available_models() -> list[str]:
-    _load_builtins()
-    return sorted(_MODELS)
-
-
-def get_model_class(name: str) -> type:
-    _load_builtins()
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"Unknown model '{name}'.{hint} Available: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]
+__all__ = ["UnknownModelError", "available_models", "build_model", "get_model_class", "model_config_class",
+           "register_model"]
 
 
 def model_config_class(name: str) -> type:
-    from modalrec.config import ConfigError
+    """The config class of model ``name`` (a ConfigError naming the closest model if unknown)."""
+    from modalrec.config import model_config_class as lookup
 
-    try:
-        return get_model_class(name).config_class
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
+    return lookup(name)
 
 
 def build_model(config, dataset: "PreparedDataset", features="compute") -> "SequentialRecommender":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "RunDir": "folder", "RunDirError": "folder", "RunLock": "folder",
+    "RunDir": "folder", "RunDirError": "folder", "run_lock": "folder",
     "train": "training", "train_or_resume": "training",
     "save_run": "store", "load_run": "store", "LoadedRun": "store", "RunLoadError": "store",
     "data_fingerprint": "fingerprint", "check_data": "fingerprint", "DataMismatchError": "fingerprint",

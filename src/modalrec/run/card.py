@@ -25,7 +25,7 @@ def card_text(cfg, model, dataset, results: dict, command: str, date: str | None
     lines = [
         f"# {cfg.model.name} on {dataset.name}",
         "",
-        f"A modalrec run folder (self-contained: serve it with `modalrec serve {{this folder}}` or "
+        "A modalrec run folder (self-contained: serve it with `modalrec serve {this folder}` or "
         "`modalrec.serve.recommender.Recommender.load`).",
         "",
         "## Model",

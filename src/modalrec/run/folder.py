@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -66,37 +66,17 @@ class RunDir:
                 p.unlink()
 
 
-class RunLock:
-    """An exclusive OS lock on ``run/.lock`` (one writer per run folder), released on exit.
+@contextmanager
+def run_lock(rd: RunDir) -> Iterator[None]:
+    """One writer per run folder: an exclusive OS lock on ``run/.lock`` (released when the process ends);
+    a second writer gets a RunDirError naming the holder's PID."""
+    from modalrec.utils import LockedError, file_lock
 
-    The holder's PID is written into the file, so a refused writer can name it.
-    """
-
-    def __init__(self, rd: RunDir):
-        self.rd = rd
-        self._fd: int | None = None
-
-    def __enter__(self) -> "RunLock":
-        self.rd.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.rd.lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirError(f"{self.rd.path} is being written by another process (PID {holder}); wait for it to "
-                              "finish, stop it, or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+    try:
+        with file_lock(rd.lock, wait=False, what=f"the run folder {rd.path}"):
+            yield
+    except LockedError as e:
+        raise RunDirError(f"{e}, or choose another --out") from None
 
 
 def choose_start(rd: RunDir, resume: bool, overwrite: bool) -> tuple[bool, str]:

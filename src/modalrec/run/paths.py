@@ -16,7 +16,7 @@ def _absolute(value: str) -> str:
 
 def _dataset_name(value: str) -> str:
     """A built-in name stays a name; a data-spec YAML or a folder of atomic files becomes absolute."""
-    from modalrec.data import builtin
+    from modalrec.datasets import builtin
 
     if value in builtin.BUILTINS:
         return value

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from modalrec.core.distributed import DistInfo, barrier, init_from_env
-from modalrec.run.folder import RunDir, RunDirError, RunLock, choose_start
+from modalrec.run.folder import RunDir, RunDirError, run_lock, choose_start
 
 log = logging.getLogger("modalrec.run")
 
@@ -119,7 +119,7 @@ def train(
         dataset = _load(cfg, dist_info, show, f"training into {rd.path}")
     _check_transfer_data(cfg, dataset)
 
-    with RunLock(rd) if dist_info.is_main else nullcontext():
+    with run_lock(rd) if dist_info.is_main else nullcontext():
         if dist_info.is_main:
             again, _ = choose_start(rd, resume, overwrite)  # under the lock: nobody changed it meanwhile
             if again != resume:

@@ -189,11 +189,11 @@ class Recommender:
         recommender holding them cannot be saved."""
         import dataclasses
 
-        from modalrec.run.folder import RunDir, RunLock
+        from modalrec.run.folder import RunDir, run_lock
         from modalrec.run.store import data_record, save_run
 
         rd = RunDir(run_dir)
-        with self._lock, RunLock(rd):
+        with self._lock, run_lock(rd):
             vector_only = [self._ids[r] for r in range(self._n_trained + 1, len(self._ids)) if self._mrow[r] == 0]
             if vector_only:
                 raise UnsupportedError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
@@ -301,7 +301,7 @@ class Recommender:
         title = fields.get("title")
         src = self._source
         if src is not None and src.kind == "builtin" and title:
-            from modalrec.data.builtin import movie_frame
+            from modalrec.datasets.builtin import movie_frame
             from modalrec.data.tables import render_text, template_fields
 
             genres = fields.get("genres") or []
@@ -332,13 +332,13 @@ class Recommender:
         size = self.model.image_size
         data = fields.get("image")
         if data is None and self._poster_style() and fields.get("title"):
-            from modalrec.content.posters import poster_png
+            from modalrec.datasets.posters import poster_png
 
             data = poster_png(str(fields["title"]), fields.get("year") or "", fields.get("genres") or [])
         if data is None:
             return None, None
         if isinstance(data, np.ndarray):
-            from modalrec.data.builtin import png_bytes
+            from modalrec.datasets.builtin import png_bytes
 
             arr = np.asarray(data, dtype=np.uint8)
             if arr.ndim != 3 or arr.shape[2] != 3:

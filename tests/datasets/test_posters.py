@@ -14,8 +14,8 @@ pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
 from modalrec.cli import main  # noqa: E402
-from modalrec.content import posters as P  # noqa: E402
-from modalrec.data import builtin  # noqa: E402
+from modalrec.datasets import posters as P  # noqa: E402
+from modalrec.datasets import builtin  # noqa: E402
 from modalrec.data.tables import read_items  # noqa: E402
 
 LONG = ("Old Lady Who Walked in the Sea, The (Vieille qui marchait dans la mer, La) and a Great Many "

