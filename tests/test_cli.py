@@ -112,3 +112,22 @@ def test_readme_commands_run(tmp_path):
         assert proc.returncode == 0, f"{c}\n{proc.stderr[-2000:]}"
     res = json.loads((tmp_path / "runs/demo/results.json").read_text())
     assert res["epochs_run"] == 6 and res["dataset"] == "ml-100k"
+
+
+def test_evaluate_with_a_popularity_prior_chosen_on_validation(tmp_path, capsys):
+    from modalrec.evaluate.prior import BETAS
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run), "--quiet",
+                 *TINY, "train.epochs=0"]) == 0  # untrained: the prior has something to add
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--quiet", "--pop-prior"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    prior = res["protocol"]["popularity_prior"]
+    by_beta = {float(b): v for b, v in prior["valid_ndcg@10_by_beta"].items()}
+    assert set(by_beta) == set(BETAS) and by_beta[prior["beta"]] == max(by_beta.values())
+    assert main(["evaluate", str(run), "--json", "--quiet", "--split", "valid", "--pop-prior"]) == 0
+    valid = json.loads(capsys.readouterr().out)
+    assert valid["metrics"]["ndcg@10"] == by_beta[prior["beta"]]  # the chosen beta, evaluated again
+    assert main(["evaluate", str(run), "--quiet", "--pop-prior"]) == 0
+    assert f"popularity prior (beta {prior['beta']:g}, chosen on validation)" in capsys.readouterr().out

@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--exclude-history", dest="exclude_history", action="store_true", default=None,
                       help="never rank items of the history")
     e.add_argument("--per-user", metavar="FILE", help="write per-user ranks to this CSV file")
+    e.add_argument("--pop-prior", action="store_true",
+                   help="add the data's popularity prior, score + beta * log(1 + training count), beta chosen on "
+                        "validation NDCG@10 (no gradient step: for zero-shot transfer)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--quiet", action="store_true")
 
@@ -312,13 +315,16 @@ def cmd_evaluate(args) -> int:
 
     run = load_run(args.run, checkpoint=args.checkpoint)
     res, ds = evaluate_run(run, args.split, exclude_history=args.exclude_history, per_user=bool(args.per_user),
-                           progress=not (args.quiet or args.json))
+                           progress=not (args.quiet or args.json), pop_prior=args.pop_prior)
     if args.per_user:
         _write_per_user(args.per_user, res, ds)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
     else:
-        _print_metrics(res.metrics, title=f"{run.cfg.model.name} on {ds.name}: {args.split} ({res.count} users)")
+        prior = res.protocol.get("popularity_prior")
+        with_prior = f" + popularity prior (beta {prior['beta']:g}, chosen on validation)" if prior else ""
+        _print_metrics(res.metrics, title=f"{run.cfg.model.name}{with_prior} on {ds.name}: {args.split} "
+                                          f"({res.count} users)")
         if res.cold_metrics:
             _print_metrics(res.cold_metrics, title=f"cold items only ({res.cold_count} targets unseen in training)")
     return 0

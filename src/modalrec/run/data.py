@@ -64,18 +64,33 @@ def checked_data(rd: RunDir, data_cfg, what: str, dataset=None, progress: bool =
 
 
 def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: bool | None = None,
-                 per_user: bool = False, progress: bool = False):
+                 per_user: bool = False, progress: bool = False, pop_prior: bool = False):
     """Exact full-ranking evaluation of a loaded run (:class:`LoadedRun`) on its data (read and checked,
-    or ``dataset``); no serving index is built."""
+    or ``dataset``); no serving index is built. ``pop_prior``: add the data's popularity prior to the
+    model's scores, its weight chosen on validation (:mod:`modalrec.evaluate.prior`); the choice is
+    recorded in the result's protocol."""
     import torch
 
     from modalrec.evaluate.ranking import evaluate
 
     cfg = run.cfg
     ds = checked_data(RunDir(run.path), cfg.data, f"evaluating {run.path}", dataset, progress)
-    return evaluate(
-        run.model, getattr(ds.split, split), max_len=cfg.model.max_len, ks=cfg.eval.ks,
-        exclude_history=cfg.eval.exclude_history if exclude_history is None else exclude_history,
-        batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk, per_user=per_user,
-        cold_items=torch.as_tensor(~ds.seen_in_train()), progress=progress, split=split,
-    ), ds
+
+    def run_eval(model, seqset, name, **kw):
+        return evaluate(
+            model, seqset, max_len=cfg.model.max_len, ks=cfg.eval.ks,
+            exclude_history=cfg.eval.exclude_history if exclude_history is None else exclude_history,
+            batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk, progress=progress, split=name, **kw)
+
+    model, choice = run.model, None
+    if pop_prior:
+        from modalrec.evaluate.prior import PopularityPrior, choose_prior
+
+        choice = choose_prior(model, ds, lambda m, s: run_eval(m, s, "valid"), max_len=cfg.model.max_len)
+        model = PopularityPrior(model, ds.train_item_counts(), choice.weight)
+    res = run_eval(model, getattr(ds.split, split), split, per_user=per_user,
+                   cold_items=torch.as_tensor(~ds.seen_in_train()))
+    if choice is not None:
+        res.protocol["popularity_prior"] = {"beta": choice.beta, "weight": choice.weight, "unit": choice.unit,
+                                            "valid_ndcg@10_by_beta": choice.valid_ndcg}
+    return res, ds
