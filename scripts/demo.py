@@ -74,10 +74,10 @@ def main() -> int:
         print(f"{name:<18}" + "".join(f"{m[k]:>10.4f}" for k in keys))
 
     src_data = load_data(read_config(RunDir(pre)).data, read_record(RunDir(pre)), "the demo", progress=False)
-    source_titles = {t.split(". Genres:")[0] for t in src_data.catalogue.text[1:]}
+    source_titles = set(src_data.catalogue.fields["title_year"][1:].tolist())
     rec = Recommender.load(out / "pmmrec")
     ds = rec.dataset
-    new = {i for i, t in enumerate(ds.catalogue.text) if i and t.split(". Genres:")[0] not in source_titles}
+    new = {i for i, t in enumerate(ds.catalogue.fields["title_year"]) if i and t not in source_titles}
     u = 0
     hist_idx = ds.split.test.sequence(u)
     history = [str(ds.catalogue.item_ids[i]) for i in hist_idx]

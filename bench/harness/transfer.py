@@ -63,18 +63,13 @@ def print_table(table: dict[str, dict], wall: bool = False) -> None:
               + (f" {sum(t['wall_s']) / len(t['wall_s']):.0f} |" if wall else ""))
 
 
-def title(text: str) -> str:
-    """A movie's "Title (Year)", the part of its item text before the genres."""
-    return text.split(". Genres:")[0]
-
-
 def source_titles(dataset: str = "ml-1m") -> set[str]:
     """The movies of the pre-training data set, by title and year."""
     from modalrec.config import build_config
     from modalrec.data.prepare import load_or_prepare
 
     src = load_or_prepare(build_config({}, [f"data.dataset={dataset}"]).data, progress=False)
-    return {title(t) for t in src.catalogue.text[1:]}
+    return set(src.catalogue.fields["title_year"][1:].tolist())
 
 
 def cold_eval(run_dir: Path, source_titles: set[str]) -> dict:
@@ -82,13 +77,13 @@ def cold_eval(run_dir: Path, source_titles: set[str]) -> dict:
     import torch
 
     from modalrec.evaluate.ranking import evaluate
-    from modalrec.serve.recommender import Recommender
+    from modalrec.run import load_run
 
-    rec = Recommender.load(run_dir)
-    ds = rec.dataset
-    titles = [title(t) for t in ds.catalogue.text]
+    run = load_run(run_dir)  # the run's own copy of its data: catalogue and split
+    ds = run.dataset
+    titles = ds.catalogue.fields["title_year"]
     cold = torch.tensor([i > 0 and titles[i] not in source_titles for i in range(len(titles))])
-    res = evaluate(rec.model, ds.split.test, max_len=rec.cfg.model.max_len, ks=[10, 20, 50], cold_items=cold,
+    res = evaluate(run.model, ds.split.test, max_len=run.cfg.model.max_len, ks=[10, 20, 50], cold_items=cold,
                    progress=False)
     test = ds.split.test
     # a uniformly random ranking of the candidates (catalogue minus history) puts the target in

@@ -51,6 +51,8 @@ class ItemsSpec:
     text_template: str = ""  # e.g. "{title} ({year}). Genres: {genres}"; empty: fields joined by ". "
     image_col: str = ""  # column with an image path (relative to image_dir or the table's folder)
     image_dir: str = ""  # folder of <item_id>.jpg|png|webp
+    keep_fields: list[str] = field(default_factory=list)  # raw columns kept in the catalogue (display, search);
+    # the text's own fields are always kept
 
 
 @dataclass

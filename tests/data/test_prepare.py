@@ -385,3 +385,21 @@ def test_user_fraction_keeps_a_stable_subset_of_users():
     assert len(half) == inter["user_id"].isin(users(half)).sum()  # every event of a kept user
     ds = prepare_frames(inter, None, DataConfig(user_fraction=0.5, min_item_inter=1))
     assert set(ds.user_ids) <= users(half)
+
+
+def test_catalogue_keeps_raw_fields_through_the_cache(tmp_path):
+    from modalrec.data.dataset import PreparedDataset
+
+    p = write_events(tmp_path / "e.csv", [(1, 1, 1), (1, 2, 2), (1, 3, 3)])
+    (tmp_path / "i.csv").write_text("item_id,title,year,genres,studio\n1,One,1995,a|b,X\n2,Two,,c,Y\n3,Three,2001,,Z\n")
+    items = ItemsSpec(path=str(tmp_path / "i.csv"), text_template="{title} ({year})", keep_fields=["genres"])
+    ds = prepare(cfg_for(p, items, **NO_FILTER), progress=False)
+    f = ds.catalogue.fields
+    assert set(f) == {"title", "year", "genres"}  # the template's fields and keep_fields, not "studio"
+    order = ds.catalogue.item_ids.tolist()
+    assert [f["title"][order.index(i)] for i in "123"] == ["One", "Two", "Three"]
+    assert f["year"][order.index("2")] == "" and f["year"][order.index("1")] == "1995"
+    assert f["title"][0] == ""  # padding row
+    ds.save(tmp_path / "cache")
+    again = PreparedDataset.load(tmp_path / "cache")
+    assert {k: v.tolist() for k, v in again.catalogue.fields.items()} == {k: v.tolist() for k, v in f.items()}

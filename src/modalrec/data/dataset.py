@@ -23,21 +23,27 @@ import numpy as np
 
 from modalrec.utils import atomic_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the catalogue keeps raw fields
 PAD = "[PAD]"
 
 
 @dataclass
 class Catalogue:
-    """Items: raw ids, text, optional image paths. Row 0 is padding."""
+    """Items: raw ids, text, optional image paths, raw fields. Row 0 is padding."""
 
     item_ids: np.ndarray  # str [N+1]
     text: np.ndarray  # str [N+1]; "" for padding or missing text
     image_paths: np.ndarray | None = None  # str [N+1]; "" = no image
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # raw columns as display text, e.g.
+    # "title", "year", "genres" ({} when the items table had none): nothing parses the text back
 
     def __post_init__(self):
         self.item_ids = np.asarray(self.item_ids, dtype=str)
         self.text = np.asarray(self.text, dtype=str)
+        self.fields = {k: np.asarray(v, dtype=str) for k, v in (self.fields or {}).items()}
+        bad = [k for k, v in self.fields.items() if len(v) != len(self.item_ids)]
+        if bad:
+            raise ValueError(f"Catalogue fields {bad} do not have one value per catalogue row")
         if self.image_paths is not None:
             self.image_paths = np.asarray(self.image_paths, dtype=str)
         if len(self.item_ids) == 0 or self.item_ids[0] != PAD:
@@ -147,6 +153,7 @@ class PreparedDataset:
         }
         if self.catalogue.image_paths is not None:
             arrays["image_paths"] = self.catalogue.image_paths
+        arrays.update({f"field__{k}": v for k, v in self.catalogue.fields.items()})
         # split sets share flat arrays (the full one, or e.g. the cold split's warm-only one):
         # each distinct array is stored once and the sets record which one they use
         sources: dict[int, str] = {id(self.items): "items"}
@@ -187,7 +194,8 @@ class PreparedDataset:
             )
         with np.load(path / "arrays.npz", allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        cat = Catalogue(a["item_ids"], a["text"], a.get("image_paths"))
+        cat = Catalogue(a["item_ids"], a["text"], a.get("image_paths"),
+                        {k[len("field__"):]: v for k, v in a.items() if k.startswith("field__")})
         sets = {}
         uses = manifest.get("split_arrays", {})
         for name in ("train", "valid", "test"):

@@ -32,7 +32,7 @@ import pandas as pd
 
 from modalrec.config import ConfigError, DataConfig, InteractionsSpec, ItemsSpec, to_dict, update_dataclass
 from modalrec.data.dataset import FORMAT_VERSION, PAD, Catalogue, PreparedDataset, SeqSet, Split
-from modalrec.data.tables import DataError, check_known_items, read_interactions, read_items
+from modalrec.data.tables import FIELD_PREFIX, DataError, check_known_items, read_interactions, read_items
 from modalrec.utils import file_digest, hash_strings, modalrec_home
 
 PREPARE_VERSION = 1  # bump when preparation logic changes: old cache entries are then ignored
@@ -401,16 +401,19 @@ def prepare_frames(
     user_ids = user_uniques[kept_u]
     raw_item_ids = item_uniques[kept_i]
 
+    fields = {}
     if items is not None:
         pos = pd.Index(items["item_id"]).get_indexer(raw_item_ids)
         text = np.concatenate([[""], items["text"].to_numpy(dtype=object)[pos]]).astype(str)
+        fields = {c[len(FIELD_PREFIX):]: np.concatenate([[""], items[c].to_numpy(dtype=object)[pos]]).astype(str)
+                  for c in items.columns if c.startswith(FIELD_PREFIX)}
         if "image_path" in items.columns and (items["image_path"] != "").any():
             images = np.concatenate([[""], items["image_path"].to_numpy(dtype=object)[pos]]).astype(str)
         else:
             images = None
     else:
         text, images = np.full(n_items + 1, "", dtype=str), None
-    catalogue = Catalogue(np.concatenate([[PAD], raw_item_ids]).astype(str), text, images)
+    catalogue = Catalogue(np.concatenate([[PAD], raw_item_ids]).astype(str), text, images, fields)
     step("sequences")
 
     cold_items = None

@@ -28,6 +28,7 @@ from modalrec.config import InteractionsSpec, ItemsSpec
 from modalrec.utils import image_file_stem  # noqa: F401  (the image_dir naming rule; re-exported)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+FIELD_PREFIX = "field:"  # read_items: a raw catalogue column kept as display text (Catalogue.fields)
 _COMPRESSION_EXTS = (".gz", ".bz2")
 _FORMAT_BY_EXT = {
     ".csv": "csv",
@@ -521,7 +522,8 @@ def read_interactions(spec: InteractionsSpec, base_dir: str | Path | None = None
 
 
 def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFrame:
-    """The catalogue as columns ``item_id`` (str), ``text`` (str) and ``image_path`` (str, "" = none).
+    """The catalogue as columns ``item_id`` (str), ``text`` (str), ``image_path`` (str, "" = none) and
+    ``field:<name>`` (display text) for every raw column the text uses or ``keep_fields`` names.
 
     Image paths are absolute. From ``image_col``: relative paths are resolved against
     ``image_dir`` (or, if unset, the table's folder); from ``image_dir`` alone: the file
@@ -534,6 +536,8 @@ def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFr
     roles = {spec.item_col: "item_col"}
     for f in fields:
         roles.setdefault(f, "text field" if not spec.text_template else "text_template field")
+    for f in spec.keep_fields:
+        roles.setdefault(f, "kept field")
     if spec.image_col:
         roles.setdefault(spec.image_col, "image_col")
     df = read_table(path, spec.format, spec.sep, roles, what="Items", multiline=True)
@@ -561,7 +565,10 @@ def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFr
         images = _images_from_dir(ids.tolist(), image_dir)
     else:
         images = np.full(len(df), "", dtype=object)
-    return pd.DataFrame({"item_id": ids.to_numpy(), "text": text, "image_path": np.asarray(images, dtype=str)})
+    kept = {f"{FIELD_PREFIX}{f}": _as_text(df[f]) for f in dict.fromkeys([*fields, *spec.keep_fields])
+            if f != spec.item_col}
+    return pd.DataFrame({"item_id": ids.to_numpy(), "text": text, "image_path": np.asarray(images, dtype=str),
+                         **kept})
 
 
 def _images_from_column(values: pd.Series, root: Path) -> np.ndarray:

@@ -63,6 +63,9 @@ MOVIE_TEMPLATE = "{title_year}. Genres: {genres}"
 # "Heat (1995). Genres: Action, Crime, Thriller. Directed by Michael Mann. Starring Robert De Niro, ..."
 RICH_MOVIE_TEMPLATE = "{title_year}. Genres: {genres}. {credits}"
 TEXT_KINDS = ("basic", "rich")
+# raw columns every MovieLens catalogue keeps (display, search, new items' text; nothing parses the text)
+MOVIE_FIELDS = {"basic": ("title", "year", "genres", "title_year"),
+                "rich": ("title", "year", "genres", "title_year", "director", "writer", "cast", "country")}
 SYNTHETIC_TEMPLATE = "{title}: {description}"
 
 
@@ -203,7 +206,7 @@ def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = 
         default_template = RICH_MOVIE_TEMPLATE
     items = ItemsSpec(
         path=str(items_csv), format="csv", text_fields=["title_year", "genres"],
-        text_template=template or default_template,
+        text_template=template or default_template, keep_fields=list(MOVIE_FIELDS[text]),
     )
     if posters:
         if not (posters_dir(name) / "manifest.json").is_file():
