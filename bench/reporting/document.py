@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .choices import section_grids, section_zero_shot_prior
 from .cold import section_cold
 from .compute import section_bench_time
 from .fmt import md_table, slug
@@ -121,7 +122,8 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
     p.para("Contents: " + " · ".join(f"[{s}](#{slug(s)})" for s in sections))
     _headline(p, sections[0], rows, target)
     p.add("## Quality details", "")
-    for fn in (section_pmmrec, section_missrec, section_cold, section_sasrec_ml1m):
+    for fn in (section_pmmrec, section_missrec, section_zero_shot_prior, section_cold, section_grids,
+               section_sasrec_ml1m):
         guarded(p, fn)
     _speed_and_serving(p)
     p.add("## Bench run time", "")

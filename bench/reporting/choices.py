@@ -1,0 +1,59 @@
+"""Zero-shot with the popularity prior (zero_shot_prior.json) and the settings grids (grid_*.json)."""
+
+from __future__ import annotations
+
+from .fmt import f4, md_table
+from .page import Page
+
+ZERO_SHOT = "zero_shot_prior.json"
+
+
+def section_zero_shot_prior(page: Page) -> None:
+    page.add("### Zero-shot transfer with the target's popularity prior", "")
+    d = page.get(ZERO_SHOT)
+    if not isinstance(d, dict):
+        page.not_run("zero_shot_prior.py")
+        return
+    page.header(d, ZERO_SHOT)
+    pre = d.get("pretrain", {})
+    page.para(f"Pre-trained run: {pre.get('model')} on {pre.get('dataset')}; moved to each target with no gradient "
+              "step (`train.epochs=0`), then evaluated as it is and with `modalrec evaluate --pop-prior`: score + "
+              "beta * log(1 + training count of the item on the target), beta (in units of the spread of the "
+              "model's scores) chosen on the target's validation NDCG@10 before test was read.")
+    rows = []
+    for target, r in d.get("table", {}).items():
+        rows.append([target, f4(r["pop"]["ndcg@10"]), f4(r["zero_shot"]["ndcg@10"]),
+                     f4(r["zero_shot_prior"]["ndcg@10"]), f"{r['prior']['beta']:g}",
+                     f"{r['ratio_to_pop']['zero_shot_prior']:.2f}x", f4(r["zero_shot_prior"]["hr@10"])])
+    page.add(*md_table(["target", "Pop NDCG@10", "zero-shot", "zero-shot + prior", "beta", "vs Pop",
+                        "+ prior HR@10"], rows), "")
+    page.para("Commands: " + "; ".join(f"`{c}`" for r in d.get("table", {}).values() for c in r["commands"]))
+
+
+def section_grids(page: Page) -> None:
+    names = sorted(n for n in page.results if n.startswith("grid_"))
+    page.add("### Settings chosen on validation (declared grids)", "")
+    if not names:
+        page.not_run("grid.py bench/grids/NAME.yaml")
+        return
+    page.para("Each grid was written into `bench/grids/` and committed before it ran; every variant runs on the "
+              "same seeds; the choice is made on mean validation NDCG@10 and test is only reported, with the "
+              "paired per-seed difference to the grid's baseline.")
+    for name in names:
+        _grid(page, name)
+
+
+def _grid(page: Page, fname: str) -> None:
+    d = page.get(fname)
+    grid, summary = d["grid"], d["summary"]
+    page.para(f"**{grid['name']}** (`{fname}`, {d.get('date', '')}): {grid.get('question', '').strip()}")
+    rows = []
+    for v, row in summary["variants"].items():
+        diff = row.get("paired_test_diff_vs_baseline")
+        rows.append([v + (" (chosen)" if v == summary["winner_on_validation"] else ""),
+                     f"{row['valid_ndcg@10']['mean']:.4f} ± {row['valid_ndcg@10']['std']:.4f}",
+                     f"{row['test_ndcg@10']['mean']:.4f} ± {row['test_ndcg@10']['std']:.4f}",
+                     "" if diff is None else f"{diff['mean']:+.4f} ({', '.join(f'{x:+.4f}' for x in diff['per_seed'])})",
+                     f"`{grid['variants'][v]}`"])
+    page.add(*md_table(["variant", "valid NDCG@10", "test NDCG@10", "paired test diff vs baseline", "command"],
+                       rows), "")
