@@ -201,3 +201,29 @@ def test_encode_content_of_an_existing_text_equals_its_item_vector(cycle_dataset
     tr = _uni(cycle_dataset, content_overrides, "model.mode=transductive")
     with pytest.raises(ValueError, match="transductive"):
         tr.encode_content(["item 5"])
+
+
+def test_hybrid_scores_items_without_a_trained_id_from_text_alone(cycle_dataset, content_overrides):
+    from modalrec.models.base import NewItems
+
+    hyb = tiny_model("unisrec", cycle_dataset, content_overrides, "model.mode=transductive", "model.id_dropout=0.3")
+    ind = tiny_model("unisrec", cycle_dataset, content_overrides, "model.mode=inductive")
+    ind.adaptor.load_state_dict(hyb.adaptor.state_dict())
+    assert hyb.id_free and hyb.hybrid
+    assert hyb.has_id.tolist() == cycle_dataset.seen_in_train().tolist()  # set by fit_statistics
+    unseen, seen = torch.tensor([3, 7]), torch.tensor([1, 2, 4])
+    with torch.no_grad():
+        hyb.has_id[unseen] = False  # as if items 3 and 7 never occurred in training
+        hyb.item_embedding.weight.normal_()  # large ID vectors: any that leak in would show
+        hyb.eval(), ind.eval()
+        h, i = hyb.item_embeddings(None), ind.item_embeddings(None)
+        torch.testing.assert_close(h[unseen], i[unseen])  # no trained ID: text alone
+        assert not torch.allclose(h[seen], i[seen], atol=1e-3)  # trained IDs count
+        rows = hyb.add_items(NewItems(["item 3 night story"]))
+        ind.add_items(NewItems(["item 3 night story"]))
+        torch.testing.assert_close(hyb.item_embeddings(None)[rows], ind.item_embeddings(None)[rows])
+    hyb.train()
+    out = hyb(_batch(cycle_dataset))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert hyb.item_embedding.weight.grad is not None

@@ -72,6 +72,9 @@ class UniSRecConfig(ModelConfig):
     seq_seq_weight: float = 1e-3  # lambda of the sequence-sequence loss (pre-training)
     item_drop: float = 0.2  # augmented view: probability of dropping each item
     text_noise: float = 0.1  # augmented view: Gaussian noise on the frozen text vectors (x their std)
+    id_dropout: float = 0.0  # transductive: > 0 makes a hybrid. Each training step drops an item's ID embedding
+    # with this probability, and items without one (never in training, or added later) are scored from text
+    # alone, so the model recommends new items too
     init_std: float = 0.02
 
     def train_defaults(self) -> dict:
@@ -158,7 +161,10 @@ class UniSRec(SequentialRecommender):
             raise ValueError(f"model.temperature must be positive, not {c.temperature}")
         if not 0.0 <= c.item_drop < 1.0:
             raise ValueError(f"model.item_drop must be in [0, 1), not {c.item_drop}")
-        self.id_free = c.mode == "inductive"
+        if not 0.0 <= c.id_dropout < 1.0:
+            raise ValueError(f"model.id_dropout must be in [0, 1), not {c.id_dropout}")
+        self.hybrid = c.mode == "transductive" and c.id_dropout > 0
+        self.id_free = c.mode == "inductive" or self.hybrid  # a hybrid scores unseen items from text
         from modalrec.content.text import TextTower
 
         d = c.hidden_size
@@ -172,6 +178,8 @@ class UniSRec(SequentialRecommender):
             nn.init.normal_(self.item_embedding.weight, std=c.init_std)
             with torch.no_grad():
                 self.item_embedding.weight[0].zero_()
+            if self.hybrid:  # which rows have a trained ID embedding (items seen in training: fit_statistics)
+                self.register_buffer("has_id", torch.ones(self.n_items + 1, dtype=torch.bool))
         self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
                                             c.attn_dropout, norm_first=c.norm_first)
         init_normal(self.user_encoder, c.init_std)
@@ -238,8 +246,24 @@ class UniSRec(SequentialRecommender):
             f = f + noise * self._feat_std * torch.randn_like(f)
         v = self.adaptor(f) * self.text_present[rows].unsqueeze(-1).to(f.dtype)
         if self.config.mode == "transductive":
-            v = v + self.item_embedding(rows)
+            v = v + self._id_part(rows)
         return v
+
+    def _id_part(self, rows: torch.Tensor) -> torch.Tensor:
+        """ID embeddings of ``rows``; a hybrid zeroes those of items without a trained one (rows past the ID
+        table are items added after training) and, while training, drops each with ``id_dropout``."""
+        if not self.hybrid:
+            return self.item_embedding(rows)
+        n = self.item_embedding.num_embeddings
+        keep = (rows < n) & self.has_id[rows.clamp_max(n - 1)]
+        if self.training:
+            keep = keep & (torch.rand(rows.shape, device=rows.device) >= self.config.id_dropout)
+        return self.item_embedding(rows.clamp_max(n - 1)) * keep.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+
+    def fit_statistics(self, dataset) -> None:
+        """A hybrid keeps ID embeddings for the items of the training sequences only."""
+        if self.hybrid:
+            self.has_id.copy_(torch.as_tensor(dataset.seen_in_train()).to(self.has_id.device))
 
     def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised item vectors (row 0 / padding = zeros); :meth:`score` divides by the temperature.
@@ -255,12 +279,12 @@ class UniSRec(SequentialRecommender):
     def encode_content(self, texts: list[str]) -> torch.Tensor:
         """Normalised item vectors ``[n, d]`` for raw texts never seen before (full tower + pool + adaptor).
 
-        Inductive mode only: a transductive model has no ID embedding for a new item.
+        Inductive or hybrid models only: a plain transductive model has no ID embedding for a new item.
         """
         if not self.id_free:
             raise ValueError("this UniSRec model is transductive (text + ID embeddings): a new item has no ID "
-                             "embedding, so its vector is not comparable; train with model.mode=inductive to "
-                             "encode new items from text")
+                             "embedding, so its vector is not comparable; train with model.mode=inductive, or as a "
+                             "hybrid (model.id_dropout > 0), to encode new items from text")
         texts = [str(t) for t in texts]
         dev = self.text_feat.device
         ids, mask = self.text_encoder.tokenize([t if t else " " for t in texts])
@@ -281,7 +305,8 @@ class UniSRec(SequentialRecommender):
 
         if not self.id_free:
             raise CapabilityError("this UniSRec model is transductive (text + ID embeddings): a new item has no "
-                                  "ID embedding; train with model.mode=inductive to serve new items")
+                                  "ID embedding; train with model.mode=inductive, or as a hybrid (model.id_dropout > 0), "
+                                  "to serve new items")
         vals, present, _ = text_rows(self.text_encoder, new.texts, what="pooled")
         dev = self.text_feat.device
         n0, n = self.n_items, len(new)
