@@ -128,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("grid", type=Path)
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores // jobs threads)")
     ap.add_argument("--only", nargs="*", help="variants to run (default: all)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per run (default: cores // jobs)")
     args = ap.parse_args(argv)
     grid = load_grid(args.grid)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     variants = args.only or list(grid["variants"])
     cmds = {(v, s): command(grid, v, s, threads) for v in variants for s in grid["seeds"]}
     with ThreadPoolExecutor(args.jobs) as pool:
