@@ -229,3 +229,21 @@ def test_saved_recommender_is_a_run(tmp_path):
     again = Recommender.load(tmp_path / "copy")
     assert [r.item_id for r in again.recommend(hist, k=5)] == [r.item_id for r in rec.recommend(hist, k=5)]
     assert (tmp_path / "copy" / "README.md").is_file()
+
+
+def test_content_model_without_an_id_table_transfers_to_another_catalogue(tmp_path, monkeypatch, capsys,
+                                                                          content_overrides):
+    """Only an ID table ties a run to its item ids: an inductive UniSRec moves to other data freely, while a
+    transductive one (which has an ID table) is checked like SASRec."""
+    monkeypatch.chdir(tmp_path)
+    spec = write_shop(tmp_path / "shop")
+    tiny = [*content_overrides["unisrec"], "model.max_len=8", "train.epochs=1", "train.batch_size=32"]
+    for mode in ("inductive", "transductive"):
+        assert cli(capsys, "train", "--model", "unisrec", "--dataset", "synthetic", "--out", f"src-{mode}", "--quiet",
+                   *tiny, f"model.mode={mode}")[0] == 0
+    code, _, err = cli(capsys, "finetune", "--from", "src-inductive", "--dataset", spec, "--out", "ft", "--quiet",
+                       "train.epochs=1")
+    assert code == 0, err
+    code, _, err = cli(capsys, "finetune", "--from", "src-transductive", "--dataset", spec, "--out", "ft2", "--quiet",
+                       "train.epochs=1")
+    assert code == 2 and "not the data" in err, err

@@ -29,22 +29,30 @@ def _resumed_config(rd: RunDir, overrides):
 
 
 def _check_transfer_data(cfg, dataset) -> None:
-    """An ID model that loads item embeddings from another run needs the very same item ids (the
-    interactions may differ: fine-tuning on newer events of the same catalogue is fine)."""
-    from modalrec.models.registry import get_model_class
+    """A model that loads item ID embeddings from another run needs the very same item ids (the
+    interactions may differ: fine-tuning on newer events of the same catalogue is fine). Whether the
+    source has an ID table is read from its weights (MISSRec and UniSRec have one only when transductive)."""
     from modalrec.run.data import run_ids
     from modalrec.run.fingerprint import check_ids
+    from modalrec.train.transfer import checkpoint_path
 
     tr = cfg.transfer
-    if not tr.init_from or get_model_class(cfg.model.name).id_free:
+    if not tr.init_from or not ({"all", "item_embedding"} & set(tr.components or ["all"])):
         return
-    if not ({"all", "item_embedding"} & set(tr.components or ["all"])):
+    if not _has_item_ids(checkpoint_path(tr.init_from)):
         return
     src = Path(tr.init_from)
     src = src if src.is_dir() else (src.parent.parent if src.parent.name == "checkpoints" else src.parent)
     ids = run_ids(RunDir(src))
     if ids is not None:
         check_ids(ids, dataset, where=f"the run {src} (whose item embeddings are loaded)")
+
+
+def _has_item_ids(checkpoint: Path) -> bool:
+    """Whether a checkpoint holds an item ID table (``item_embedding``)."""
+    from modalrec.core import checkpoint as ckpt_io
+
+    return any(k.split(".")[0] == "item_embedding" for k in ckpt_io.load(checkpoint)["model"])
 
 
 def _load(cfg, dist_info: DistInfo, show: bool, what: str):
