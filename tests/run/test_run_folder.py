@@ -175,6 +175,10 @@ def test_failed_start_does_not_block_the_folder(tmp_path, monkeypatch, capsys):
     assert cli(capsys, *base, "eval.batch_size=0")[0] == 2
     code, _, err = cli(capsys, *base)
     assert code == 0, err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    code, _, err = cli(capsys, *base[:6], "notes", *base[7:])
+    assert code == 2 and "not part of a run" in err and (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
 
 
 def test_files_follow_the_umask(tmp_path):

@@ -212,6 +212,9 @@ def _load_legacy(rd: RunDir, cfg, checkpoint: str, dataset) -> LoadedRun:
     from modalrec.models.registry import build_model
 
     path = rd.best if checkpoint == "best" else rd.last
+    if not rd.results.is_file():
+        raise RunLoadError(f"{rd.path} holds an unfinished run: finish it with `modalrec train --out {rd.path} "
+                           "--resume` first")
     if not path.is_file():
         raise RunLoadError(f"{rd.path} holds no finished model (no model.safetensors or {path.name}): train it to the "
                            "end (`modalrec train --resume`) first")
