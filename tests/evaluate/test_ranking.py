@@ -238,7 +238,7 @@ def test_bfloat16_scores_take_the_torch_path():
 
 
 def test_wide_blocks_fall_back_to_integer_counts(monkeypatch):
-    import modalrec.evaluate.ranking as ranking
+    import modalrec.evaluate.scoring as ranking
 
     emb, seqs = _random_case()
     kw = dict(max_len=5, ks=(1, 5, 10), progress=False, per_user=True)

@@ -9,9 +9,9 @@ Protocol (recorded in every :class:`EvalResult`):
   never excluded, even when it occurs in the history (repeat consumption);
 * ties are pessimistic: ``rank = #{j != target, j not excluded : score_j >= score_target}``.
 
-Cost: one ``[B, w]`` score block at a time, where ``w`` is the catalogue size (``item_chunk=0``)
-or ``item_chunk``. Counting is ``(scores >= t).sum``, a cheaper pass than a top-k; history
-exclusion works on (row, item) pairs, O(history length), never on a dense ``[B, N]`` mask.
+The scoring itself (item chunks, exclusion pairs, pessimistic counting) is
+:func:`modalrec.evaluate.scoring.target_ranks`, shared with the exact serving index; this module
+adds the histories, the metrics, the cold-item breakdown and the sums across processes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from modalrec.data.dataset import SeqSet, ranges_to_index
 from modalrec.evaluate.metrics import finalize, rank_histogram, sums_from_histogram
+from modalrec.evaluate.scoring import Exclusions, check_no_nan, count_before, exclusions, target_ranks
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,121 +68,18 @@ def history_mask(items: torch.Tensor, num_items: int) -> torch.Tensor:
     return mask
 
 
-def _clean_pairs(rows, cols, targets, num_items: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique (row, item) exclusion pairs without padding or the row's own target, sorted by item.
-
-    Index bookkeeping runs in NumPy: for the ~1e5 pairs of a user chunk it is several times
-    faster than torch's multi-threaded CPU sort, and it is negligible next to the scoring.
-    """
-    rows = np.asarray(torch.as_tensor(rows).cpu(), dtype=np.int64).reshape(-1)
-    cols = np.asarray(torch.as_tensor(cols).cpu(), dtype=np.int64).reshape(-1)
-    targets = np.asarray(torch.as_tensor(targets).cpu(), dtype=np.int64).reshape(-1)
-    B = len(targets)
-    if rows.shape != cols.shape:
-        raise ValueError("exclusion pairs: rows and cols must have the same length")
-    if cols.size and (cols.min() < 0 or cols.max() >= num_items):
-        raise ValueError(f"excluded item indices must be in 0..{num_items - 1}")
-    if rows.size and (rows.min() < 0 or rows.max() >= B):
-        raise ValueError(f"exclusion rows must be in 0..{B - 1}")
-    keep = (cols != 0) & (cols != targets[rows])
-    key = np.sort(cols[keep] * B + rows[keep])  # by item, then row
-    if key.size > 1:
-        key = key[np.concatenate([[True], key[1:] != key[:-1]])]
-    return torch.from_numpy(key % B).to(device), torch.from_numpy(key // B).to(device)
-
-
-def _history_pairs(
-    seq_items: np.ndarray, start: np.ndarray, end: np.ndarray, targets: torch.Tensor, num_items: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusion pairs from the full CSR histories of B examples (vectorised)."""
+def _history_exclusions(
+    seq_items: np.ndarray, start: np.ndarray, end: np.ndarray, targets: torch.Tensor, n_cols: int
+) -> Exclusions:
+    """Exclusions from the full CSR histories ``items[start[b]:end[b]]`` of B examples (vectorised)."""
     lens = (end - start).astype(np.int64)
     rows = np.repeat(np.arange(len(start), dtype=np.int64), lens)
     cols = np.asarray(seq_items)[ranges_to_index(start, end)]
-    return _clean_pairs(rows, cols, targets, num_items, targets.device)
+    return exclusions(rows, cols, len(start), n_cols, targets, targets.device)
 
 
 # --------------------------------------------------------------------------------------------
-# Ranking
-
-
-def _check_no_nan(scores: torch.Tensor, labels: np.ndarray | None = None) -> None:
-    """Raise a ValueError naming the rows if ``scores`` holds NaN (cheap sum first)."""
-    if scores.numel() == 0 or bool(torch.isfinite(scores.sum())):
-        return
-    bad = torch.isnan(scores).any(dim=-1) if scores.dim() > 1 else torch.isnan(scores)
-    if bool(bad.any()):
-        rows = torch.nonzero(bad).reshape(-1)[:5].tolist()
-        where = (
-            f"users {[labels[r].item() for r in rows]}" if labels is not None else f"rows {rows}"
-        )
-        raise ValueError(
-            f"The model returned NaN scores for {int(bad.sum())} of {len(bad)} examples "
-            f"(first: {where}). NaN cannot be ranked: check the checkpoint and the embeddings "
-            f"(diverged training, NaN in item features)."
-        )
-
-
-_FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
-
-
-def _count_ge(block: torch.Tensor, t: torch.Tensor, buf: torch.Tensor | None = None) -> torch.Tensor:
-    """int64 [B]: per row, how many entries of ``block`` [B, w] are >= ``t`` [B].
-
-    The comparison is written as 0/1 into a float32 buffer (reused across chunks when given) and
-    summed as floats: on CPU this is ~5x faster than summing a bool tensor, and exact while
-    ``w < 2**24``.
-    """
-    B, w = block.shape
-    if w >= _FLOAT_EXACT:
-        return torch.ge(block, t[:, None]).sum(1)
-    if buf is not None and buf.numel() >= B * w and buf.device == block.device:
-        out = buf.view(-1)[: B * w].view(B, w)
-    else:
-        out = torch.empty(B, w, dtype=torch.float32, device=block.device)
-    torch.ge(block, t[:, None], out=out)
-    return out.sum(1).long()
-
-
-def _chunk_rank(
-    block: torch.Tensor,
-    c0: int,
-    t: torch.Tensor,
-    targets: torch.Tensor,
-    ex_rows: torch.Tensor,
-    ex_cols: torch.Tensor,
-    buf: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Items of columns [c0, c0 + w) placed before the target, per row (pessimistic ties).
-
-    ``ex_rows``/``ex_cols`` are clean exclusion pairs (see :func:`_clean_pairs`) inside the chunk.
-    """
-    B, w = block.shape
-    rank = _count_ge(block, t, buf)
-    if c0 == 0:  # padding never competes
-        rank -= (block[:, 0] >= t).long()
-    inside = (targets >= c0) & (targets < c0 + w)
-    if bool(inside.any()):  # the target does not compete with itself
-        r = torch.nonzero(inside).reshape(-1)
-        rank[r] -= (block[r, targets[r] - c0] >= t[r]).long()
-    if ex_rows.numel():
-        rank -= _excluded_ge(block, c0, t, ex_rows, ex_cols)
-    return rank
-
-
-def _excluded_ge(block, c0, t, ex_rows, ex_cols) -> torch.Tensor:
-    """int64 [B]: per row, excluded items of the chunk that score >= the target.
-
-    On CPU this runs in NumPy (zero-copy views): a few small multi-threaded torch ops per chunk
-    can cost more than the counting itself when the cores are shared with other processes.
-    """
-    B, w = block.shape
-    if block.device.type == "cpu" and block.dtype != torch.bfloat16 and t.dtype != torch.bfloat16:
-        r, c = ex_rows.numpy(), ex_cols.numpy()
-        vals = block.numpy()[r, c - c0]
-        ge = vals >= t.numpy()[r]
-        return torch.from_numpy(np.bincount(r[ge], minlength=B).astype(np.int64))
-    ge = torch.take(block, ex_rows * w + (ex_cols - c0)) >= t[ex_rows]
-    return torch.bincount(ex_rows[ge], minlength=B)
+# Ranking a score matrix
 
 
 def rank_targets(
@@ -203,18 +101,17 @@ def rank_targets(
         raise ValueError(f"{len(targets)} targets for {B} score rows")
     if B and (int(targets.min()) < 1 or int(targets.max()) >= n_cols):
         raise ValueError(f"targets must be real items in 1..{n_cols - 1} (0 is padding)")
-    _check_no_nan(scores)
+    check_no_nan(scores)
     if exclude is None:
-        rows = cols = torch.zeros(0, dtype=torch.long, device=scores.device)
+        ex = Exclusions.none(scores.device)
     elif isinstance(exclude, torch.Tensor):
         if exclude.shape != scores.shape or exclude.dtype != torch.bool:
             raise ValueError("exclude must be a BoolTensor shaped like scores, or (rows, cols) pairs")
-        rows, cols = torch.nonzero(exclude, as_tuple=True)
+        ex = exclusions(*torch.nonzero(exclude, as_tuple=True), B, n_cols, targets, scores.device)
     else:
-        rows, cols = exclude
-    rows, cols = _clean_pairs(rows, cols, targets, n_cols, scores.device)
+        ex = exclusions(exclude[0], exclude[1], B, n_cols, targets, scores.device)
     t = scores.gather(1, targets[:, None]).squeeze(1)
-    return _chunk_rank(scores, 0, t, targets, rows, cols)
+    return count_before(scores, 0, t, targets, ex)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,21 +153,116 @@ def _dist_info(distributed: bool) -> tuple[int, int]:
     return 0, 1
 
 
-def _target_scores(model, users: torch.Tensor, V: torch.Tensor, targets: torch.Tensor, chunk: int):
-    """Score of each row's target, taken from ``model.score`` on the item chunk that holds it.
+def _item_matrix(model, seqset: SeqSet) -> tuple[torch.Tensor, int]:
+    """The model's item matrix [N+1, d] and N, checked against the examples' targets."""
+    V = model.item_embeddings(None)
+    n_cols = V.shape[0]
+    n_items = getattr(model, "n_items", n_cols - 1)
+    if n_cols != n_items + 1:
+        raise ValueError(
+            f"item_embeddings(None) returned {n_cols} rows; expected n_items + 1 = "
+            f"{n_items + 1} (row 0 = padding)"
+        )
+    all_t = np.asarray(seqset.targets)
+    if int(all_t.min()) < 1 or int(all_t.max()) > n_items:
+        bad = int(np.nonzero((all_t < 1) | (all_t > n_items))[0][0])
+        raise ValueError(
+            f"example {bad} has target {int(all_t[bad])}, outside the model's items "
+            f"1..{n_items}: was the model built for another data set?"
+        )
+    return V, int(n_items)
 
-    Each user is scored against one chunk only (its target's), so the cost is one chunk's worth.
-    """
-    t = None
-    chunk_of = targets // chunk
-    for c in torch.unique(chunk_of).tolist():
-        r = torch.nonzero(chunk_of == c).reshape(-1)
-        c0 = c * chunk
-        block = model.score(users[r], V[c0 : c0 + chunk])
-        if t is None:
-            t = torch.empty(len(targets), dtype=block.dtype, device=block.device)
-        t[r] = block[torch.arange(len(r), device=block.device), targets[r] - c0]
-    return t
+
+def _cold_mask(cold_items, n_cols: int, device) -> torch.Tensor | None:
+    if cold_items is None:
+        return None
+    cold = torch.as_tensor(cold_items, dtype=torch.bool, device=device).reshape(-1)
+    if len(cold) != n_cols:
+        raise ValueError(f"cold_items has {len(cold)} entries, expected N + 1 = {n_cols}")
+    return cold
+
+
+def _batch_ranks(model, V, seqset: SeqSet, b0: int, b1: int, opts: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranks, targets), LongTensor [b1 - b0] each, of examples ``b0..b1`` (the shared chunked scorer)."""
+    device = opts["device"]
+    start, end = seqset.start[b0:b1], seqset.end[b0:b1]
+    targets = torch.from_numpy(np.asarray(seqset.targets[b0:b1], dtype=np.int64)).to(device)
+    labels = np.asarray(seqset.users[b0:b1])
+    batch = {
+        "items": pad_histories(seqset.items, start, end, opts["max_len"]).to(device),
+        "users": torch.from_numpy(labels.astype(np.int64)).to(device),
+    }
+    users = model.user_embeddings(batch)
+    if opts["exclude_history"]:
+        ex = _history_exclusions(seqset.items, start, end, targets, V.shape[0])
+    else:
+        ex = Exclusions.none(device)
+    ranks = target_ranks(model.score, users, V, targets, ex, opts["chunk"], opts["buf"], labels)
+    return ranks, targets
+
+
+def _rank_histograms(model, V, seqset: SeqSet, lo: int, hi: int, max_k: int, cold, opts: dict, bar):
+    """Rank histograms [max_k + 1] of examples ``lo..hi`` (all, cold targets) and their ranks per batch."""
+    device, bs = opts["device"], opts["batch_size"]
+    hist = torch.zeros(max_k + 1, dtype=torch.int64, device=device)
+    cold_hist = torch.zeros(max_k + 1, dtype=torch.int64, device=device)
+    out_ranks: list[np.ndarray] = []
+    for b0 in range(lo, hi, bs):
+        b1 = min(b0 + bs, hi)
+        ranks, targets = _batch_ranks(model, V, seqset, b0, b1, opts)
+        hist += rank_histogram(ranks, max_k).to(device)
+        if cold is not None:
+            cold_hist += rank_histogram(ranks[cold[targets]], max_k).to(device)
+        if opts["per_user"]:
+            out_ranks.append(ranks.cpu().numpy())
+        if bar is not None:
+            bar.update(b1 - b0)
+    return hist, cold_hist, out_ranks
+
+
+def _all_reduce(hist: torch.Tensor, cold_hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch.distributed as dist
+
+    both = torch.stack([hist, cold_hist])
+    dist.all_reduce(both, op=dist.ReduceOp.SUM)
+    return both[0], both[1]
+
+
+def _per_user(seqset: SeqSet, out_ranks: list[np.ndarray], world: int) -> dict[str, np.ndarray]:
+    """Users, targets and ranks [n_examples] in example order (gathered from every process)."""
+    ranks = np.concatenate(out_ranks) if out_ranks else np.zeros(0, dtype=np.int64)
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, ranks)
+        ranks = np.concatenate(gathered)
+    return {
+        "users": np.asarray(seqset.users).astype(np.int64),
+        "targets": np.asarray(seqset.targets).astype(np.int64),
+        "ranks": ranks.astype(np.int64),
+    }
+
+
+def _check_args(seqset: SeqSet, ks, batch_size: int, item_chunk: int) -> list[int]:
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] <= 0:
+        raise ValueError(f"ks={ks}: give positive cut-offs, e.g. (10, 20, 50)")
+    if seqset.targets is None:
+        raise ValueError("this SeqSet has no targets: evaluate a validation or test set")
+    if batch_size <= 0 or item_chunk < 0:
+        raise ValueError("batch_size must be > 0 and item_chunk >= 0")
+    if len(seqset) == 0:
+        raise ValueError("nothing to evaluate: the SeqSet has no examples")
+    return ks
+
+
+def _progress(show: bool, total: int, split: str | None):
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"evaluate{' ' + split if split else ''}", unit="user")
 
 
 def evaluate(
@@ -295,140 +287,40 @@ def evaluate(
     Item embeddings are computed once; users go in chunks of ``batch_size``; with
     ``item_chunk > 0`` scores are computed ``item_chunk`` items at a time, so peak memory is
     two ``batch_size x item_chunk`` blocks (the scores and a float32 work buffer) whatever the
-    catalogue size. The chunked path first scores each user against the chunk holding its
-    target (one extra chunk's worth of work) so that every chunk can be counted in one pass. ``cold_items`` (bool [N+1])
-    adds metrics over the examples whose target is cold. With ``distributed`` (and
+    catalogue size (see :func:`modalrec.evaluate.scoring.target_ranks`). ``cold_items`` (bool
+    [N+1]) adds metrics over the examples whose target is cold. With ``distributed`` (and
     torch.distributed initialised) each process ranks a contiguous shard and the integer rank
     histograms are all-reduced: the metrics equal the single-process ones exactly.
     """
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] <= 0:
-        raise ValueError(f"ks={ks}: give positive cut-offs, e.g. (10, 20, 50)")
-    if seqset.targets is None:
-        raise ValueError("this SeqSet has no targets: evaluate a validation or test set")
-    if batch_size <= 0 or item_chunk < 0:
-        raise ValueError("batch_size must be > 0 and item_chunk >= 0")
-    n_examples = len(seqset)
-    if n_examples == 0:
-        raise ValueError("nothing to evaluate: the SeqSet has no examples")
+    ks = _check_args(seqset, ks, batch_size, item_chunk)
     device = torch.device(device)
-    max_k = max(ks)
     rank_id, world = _dist_info(distributed)
-    lo, hi = n_examples * rank_id // world, n_examples * (rank_id + 1) // world
-
+    lo, hi = len(seqset) * rank_id // world, len(seqset) * (rank_id + 1) // world
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            V = model.item_embeddings(None)
-            n_cols = V.shape[0]
-            n_items = getattr(model, "n_items", n_cols - 1)
-            if n_cols != n_items + 1:
-                raise ValueError(
-                    f"item_embeddings(None) returned {n_cols} rows; expected n_items + 1 = "
-                    f"{n_items + 1} (row 0 = padding)"
-                )
-            all_t = np.asarray(seqset.targets)
-            if int(all_t.min()) < 1 or int(all_t.max()) > n_items:
-                bad = int(np.nonzero((all_t < 1) | (all_t > n_items))[0][0])
-                raise ValueError(
-                    f"example {bad} has target {int(all_t[bad])}, outside the model's items "
-                    f"1..{n_items}: was the model built for another data set?"
-                )
-            cold = None
-            if cold_items is not None:
-                cold = torch.as_tensor(cold_items, dtype=torch.bool, device=device).reshape(-1)
-                if len(cold) != n_cols:
-                    raise ValueError(f"cold_items has {len(cold)} entries, expected N + 1 = {n_cols}")
-            chunk = item_chunk if 0 < item_chunk < n_cols else n_cols
-
-            hist = torch.zeros(max_k + 1, dtype=torch.int64, device=device)
-            cold_hist = torch.zeros(max_k + 1, dtype=torch.int64, device=device)
+            V, n_items = _item_matrix(model, seqset)
+            cold = _cold_mask(cold_items, n_items + 1, device)
+            chunk = item_chunk if 0 < item_chunk < n_items + 1 else n_items + 1
             buf = torch.empty(min(batch_size, hi - lo) * chunk, dtype=torch.float32, device=device)
-            out_ranks = []
-            bar = None
-            if progress and rank_id == 0:
-                from tqdm import tqdm
-
-                bar = tqdm(total=hi - lo, desc=f"evaluate{' ' + split if split else ''}", unit="user")
-            for b0 in range(lo, hi, batch_size):
-                b1 = min(b0 + batch_size, hi)
-                start, end = seqset.start[b0:b1], seqset.end[b0:b1]
-                targets = torch.from_numpy(all_t[b0:b1].astype(np.int64)).to(device)
-                batch = {
-                    "items": pad_histories(seqset.items, start, end, max_len).to(device),
-                    "users": torch.from_numpy(np.asarray(seqset.users[b0:b1], dtype=np.int64)).to(device),
-                }
-                users = model.user_embeddings(batch)
-                labels = np.asarray(seqset.users[b0:b1])
-                if exclude_history:
-                    ex_rows, ex_cols = _history_pairs(seqset.items, start, end, targets, n_cols)
-                else:
-                    ex_rows = ex_cols = torch.zeros(0, dtype=torch.long, device=device)
-
-                if chunk == n_cols:
-                    scores = model.score(users, V)
-                    _check_no_nan(scores, labels)
-                    t = scores.gather(1, targets[:, None]).squeeze(1)
-                    ranks = _chunk_rank(scores, 0, t, targets, ex_rows, ex_cols, buf)
-                    del scores
-                else:
-                    t = _target_scores(model, users, V, targets, chunk)
-                    _check_no_nan(t, labels)
-                    bounds = torch.searchsorted(
-                        ex_cols, torch.arange(0, n_cols + chunk, chunk, device=ex_cols.device)
-                    ).tolist()
-                    ranks = torch.zeros(len(targets), dtype=torch.long, device=device)
-                    for i, c0 in enumerate(range(0, n_cols, chunk)):
-                        block = model.score(users, V[c0 : c0 + chunk])
-                        _check_no_nan(block, labels)
-                        p0, p1 = bounds[i], bounds[i + 1]
-                        ranks += _chunk_rank(block, c0, t, targets, ex_rows[p0:p1], ex_cols[p0:p1], buf)
-                        del block
-
-                hist += rank_histogram(ranks, max_k).to(device)
-                if cold is not None:
-                    cold_hist += rank_histogram(ranks[cold[targets]], max_k).to(device)
-                if per_user:
-                    out_ranks.append(ranks.cpu().numpy())
-                if bar is not None:
-                    bar.update(b1 - b0)
+            opts = dict(device=device, batch_size=batch_size, max_len=max_len, exclude_history=exclude_history,
+                        chunk=chunk, buf=buf, per_user=per_user)
+            bar = _progress(progress and rank_id == 0, hi - lo, split)
+            hist, cold_hist, out_ranks = _rank_histograms(model, V, seqset, lo, hi, max(ks), cold, opts, bar)
             if bar is not None:
                 bar.close()
     finally:
         model.train(was_training)
-
     if world > 1:
-        import torch.distributed as dist
+        hist, cold_hist = _all_reduce(hist, cold_hist)
+    per_user_out = _per_user(seqset, out_ranks, world) if per_user else None
+    protocol = _protocol(n_items, exclude_history, ks, max_len, split)
+    return _result(hist, cold_hist if cold is not None else None, ks, protocol, per_user_out)
 
-        both = torch.stack([hist, cold_hist])
-        dist.all_reduce(both, op=dist.ReduceOp.SUM)
-        hist, cold_hist = both[0], both[1]
 
-    sums = sums_from_histogram(hist, ks)
-    count = int(sums["count"])
-    cold_metrics, cold_count = None, 0
-    if cold is not None:
-        cold_sums = sums_from_histogram(cold_hist, ks)
-        cold_count = int(cold_sums["count"])
-        cold_metrics = finalize(cold_sums) if cold_count else {}
-
-    per_user_out = None
-    if per_user:
-        ranks_np = np.concatenate(out_ranks) if out_ranks else np.zeros(0, dtype=np.int64)
-        if world > 1:
-            import torch.distributed as dist
-
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, ranks_np)
-            ranks_np = np.concatenate(gathered)
-        per_user_out = {
-            "users": np.asarray(seqset.users).astype(np.int64),
-            "targets": all_t.astype(np.int64),
-            "ranks": ranks_np.astype(np.int64),
-        }
-
-    protocol = {
+def _protocol(n_items: int, exclude_history: bool, ks: list[int], max_len: int, split: str | None) -> dict:
+    return {
         "ranking": "full",
         "n_items": int(n_items),
         "exclude_history": bool(exclude_history),
@@ -437,14 +329,17 @@ def evaluate(
         "ks": ks,
         "max_len": int(max_len),
         "split": split,
-        "examples": count,
     }
-    return EvalResult(
-        metrics=finalize(sums),
-        count=count,
-        protocol=protocol,
-        cold_metrics=cold_metrics,
-        cold_count=cold_count,
-        per_user=per_user_out,
-        sums=sums,
-    )
+
+
+def _result(hist, cold_hist, ks: list[int], protocol: dict, per_user) -> EvalResult:
+    """Metrics from the (all-reduced) rank histograms [max_k + 1]; ``protocol`` gets the example count."""
+    sums = sums_from_histogram(hist, ks)
+    count = int(sums["count"])
+    cold_metrics, cold_count = None, 0
+    if cold_hist is not None:
+        cold_sums = sums_from_histogram(cold_hist, ks)
+        cold_count = int(cold_sums["count"])
+        cold_metrics = finalize(cold_sums) if cold_count else {}
+    return EvalResult(metrics=finalize(sums), count=count, protocol={**protocol, "examples": count},
+                      cold_metrics=cold_metrics, cold_count=cold_count, per_user=per_user, sums=sums)
