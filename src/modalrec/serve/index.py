@@ -20,22 +20,19 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from modalrec.evaluate.scoring import Exclusions, Scorer, exclusions, sort_desc_then_index, top_k
+from modalrec.evaluate.scoring import dot as _dot
 
 KINDS = ("auto", "exact", "ivf", "hnsw")
 _NEG_INF = float("-inf")
 _GROWTH = 1.25  # spare capacity when the matrix has to be reallocated by add()
 _MIN_SCAN = 8192  # IVF's default nprobe scans at least about this many vectors
-
-
-def _dot(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    return users @ items.T
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,11 +57,10 @@ def _as_matrix(x, what: str) -> torch.Tensor:
     return t.detach()
 
 
-def _exclusion_pairs(exclude, n_queries: int, n_rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query row, item index) pairs of ``exclude`` (one collection per query row), sorted by item."""
-    empty = torch.zeros(0, dtype=torch.long, device=device)
+def _exclusion_pairs(exclude, n_queries: int, n_rows: int, device) -> Exclusions:
+    """:class:`Exclusions` of ``exclude`` (one collection of item indices per query row)."""
     if exclude is None:
-        return empty, empty
+        return Exclusions.none(device)
     if isinstance(exclude, (torch.Tensor, np.ndarray)) and exclude.ndim == 1:
         raise ValueError("exclude must hold one collection of item indices per query row (a list of "
                          "1-D tensors or arrays, or a 2-D [B, L] array), not a single 1-D array")
@@ -72,17 +68,14 @@ def _exclusion_pairs(exclude, n_queries: int, n_rows: int, device) -> tuple[torc
         raise ValueError(f"exclude has {len(exclude)} entries for {n_queries} queries: give one collection "
                          "of item indices per query row (an empty one for none)")
     parts = [torch.as_tensor(e if e is not None else [], dtype=torch.long).reshape(-1) for e in exclude]
-    cols = torch.cat(parts) if parts else empty
-    if cols.numel() == 0:
-        return empty, empty
-    rows = torch.repeat_interleave(torch.arange(n_queries), torch.tensor([len(p) for p in parts]))
+    cols = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    rows = torch.repeat_interleave(torch.arange(n_queries), torch.tensor([len(p) for p in parts], dtype=torch.long))
     bad = (cols < 0) | (cols >= n_rows)
     if bool(bad.any()):
         j = int(torch.nonzero(bad)[0])
         raise ValueError(f"exclude[{int(rows[j])}] holds item index {int(cols[j])}, outside the index's "
                          f"0..{n_rows - 1}")
-    cols, order = torch.sort(cols)
-    return rows[order].to(device), cols.to(device)
+    return exclusions(rows, cols, n_queries, n_rows, device=device)
 
 
 def _allowed_mask(allowed, n_rows: int, device) -> torch.Tensor | None:
@@ -110,87 +103,16 @@ def _allowed_mask(allowed, n_rows: int, device) -> torch.Tensor | None:
 # Exact chunked top-k
 
 
-def _sort_desc_then_index(vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reorder each row by descending value, equal values by ascending index."""
-    o = torch.argsort(idx, dim=1)
-    vals, idx = vals.gather(1, o), idx.gather(1, o)
-    o = torch.sort(vals, dim=1, descending=True, stable=True).indices
-    return vals.gather(1, o), idx.gather(1, o)
-
-
-def _block_topk(block: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top ``kk`` of each row of ``block`` [B, w]: (values, column) sorted by value, ties by lower column.
-
-    ``torch.topk`` picks arbitrarily among values tied at the k-th place; one extra element tells
-    when that happens (the (kk+1)-th value equals the kk-th), and only those rows are redone with a
-    stable sort of the whole row.
-    """
-    w = block.shape[1]
-    vals, idx = torch.topk(block, min(kk + 1, w), dim=1)
-    if vals.numel() and bool(torch.isnan(vals[:, 0]).any()):
-        bad = torch.isnan(block).any(1)
-        rows = torch.nonzero(bad).reshape(-1)[:5].tolist()
-        raise ValueError(f"the scorer returned NaN for {int(bad.sum())} of {len(bad)} queries (first rows: "
-                         f"{rows}); NaN cannot be ranked: check the query and item vectors")
-    if w > kk:
-        t = vals[:, kk - 1]
-        tied = (vals[:, kk] == t) & (t > _NEG_INF)
-        vals, idx = vals[:, :kk], idx[:, :kk]
-        if bool(tied.any()):
-            rows = torch.nonzero(tied).reshape(-1)
-            sv, si = torch.sort(block[rows], dim=1, descending=True, stable=True)
-            vals, idx = vals.clone(), idx.clone()
-            vals[rows], idx[rows] = sv[:, :kk], si[:, :kk]
-    return _sort_desc_then_index(vals, idx)
-
-
-def _exact_topk(queries: torch.Tensor, items: torch.Tensor, k: int, score: Scorer, ex_rows: torch.Tensor,
-                ex_cols: torch.Tensor, keep: torch.Tensor | None, chunk: int,
+def _exact_topk(queries: torch.Tensor, items: torch.Tensor, k: int, score: Scorer, ex: Exclusions,
+                keep: torch.Tensor | None, chunk: int,
                 rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-``k`` of ``score(queries, items)`` over item chunks: one ``[B, chunk]`` block at a time.
+    """:func:`modalrec.evaluate.scoring.top_k` padded to the index's convention: CPU [B, k], -inf / -1.
 
-    Without ``rows`` every item of ``items`` competes (row 0 never); with ``rows`` (sorted item
-    indices without 0) only those do, gathered chunk by chunk. ``ex_rows``/``ex_cols``: exclusion
-    pairs sorted by item; ``keep``: bool mask over item indices (only without ``rows``).
-    Returns CPU (float32 scores, int64 indices) [B, k], padded with -inf / -1.
+    ``rows`` (sorted item indices without 0): only those items compete; ``keep``: bool mask over item
+    indices (only without ``rows``).
     """
-    B = queries.shape[0]
-    dev = items.device
-    n = items.shape[0] if rows is None else rows.numel()
-    if rows is not None and ex_cols.numel():  # exclusions as positions in ``rows``
-        pos = torch.searchsorted(rows, ex_cols).clamp_(max=max(n - 1, 0))
-        hit = rows[pos] == ex_cols if n else torch.zeros_like(ex_cols, dtype=torch.bool)
-        ex_rows, ex_cols = ex_rows[hit], pos[hit]
-    drop = None if keep is None else ~keep
-    best_v = torch.empty(B, 0, dtype=torch.float32, device=dev)
-    best_i = torch.empty(B, 0, dtype=torch.long, device=dev)
-    bounds = torch.searchsorted(ex_cols, torch.arange(0, n + chunk, chunk, device=dev)).tolist() \
-        if ex_cols.numel() else None
-    for j, c0 in enumerate(range(0, n, chunk)):
-        c1 = min(c0 + chunk, n)
-        part = items[c0:c1] if rows is None else items[rows[c0:c1]]
-        block = score(queries, part)
-        if block.shape != (B, c1 - c0):
-            raise ValueError(f"the scorer returned shape {tuple(block.shape)} for {B} queries and {c1 - c0} "
-                             f"items; it must return [queries, items]")
-        block = block.float().contiguous()
-        if rows is None and c0 == 0:
-            block[:, 0] = _NEG_INF
-        if drop is not None:
-            block.masked_fill_(drop[c0:c1], _NEG_INF)
-        if bounds is not None and bounds[j + 1] > bounds[j]:
-            lo, hi = bounds[j], bounds[j + 1]
-            block[ex_rows[lo:hi], ex_cols[lo:hi] - c0] = _NEG_INF
-        v, i = _block_topk(block, min(k, c1 - c0))
-        if best_v.shape[1] == 0:
-            best_v, best_i = v, i + c0
-        else:  # every earlier index is lower, so a stable sort keeps ties in index order
-            v, i = torch.cat([best_v, v], 1), torch.cat([best_i, i + c0], 1)
-            o = torch.sort(v, dim=1, descending=True, stable=True).indices[:, :k]
-            best_v, best_i = v.gather(1, o), i.gather(1, o)
-    if rows is not None and best_i.numel():
-        best_i = rows[best_i]
-    return _pad(best_v.cpu(), best_i.cpu(), k)
+    vals, idx = top_k(score, queries, items, k, ex, chunk, keep, rows)
+    return _pad(vals.cpu(), idx.cpu(), k)
 
 
 def _pad(vals: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,13 +233,13 @@ class ExactIndex(Index):
         q = self._queries(queries, items)
         k = _check_k(k)
         n = items.shape[0]
-        ex_rows, ex_cols = _exclusion_pairs(exclude, q.shape[0], n, items.device)
+        ex = _exclusion_pairs(exclude, q.shape[0], n, items.device)
         keep = _allowed_mask(allowed, n, items.device)
         rows = None
         if keep is not None and int(keep.sum()) * 4 < n:  # a selective mask: score only the allowed rows
             rows, keep = torch.nonzero(keep).reshape(-1), None
         with torch.no_grad():
-            return _exact_topk(q, items, k, self.scorer or _dot, ex_rows, ex_cols, keep, self.chunk, rows)
+            return _exact_topk(q, items, k, self.scorer or _dot, ex, keep, self.chunk, rows)
 
     def add(self, vectors) -> torch.Tensor:
         """Append item rows ``[n, d]``; returns their new indices (LongTensor [n])."""
@@ -559,7 +481,7 @@ class FaissIndex(Index):
 
     def _exact(self, q, k, items, ex_rows, ex_cols, keep):
         rows = None if keep is None else torch.nonzero(keep).reshape(-1)
-        return _exact_topk(q, items, k, _dot, ex_rows, ex_cols, None, self.chunk, rows)
+        return _exact_topk(q, items, k, _dot, Exclusions(ex_rows, ex_cols), None, self.chunk, rows)
 
     def _search(self, q, k, items, ex_rows, ex_cols, keep):
         B, n = q.shape[0], items.shape[0]
@@ -598,7 +520,7 @@ class FaissIndex(Index):
                 # exact scores of the candidates; ineligible ones to -inf, then the top k
                 d = _rescore(q[torch.from_numpy(todo[enough])], items, cand)
                 d[~torch.from_numpy(ok[enough])] = _NEG_INF
-                v, i = _sort_desc_then_index(d, cand)
+                v, i = sort_desc_then_index(d, cand)
                 out_v[todo[enough]], out_i[todo[enough]] = v[:, :k], i[:, :k]
                 approx_rows[todo[enough]] = True
             short = ~enough
@@ -627,7 +549,7 @@ class FaissIndex(Index):
                 d[remap[ex_rows[m]], cols[ex_cols[m]]] = _NEG_INF
             if keep is not None:
                 d[:, ~keep[spill]] = _NEG_INF
-            v, i = _sort_desc_then_index(torch.cat([out_v[rows], d], 1),
+            v, i = sort_desc_then_index(torch.cat([out_v[rows], d], 1),
                                          torch.cat([out_i[rows], spill.expand(len(rows), -1)], 1))
             out_v[rows], out_i[rows] = v[:, :k], i[:, :k]
         return out_v, out_i
