@@ -32,7 +32,8 @@ import pandas as pd
 
 from modalrec.config import ConfigError, DataConfig, InteractionsSpec, ItemsSpec, to_dict, update_dataclass
 from modalrec.data.dataset import FORMAT_VERSION, PAD, Catalogue, PreparedDataset, SeqSet, Split
-from modalrec.data.tables import FIELD_PREFIX, DataError, check_known_items, read_interactions, read_items
+from modalrec.data.tables import (FIELD_PREFIX, DataError, check_file, check_known_items, read_interactions,
+                                  read_items)
 from modalrec.utils import file_digest, hash_strings, modalrec_home
 
 PREPARE_VERSION = 1  # bump when preparation logic changes: old cache entries are then ignored
@@ -493,10 +494,12 @@ def _dir_fingerprint(folder: str) -> str:
 def _digests(src: Source) -> dict[str, str]:
     out = {}
     for p in src.files():
-        if not p.is_file():
-            what = "Interactions" if str(p) == src.interactions.path else "Items"
-            raise DataError(f"{what} file not found: {p}")
-        out[str(p)] = file_digest(p)
+        what = "Interactions" if str(p) == src.interactions.path else "Items"
+        check_file(p, what)
+        try:
+            out[str(p)] = file_digest(p)
+        except OSError as e:
+            raise DataError(f"{what} file {p}: cannot read it ({e.strerror or e})") from e
     return out
 
 
