@@ -113,8 +113,11 @@ def _load_spec_yaml(path: Path) -> Source:
         raise DataError(f"{path}: {e}") from e
     if items is not None and not items.path:
         raise DataError(f"{path}: 'items:' needs a 'path:' of the item table")
+    name = data.get("name")
+    if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
+        raise DataError(f"{path}: 'name' must be a text such as my-data, not {name!r}")
     inter, items = _absolute_specs(inter, items, path.parent.resolve())
-    return Source(str(data.get("name") or path.stem), "yaml", inter, items)
+    return Source(str(name or path.stem), "yaml", inter, items)
 
 
 def _atomic_folder(folder: Path) -> Source:
