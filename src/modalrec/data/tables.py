@@ -329,7 +329,7 @@ def _jsonl_records(text: str, path: Path) -> pd.DataFrame:
     import json
 
     records = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if line.strip():
             rec = json.loads(line)
             if not isinstance(rec, dict):
@@ -341,7 +341,7 @@ def _jsonl_records(text: str, path: Path) -> pd.DataFrame:
 def _first_bad_json_line(text: str) -> int | None:
     import json
 
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 json.loads(line)
