@@ -64,6 +64,15 @@ def _corrupt_parquet(tmp_path: Path) -> Path:
     return p
 
 
+def _parquet_with_null_user(tmp_path: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "null.parquet"
+    pq.write_table(pa.table({"user_id": ["a", None], "item_id": ["x", "y"], "timestamp": [1, 2]}), p)
+    return p
+
+
 CSV_HEAD = b"user_id,item_id,timestamp\n"
 
 
@@ -80,6 +89,7 @@ CSV_HEAD = b"user_id,item_id,timestamp\n"
     (lambda d: _table(d, "e.csv.gz", gzip.compress(CSV_HEAD + b"u,i,1\n" * 2000)[:-50] + b"\x00garbage" * 8),
      r"e.csv.gz: cannot read the file"),
     (_corrupt_parquet, r"bad.parquet: cannot read the file as parquet"),
+    (_parquet_with_null_user, r"null.parquet: data row 2, column 'user_id' is empty"),
     (lambda d: d, r"is a folder; give the path of a file"),
 ])
 def test_bad_data_is_named(tmp_path, capsys, make, says):
@@ -155,3 +165,10 @@ def test_cache_list_and_prune(tmp_path, capsys):
     assert "would remove 1 entries" in capsys.readouterr().out
     assert main(["cache", "prune"]) == 2
     assert "prune needs --older-than DAYS and/or --keep-run RUN" in _error(capsys)
+
+
+def test_data_spec_name_must_be_text(tmp_path, capsys):
+    (tmp_path / "a.csv").write_text("user_id,item_id,timestamp\nu,i,1\n")
+    (tmp_path / "spec.yaml").write_text("name: {a: 1}\ninteractions:\n  path: a.csv\n")
+    assert main(["data", "prepare", "--dataset", str(tmp_path / "spec.yaml"), "--quiet"]) == 2
+    assert "spec.yaml: 'name' must be a text such as my-data, not {'a': 1}" in _error(capsys)

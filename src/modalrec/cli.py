@@ -492,7 +492,7 @@ def cmd_cache(args) -> int:
 
 
 COMMANDS["cache"] = cmd_cache
-LIBRARY_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)  # messages written for the user
+LIBRARY_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, FloatingPointError)  # messages for the user
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -539,8 +539,6 @@ def _error_text(e: BaseException) -> str:
         where = f": {path}" if path else ""
         hint = " (the disk is full: free space or point MODALREC_HOME elsewhere)" if e.errno == 28 else ""
         return f"{e.strerror}{where}{hint}"
-    if isinstance(e, FloatingPointError):
-        return str(e)
     if isinstance(e, LIBRARY_ERRORS + (OSError,)):
         return str(e)
     return f"{type(e).__name__}: {e} (set MODALREC_DEBUG=1 for the traceback)"
