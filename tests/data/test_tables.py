@@ -260,3 +260,93 @@ def test_unknown_items(tmp_path):
     assert "2 interaction(s)" in msg and "1 item id(s)" in msg and "'zz'" in msg and "drop_unknown_items" in msg
     kept, n = tables.check_known_items(inter, items, True)
     assert n == 2 and kept["item_id"].tolist() == ["a", "b"]
+
+
+# --------------------------------------------------------------------------------------------
+# Missing ids and unusable timestamps: every format and dtype names file, row and column
+
+
+def _write_ids(tmp_path, fmt: str, users: list, role: str = "user_id"):
+    """A 3-row interaction table in ``fmt`` whose ``role`` column holds ``users``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {"user_id": ["u1", "u2", "u3"], "item_id": ["i1", "i2", "i3"], "timestamp": [1, 2, 3]}
+    cols[role] = users
+    if fmt == "parquet":
+        pq.write_table(pa.table({k: pa.array(v) for k, v in cols.items()}), tmp_path / "t.parquet")
+        return tmp_path / "t.parquet"
+    if fmt == "jsonl":
+        rows = [dict(zip(cols, r)) for r in zip(*cols.values())]
+        (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return tmp_path / "t.jsonl"
+    sep, name, head = {"csv": (",", "t.csv", "user_id,item_id,timestamp"),
+                       "tsv": ("\t", "t.tsv", "user_id\titem_id\ttimestamp"),
+                       "atomic": ("\t", "t.inter", "user_id:token\titem_id:token\ttimestamp:float")}[fmt]
+    body = "".join(sep.join("" if v is None else str(v) for v in r) + "\n" for r in zip(*cols.values()))
+    (tmp_path / name).write_text(head + "\n" + body)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "atomic", "parquet", "jsonl"])
+@pytest.mark.parametrize("role", ["user_id", "item_id"])
+@pytest.mark.parametrize("bad", [None, "", "   "], ids=["null", "empty", "blank"])
+def test_missing_ids_name_file_row_column(tmp_path, parser, fmt, role, bad):
+    path = _write_ids(tmp_path, fmt, ["a", bad, "c"] if role == "user_id" else ["x", bad, "z"], role)
+    with pytest.raises(DataError, match=rf"t\.\w+: data row 2, column '{role}' is (empty|blank)"):
+        read_interactions(InteractionsSpec(path=str(path)))
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series([1.0, np.nan, 3.0]),  # numeric ids with NaN
+    pd.Series(["a", None, "c"], dtype=object),
+    pd.Series(["a", None, "c"], dtype="string"),
+    pd.Series(["a", np.nan, "c"], dtype="str"),  # pandas >= 3: NaN in a str column
+    pd.Series([1, None, 3], dtype="Int64"),
+], ids=["float-nan", "object", "string", "str", "Int64"])
+def test_missing_ids_of_every_dtype(values):
+    ids = tables.ids_as_str(values)
+    assert ids.tolist()[0] in ("1", "a") and ids.tolist()[1] == ""
+    with pytest.raises(DataError, match=r"f\.csv: data row 2, column 'u' is empty"):
+        tables.check_ids(ids, "f.csv", "u")
+
+
+def test_missing_item_id_in_the_catalogue(tmp_path):
+    (tmp_path / "i.jsonl").write_text('{"item_id": "a", "t": "A"}\n{"item_id": null, "t": "B"}\n')
+    with pytest.raises(DataError, match=r"i\.jsonl: data row 2, column 'item_id' is empty.*catalogue row"):
+        read_items(ItemsSpec(path=str(tmp_path / "i.jsonl"), text_fields=["t"]))
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "1e300", "inf", "nan", "-1e300", "soon"])
+def test_unusable_timestamps_name_row_and_value(tmp_path, parser, value):
+    (tmp_path / "a.csv").write_text(f"user_id,item_id,timestamp\nu,i,1\nu,j,{value}\n")
+    with pytest.raises(DataError, match=rf"a\.csv: data row 2, column 'timestamp': cannot parse timestamp '{value}'"):
+        read_interactions(InteractionsSpec(path=str(tmp_path / "a.csv")))
+
+
+@pytest.mark.parametrize("value", ["1e300", "99999999999999999999", "NaN", "Infinity", "18446744073709551615"])
+def test_unusable_jsonl_timestamps(tmp_path, value):
+    (tmp_path / "a.jsonl").write_text(f'{{"user_id": "u", "item_id": "i", "timestamp": 1}}\n'
+                                      f'{{"user_id": "u", "item_id": "j", "timestamp": {value}}}\n')
+    with pytest.raises(DataError, match=r"a\.jsonl: data row 2, column 'timestamp': cannot parse timestamp"):
+        read_interactions(InteractionsSpec(path=str(tmp_path / "a.jsonl")))
+
+
+def test_large_integer_timestamps_are_exact(tmp_path, parser):
+    (tmp_path / "a.csv").write_text("user_id,item_id,timestamp\nu,i,1000000000000000001\nu,j,-9223372036854775808\n")
+    ts = read_interactions(InteractionsSpec(path=str(tmp_path / "a.csv")))["timestamp"].tolist()
+    assert ts == [1000000000000000001, -(2**63)]
+
+
+def test_damaged_files_are_data_errors(tmp_path):
+    import gzip
+
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"user_id,item_id,timestamp\n" + b"u,i,1\n" * 3000)[:-60]
+                                        + b"\x00junk" * 10)
+    with pytest.raises(DataError, match=r"a\.csv\.gz: cannot read the file as csv .*truncated or corrupt"):
+        read_interactions(InteractionsSpec(path=str(tmp_path / "a.csv.gz")))
+    (tmp_path / "b.parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")
+    with pytest.raises(DataError, match=r"b\.parquet: not a readable Parquet file|b\.parquet: cannot read"):
+        read_interactions(InteractionsSpec(path=str(tmp_path / "b.parquet")))
+    with pytest.raises(DataError, match=r"is a folder; give the path of a file"):
+        read_interactions(InteractionsSpec(path=str(tmp_path)))

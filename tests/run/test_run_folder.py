@@ -162,10 +162,10 @@ def test_run_trained_from_frames_loads_and_is_checked(tmp_path):
 def test_failed_start_does_not_block_the_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     base = ["train", "--model", "sasrec", "--dataset", "synthetic", "--out", "run", "--quiet", *TINY]
-    code, _, err = cli(capsys, *base, "eval.batch_size=0")
+    code, _, err = cli(capsys, *base, "train.lr=1e30", "model.init_std=100")  # fails in the first step
     assert code == 2 and "Traceback" not in err
     assert not RunDir(tmp_path / "run").started
-    code, _, err = cli(capsys, "train", "--out", "run", "--resume", "--quiet", "eval.batch_size=64")
+    code, _, err = cli(capsys, "train", "--out", "run", "--resume", "--quiet", "train.lr=1e-3", "model.init_std=0.02")
     assert code == 0 and "starting it fresh" in err, err
     code, _, err = cli(capsys, *base)
     assert code == 2 and "already holds a run" in err and "--overwrite" in err

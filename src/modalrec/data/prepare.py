@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,8 +33,10 @@ import pandas as pd
 
 from modalrec.config import ConfigError, DataConfig, InteractionsSpec, ItemsSpec, to_dict, update_dataclass
 from modalrec.data.dataset import FORMAT_VERSION, PAD, Catalogue, PreparedDataset, SeqSet, Split
-from modalrec.data.tables import FIELD_PREFIX, DataError, check_known_items, read_interactions, read_items
-from modalrec.utils import file_digest, hash_strings, modalrec_home
+from modalrec.data.tables import (FIELD_PREFIX, DataError, check_file, check_known_items, read_interactions,
+                                  read_items)
+from modalrec.data.cache import remove_stale_temps
+from modalrec.utils import file_digest, file_lock, hash_strings, modalrec_home
 
 PREPARE_VERSION = 1  # bump when preparation logic changes: old cache entries are then ignored
 TIE_BREAK = (
@@ -112,8 +115,11 @@ def _load_spec_yaml(path: Path) -> Source:
         raise DataError(f"{path}: {e}") from e
     if items is not None and not items.path:
         raise DataError(f"{path}: 'items:' needs a 'path:' of the item table")
+    name = data.get("name")
+    if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
+        raise DataError(f"{path}: 'name' must be a text such as my-data, not {name!r}")
     inter, items = _absolute_specs(inter, items, path.parent.resolve())
-    return Source(str(data.get("name") or path.stem), "yaml", inter, items)
+    return Source(str(name or path.stem), "yaml", inter, items)
 
 
 def _atomic_folder(folder: Path) -> Source:
@@ -493,10 +499,12 @@ def _dir_fingerprint(folder: str) -> str:
 def _digests(src: Source) -> dict[str, str]:
     out = {}
     for p in src.files():
-        if not p.is_file():
-            what = "Interactions" if str(p) == src.interactions.path else "Items"
-            raise DataError(f"{what} file not found: {p}")
-        out[str(p)] = file_digest(p)
+        what = "Interactions" if str(p) == src.interactions.path else "Items"
+        check_file(p, what)
+        try:
+            out[str(p)] = file_digest(p)
+        except OSError as e:
+            raise DataError(f"{what} file {p}: cannot read it ({e.strerror or e})") from e
     return out
 
 
@@ -584,15 +592,37 @@ def load_or_prepare(
     key = cache_key(cfg, src, digests)
     root = Path(cache_dir) if cache_dir is not None else modalrec_home() / "prepared"
     folder = root / f"{_safe_name(src.name)}-{key}"
-    if folder.exists():
-        try:
-            ds = PreparedDataset.load(folder)
-            if ds.meta.get("key") == key:
-                return ds
-        except Exception:  # corrupt or partial copy: rebuild below
-            pass
-    ds = _prepare_source(cfg, src, digests, progress)
-    ds.meta["key"] = key
-    ds.meta["cache_dir"] = str(folder)
-    ds.save(folder)
+    ds = _load_cached(folder, key)
+    if ds is not None:
+        return ds
+    remove_stale_temps(root)  # leftovers of a writer killed while saving
+    with _writer_lock(root / f".{folder.name}.lock", f"the prepared data set {folder}"):
+        ds = _load_cached(folder, key)  # another process may have written it meanwhile
+        if ds is not None:
+            return ds
+        ds = _prepare_source(cfg, src, digests, progress)
+        ds.meta["key"] = key
+        ds.meta["cache_dir"] = str(folder)
+        ds.save(folder)
     return ds
+
+
+@contextmanager
+def _writer_lock(lock: Path, what: str):
+    """One writer per cache entry; the lock file goes when the writer is done (a stale temp folder whose
+    lock file is free or gone belongs to a dead writer)."""
+    try:
+        with file_lock(lock, wait=True, what=what):
+            yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _load_cached(folder: Path, key: str) -> PreparedDataset | None:
+    if not folder.exists():
+        return None
+    try:
+        ds = PreparedDataset.load(folder)
+    except Exception:  # corrupt or partial copy: rebuilt by the caller
+        return None
+    return ds if ds.meta.get("key") == key else None

@@ -99,7 +99,8 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
-def _check_file(path: Path, what: str) -> None:
+def check_file(path: Path, what: str) -> None:
+    """A DataError unless ``path`` is an existing file (a folder is named as such)."""
     if not path.exists():
         raise DataError(f"{what} file not found: {path}")
     if path.is_dir():
@@ -237,8 +238,31 @@ def read_table(
     cells become lists of strings.
     """
     path = Path(path)
-    _check_file(path, what)
+    check_file(path, what)
     fmt = detect_format(path, format)
+    try:
+        return _read_table(path, fmt, sep, columns, multiline)
+    except DataError:
+        raise
+    except _unreadable_errors() as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: cannot read the file as {fmt} ({type(e).__name__}: {detail}); "
+                        "it may be truncated or corrupt, or not readable by you") from e
+
+
+def _unreadable_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of a damaged or unreadable file: I/O, decompression, Arrow decoding."""
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a test dependency
+        return errors
+    return (*errors, pa.ArrowException)
+
+
+def _read_table(path: Path, fmt: str, sep: str, columns, multiline: bool) -> pd.DataFrame:
     if isinstance(columns, list):
         columns = {c: "column" for c in columns}
     roles = dict(columns or {})
@@ -286,23 +310,38 @@ def read_table(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         _raise_if_bad_utf8(path, e)
-        raise
+        raise DataError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from e
     try:
         df = pd.read_json(io.StringIO(text), lines=True, dtype=False, **_NO_DATES)
     except ValueError as e:
         bad = _first_bad_json_line(text)
-        where = f" (line {bad})" if bad else ""
-        raise DataError(f"{path}: not valid JSON Lines{where}: {e}") from e
+        if bad is not None:
+            raise DataError(f"{path}: not valid JSON Lines (line {bad}): {e}") from e
+        df = _jsonl_records(text, path)  # valid JSON pandas cannot type (e.g. integers beyond 64 bits)
     for col, role in roles.items():
         if col not in df.columns:
             raise _missing_column(path, col, list(df.columns), role)
     return df[list(roles)] if roles else df
 
 
+def _jsonl_records(text: str, path: Path) -> pd.DataFrame:
+    """JSON Lines read line by line into object columns (values kept as Python objects)."""
+    import json
+
+    records = []
+    for i, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}: line {i} is not a JSON object ({line[:40]!r}); give one object per line")
+            records.append(rec)
+    return pd.DataFrame.from_records(records).astype(object)
+
+
 def _first_bad_json_line(text: str) -> int | None:
     import json
 
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 json.loads(line)
@@ -316,17 +355,43 @@ def _first_bad_json_line(text: str) -> int | None:
 
 
 def ids_as_str(values: pd.Series) -> pd.Series:
-    """Id column -> strings; integral floats lose their ``.0``; missing -> ``""``."""
+    """Id column -> strings; integral floats lose their ``.0``; missing (None, NaN, NA) -> ``""``;
+    a list or mapping cell -> a NUL character (never an id: :func:`check_ids` rejects it)."""
     if pd.api.types.is_float_dtype(values.dtype):
         arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
         finite = np.isfinite(arr)
-        if finite.all() and np.all(arr == np.floor(arr)):
+        if finite.all() and np.all(arr == np.floor(arr)) and np.all(np.abs(arr) < 2**63):
             return pd.Series(arr.astype(np.int64), index=values.index).astype(str)
-    if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
-        return values
     if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
-        return values.astype(np.int64).astype(str)
-    return values.map(lambda v: "" if _is_missing(v) else str(v)).astype(str)
+        return values.astype(str)
+    if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
+        return values.fillna("")
+    return values.map(_id_text).astype(str)
+
+
+def _id_text(v) -> str:
+    if _is_missing(v):
+        return ""
+    if isinstance(v, (list, tuple, dict, np.ndarray)):
+        return _NOT_AN_ID
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+_NOT_AN_ID = "\0"
+
+
+def check_ids(ids: pd.Series, path, col: str, what: str = "every event needs an id") -> None:
+    """Raise a DataError naming the first row whose id is missing, empty, blank or not a scalar."""
+    blank = ids.str.strip().eq("").to_numpy() | ids.eq(_NOT_AN_ID).to_numpy()
+    if not blank.any():
+        return
+    i = int(np.flatnonzero(blank)[0])
+    problem = "is a list or mapping, not an id" if ids.iloc[i] == _NOT_AN_ID else (
+        "is empty (missing, null or NaN)" if ids.iloc[i] == "" else f"is blank ({ids.iloc[i]!r})")
+    raise DataError(f"{path}: data row {i + 1}, column {col!r} {problem}; {what} ({int(blank.sum())} row(s) "
+                    "affected). Fix or remove those rows.")
 
 
 def _is_missing(v) -> bool:
@@ -353,11 +418,14 @@ def parse_timestamps(values: pd.Series, path: str | Path, col: str) -> np.ndarra
         return _datetimes_to_seconds(values)
     if pd.api.types.is_bool_dtype(dtype):
         _bad_time(path, col, 0, values.iloc[0])
+    if pd.api.types.is_integer_dtype(dtype) and not values.isna().any():
+        if dtype.kind == "u" and len(values) and values.max() > _INT64_MAX:
+            i = int(np.flatnonzero(values.to_numpy() > _INT64_MAX)[0])
+            _bad_time(path, col, i, values.iloc[i])
+        return values.to_numpy(dtype=np.int64)
     if pd.api.types.is_numeric_dtype(dtype):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan) if not pd.api.types.is_integer_dtype(dtype) else None
-        if arr is None:
-            return values.to_numpy(dtype=np.int64)
-        bad = ~np.isfinite(arr)
+        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~_fits_int64(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             _bad_time(path, col, i, values.iloc[i])
@@ -370,11 +438,11 @@ def parse_timestamps(values: pd.Series, path: str | Path, col: str) -> np.ndarra
         return fast
     num = pd.to_numeric(s, errors="coerce")
     arr = np.asarray(num.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-    bad = ~np.isfinite(arr)
+    bad = ~_fits_int64(arr)
     if not bad.any():
         if np.all(np.abs(arr) < 2**53):
             return np.floor(arr).astype(np.int64)
-        return s.astype(np.int64).to_numpy()  # very large integers: parse exactly
+        return _exact_int64(s, arr, path, col)  # very large integers: parse exactly
     if bad.all():
         dt = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
         bad = dt.isna().to_numpy()
@@ -383,6 +451,30 @@ def parse_timestamps(values: pd.Series, path: str | Path, col: str) -> np.ndarra
     i = int(np.flatnonzero(bad)[0])
     _bad_time(path, col, i, s.iloc[i])
     raise AssertionError  # unreachable
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _fits_int64(arr: np.ndarray) -> np.ndarray:
+    """Finite floats whose floor is an int64 (2**63 itself is a float64 but not an int64)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (arr >= -(2.0**63)) & (arr < 2.0**63)
+
+
+def _exact_int64(s: pd.Series, arr: np.ndarray, path, col: str) -> np.ndarray:
+    """Numeric strings, some beyond 2**53: integer literals exactly, other numbers floored."""
+    out = np.floor(arr).astype(np.int64)
+    for i in np.flatnonzero(np.abs(arr) >= 2**53):
+        text = s.iloc[i]
+        try:
+            v = int(text)
+        except ValueError:
+            continue  # "1e18": a float literal, already floored
+        if not -(2**63) <= v <= _INT64_MAX:
+            _bad_time(path, col, int(i), text)
+        out[i] = v
+    return out
 
 
 def _numeric_strings_fast(s: pd.Series) -> np.ndarray | None:
@@ -417,9 +509,11 @@ def _datetimes_to_seconds(dt: pd.Series) -> np.ndarray:
 
 
 def _bad_time(path, col, i: int, value) -> None:
+    value = value.item() if isinstance(value, np.generic) else value
     raise DataError(
-        f"{path}: data row {i + 1}, column {col!r}: cannot parse timestamp {value!r}. Give epoch "
-        "seconds (e.g. 978300760) or ISO dates (e.g. 2000-12-31 22:12:40) in the whole column."
+        f"{path}: data row {i + 1}, column {col!r}: cannot parse timestamp {value!r} (missing, not a number or "
+        "date, or beyond the 64-bit range of seconds). Give epoch seconds (e.g. 978300760) or ISO dates "
+        "(e.g. 2000-12-31 22:12:40) in the whole column."
     )
 
 
@@ -506,12 +600,8 @@ def read_interactions(spec: InteractionsSpec, base_dir: str | Path | None = None
         raise DataError(f"{path}: the interactions table is empty (a header but no rows)")
     users = ids_as_str(df[spec.user_col])
     items = ids_as_str(df[spec.item_col])
-    for s, col in ((users, spec.user_col), (items, spec.item_col)):
-        empty = (s == "").to_numpy()
-        if empty.any():
-            i = int(np.flatnonzero(empty)[0])
-            raise DataError(f"{path}: data row {i + 1}, column {col!r} is empty; every event needs an id "
-                            f"({int(empty.sum())} rows affected)")
+    check_ids(users, path, spec.user_col)
+    check_ids(items, path, spec.item_col)
     if spec.time_col:
         ts = parse_timestamps(df[spec.time_col], path, spec.time_col)
     else:
@@ -544,10 +634,7 @@ def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFr
     if len(df) == 0:
         raise DataError(f"{path}: the item table is empty (a header but no rows)")
     ids = ids_as_str(df[spec.item_col])
-    empty = (ids == "").to_numpy()
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise DataError(f"{path}: data row {i + 1}, column {spec.item_col!r} is empty; every item needs an id")
+    check_ids(ids, path, spec.item_col, "every catalogue row needs an id")
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
         names = list(dict.fromkeys(ids[dup].tolist()))
