@@ -61,224 +61,282 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), False
 
 
-def fit(
-    cfg: RunConfig,
-    rd,
-    *,
-    resume: bool = False,
-    dataset=None,
-    dist_info: DistInfo | None = None,
-    progress: bool = True,
-    callbacks: list[Callable[[int, dict], None]] = (),
-):
-    """Train ``cfg.model`` on ``cfg.data`` (or ``dataset``); returns ``(results, model, dataset)`` with the
-    best weights loaded into ``model``.
+class Trainer:
+    """One training run into a run folder, in small steps (RecBole's split): set up the model, the
+    optimizer and (on resume) their saved state, then per epoch train, validate, checkpoint; at the end
+    evaluate the best weights on validation and test.
 
     ``rd``: the run folder's paths (a :class:`modalrec.run.folder.RunDir`); the trainer writes
     ``metrics.jsonl``, ``checkpoints/last.pt`` and ``best.pt`` there, the run layer everything else.
     ``callbacks`` are called as ``cb(epoch, record)`` after each epoch's checkpoint is written
     (tests use this to interrupt a run). Under torchrun only rank 0 writes files.
     """
-    from modalrec.data.batches import train_loader
-    from modalrec.data.prepare import load_or_prepare
-    from modalrec.evaluate.ranking import evaluate
-    from modalrec.models.registry import build_model
 
-    dist_info = dist_info or init_from_env(cfg.train.device)
-    t = cfg.train
-    if t.threads > 0:
-        torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
-    show = progress and dist_info.is_main
+    def __init__(self, cfg: RunConfig, rd, *, dataset=None, dist_info: DistInfo | None = None,
+                 progress: bool = True, callbacks: list[Callable[[int, dict], None]] = ()):
+        self.cfg, self.rd, self.callbacks = cfg, rd, list(callbacks)
+        self.dist = dist_info or init_from_env(cfg.train.device)
+        self.show = progress and self.dist.is_main
+        self.device = resolve_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.dataset = dataset
+        self.key = select_key(cfg.eval.ks)
+        self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
+                      "time_to_best": 0.0}
+        self.stopped_early = False
+        self.transfer_info = None
+        self._cold = None  # items never seen in training (the cold-item metrics), made at the first evaluation
 
-    if dataset is None:
-        if dist_info.is_main:
-            dataset = load_or_prepare(cfg.data, progress=show)
-        barrier(dist_info)
-        if not dist_info.is_main:
-            dataset = load_or_prepare(cfg.data, progress=False)
+    # ------------------------------------------------------------------------------------ the run
 
-    seed_everything(t.seed)
-    model = build_model(cfg.model, dataset)
-    model.fit_statistics(dataset)
-    transfer_info = None
-    tr = cfg.transfer
-    if tr.init_from and not resume:  # on resume the last checkpoint already holds these weights
-        from modalrec.train.transfer import load_components
+    def fit(self, resume: bool = False):
+        """Train (or continue, with ``resume``); ``(results, model, dataset)`` with the best weights loaded."""
+        if self.cfg.train.threads > 0:
+            torch.set_num_threads(self.cfg.train.threads)
+        self._load_data()
+        seed_everything(self.cfg.train.seed)
+        self._build_model(resume)
+        if self.dist.is_main and not resume:
+            self.rd.metrics.write_text("")
+        barrier(self.dist)
+        if self.model.trainable and self.cfg.train.epochs > 0:
+            self._train(resume)
+        elif self.dist.is_main:
+            _save_best(self.rd.best, self.model, self.cfg, 0, {})
+        barrier(self.dist)
+        return self._final(), self.model, self.dataset
 
-        transfer_info = load_components(model, tr.init_from, tr.components or ["all"])
-    if tr.freeze:
-        from modalrec.train.transfer import freeze
+    def _load_data(self) -> None:
+        from modalrec.data.prepare import load_or_prepare
 
-        freeze(model, tr.freeze)
-    extra = _extra_sources(cfg, model, dist_info, show)
-    model.to(device)
-    if show:
+        if self.dataset is not None:
+            return
+        if self.dist.is_main:
+            self.dataset = load_or_prepare(self.cfg.data, progress=self.show)
+        barrier(self.dist)
+        if not self.dist.is_main:
+            self.dataset = load_or_prepare(self.cfg.data, progress=False)
+
+    def _build_model(self, resume: bool) -> None:
+        """The model with its statistics, transferred and frozen components and extra domains."""
+        from modalrec.models.registry import build_model
+
+        cfg, tr = self.cfg, self.cfg.transfer
+        self.model = build_model(cfg.model, self.dataset)
+        self.model.fit_statistics(self.dataset)
+        if tr.init_from and not resume:  # on resume the last checkpoint already holds these weights
+            from modalrec.train.transfer import load_components
+
+            self.transfer_info = load_components(self.model, tr.init_from, tr.components or ["all"])
+        if tr.freeze:
+            from modalrec.train.transfer import freeze
+
+            freeze(self.model, tr.freeze)
+        self.extra = _extra_sources(cfg, self.model, self.dist, self.show)
+        self.model.to(self.device)
+        if self.show:
+            tqdm.write(self._summary())
+
+    def _summary(self) -> str:
+        tr, info, model = self.cfg.transfer, self.transfer_info, self.model
         n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
-        msg = f"{cfg.model.name}: {n_train:,} trainable of {n_all:,} parameters"
-        if transfer_info:
-            msg += (f"; loaded {', '.join(transfer_info['loaded'])} from {transfer_info['checkpoint']}"
-                    + (f"; fresh: {', '.join(transfer_info['fresh'])}" if transfer_info["fresh"] else ""))
+        msg = f"{self.cfg.model.name}: {n_train:,} trainable of {n_all:,} parameters"
+        if info:
+            msg += (f"; loaded {', '.join(info['loaded'])} from {info['checkpoint']}"
+                    + (f"; fresh: {', '.join(info['fresh'])}" if info["fresh"] else ""))
         if tr.freeze:
             msg += f"; frozen: {', '.join(tr.freeze)}"
-        tqdm.write(msg)
+        return msg
 
-    if dist_info.is_main and not resume:
-        rd.metrics.write_text("")
-    barrier(dist_info)
+    # ------------------------------------------------------------------------------- training
 
-    ev = cfg.eval
-    key = select_key(ev.ks)
-    max_len = cfg.model.max_len
-    cold = torch.as_tensor(~dataset.seen_in_train())
-
-    def run_eval(seqset, split_name: str):
-        return evaluate(
-            model, seqset, max_len=max_len, ks=ev.ks, exclude_history=ev.exclude_history,
-            batch_size=ev.batch_size, item_chunk=ev.item_chunk, device=device, cold_items=cold,
-            progress=show, distributed=dist_info.enabled, split=split_name,
-        )
-
-    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
-             "time_to_best": 0.0}
-    stopped_early = False
-
-    if model.trainable and t.epochs > 0:
-        loader, sampler = train_loader(
-            dataset.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size,
-            stride=t.window_stride,
-        )
-        if extra:
-            from modalrec.data.batches import MultiDomainLoader
-
-            parts = [(loader, sampler)] + [
-                train_loader(d.split.train, max_len, t.batch_size, t.seed, dist_info.rank, dist_info.world_size,
-                             stride=t.window_stride) for d in extra]
-            loader = sampler = MultiDomainLoader([p[0] for p in parts], [p[1] for p in parts], t.seed)
-        steps_per_epoch = len(loader)
-        total_steps = steps_per_epoch * t.epochs
-        optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps))
-        autocast, needs_scaler = _autocast(device, t.amp)
-        scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else model
-
+    def _train(self, resume: bool) -> None:
+        self._make_loader()
+        self._make_optimizer()
         if resume:
-            ck = ckpt_io.load(rd.last, expect_model=cfg.model.name)
-            if dist_info.is_main:
-                _truncate_metrics(rd.metrics, ck["state"]["epoch"])
-            ckpt_io.load_model_state(model, ck["model"], str(rd.last))
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
-            state.update(ck["state"])
-            ckpt_io.set_rng_state(ck["rng"])
-            stopped_early = bool(ck["state"].get("stopped_early", False))
+            self._restore()
+        self.writer = _tensorboard(self.rd.path) if self.dist.is_main else None
+        while self.state["epoch"] < self.cfg.train.epochs and not self.stopped_early:
+            epoch = self.state["epoch"] + 1
+            record = self._train_epoch(epoch)
+            if epoch % self.cfg.train.eval_every == 0 or epoch == self.cfg.train.epochs:
+                self._validate(epoch, record)
+            self._end_epoch(epoch, record)
+        if self.writer is not None:
+            self.writer.close()
 
-        writer = _tensorboard(rd.path) if dist_info.is_main else None
-        while state["epoch"] < t.epochs and not stopped_early:
-            epoch = state["epoch"] + 1
-            model.train()
-            model.on_epoch_start(epoch)
-            sampler.set_epoch(epoch)
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), dtype=torch.float64)
-            n_batches = 0
-            bar = tqdm(loader, desc=f"epoch {epoch}/{t.epochs}", disable=not show, leave=False, unit="batch")
-            for batch in bar:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with autocast:
-                    out = net(batch)
-                loss = out.loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch}, step {state['step']}; "
-                        "lower train.lr or set train.grad_clip"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if t.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                state["step"] += 1
-                loss_sum += loss.detach().double().cpu()
-                n_batches += 1
-                if show and n_batches % 20 == 0:
-                    bar.set_postfix(loss=f"{(loss_sum / n_batches).item():.4f}")
-            state["elapsed"] += time.perf_counter() - t0
-            state["epoch"] = epoch
-            record = {"epoch": epoch, "step": state["step"], "train_loss": (loss_sum / max(1, n_batches)).item(),
-                      "lr": scheduler.get_last_lr()[0]}
-            if epoch % t.eval_every == 0 or epoch == t.epochs:
-                t1 = time.perf_counter()
-                res = run_eval(dataset.split.valid, "valid")
-                state["elapsed"] += time.perf_counter() - t1
-                record["valid"] = res.metrics
-                score = res.metrics[key]
-                if state["best"] is None or score > state["best"]:
-                    state.update(best=score, best_epoch=epoch, bad_evals=0, time_to_best=state["elapsed"])
-                    if dist_info.is_main:
-                        _save_best(rd.best, model, cfg, epoch, res.metrics)
-                else:
-                    state["bad_evals"] += 1
-                    if state["bad_evals"] >= t.patience:
-                        stopped_early = True
-            record["elapsed_s"] = round(state["elapsed"], 3)
-            state["stopped_early"] = stopped_early
-            if dist_info.is_main:
-                _append_jsonl(rd.metrics, record)
-                if writer is not None:
-                    writer.add_scalar("train/loss", record["train_loss"], epoch)
-                    for k, v in record.get("valid", {}).items():
-                        writer.add_scalar(f"valid/{k}", v, epoch)
-                ckpt_io.save(rd.last, {
-                    "model_name": cfg.model.name, "config": cfg.to_dict(), "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": ckpt_io.rng_state(), "state": dict(state),
-                })
-                if show:
-                    v = record.get("valid", {})
-                    tqdm.write(f"epoch {epoch}: loss {record['train_loss']:.4f}"
-                               + (f"  valid {key} {v[key]:.4f}  (best {state['best']:.4f} @ {state['best_epoch']})" if v else ""))
-            barrier(dist_info)
-            for cb in callbacks:
-                cb(epoch, record)
-        if writer is not None:
-            writer.close()
-    elif dist_info.is_main:
-        _save_best(rd.best, model, cfg, 0, {})
-    barrier(dist_info)
+    def _make_loader(self) -> None:
+        from modalrec.data.batches import MultiDomainLoader, train_loader
 
-    # final: best weights, validation and test
-    best = ckpt_io.load(rd.best, expect_model=cfg.model.name)
-    ckpt_io.load_model_state(model, best["model"], str(rd.best))
-    valid = run_eval(dataset.split.valid, "valid")
-    test = run_eval(dataset.split.test, "test")
-    results = {
-        "model": cfg.model.name,
-        "dataset": dataset.name,
-        "split": dataset.split.kind,
-        "best_epoch": state["best_epoch"],
-        "epochs_run": state["epoch"],
-        "stopped_early": stopped_early,
-        "train_time_s": round(state["elapsed"], 3),
-        "time_to_best_s": round(state["time_to_best"], 3),
-        "parameters": model.num_parameters(),
-        "trainable_parameters": model.num_parameters(trainable_only=True),
-        "transfer": transfer_info,
-        "world_size": dist_info.world_size,
-        "valid": valid.to_dict(),
-        "test": test.to_dict(),
-    }
-    if dist_info.is_main:
-        _append_jsonl(rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
-    barrier(dist_info)
-    return results, model, dataset
+        t, d = self.cfg.train, self.dist
+
+        def loader_of(ds):
+            return train_loader(ds.split.train, self.cfg.model.max_len, t.batch_size, t.seed, d.rank, d.world_size,
+                                stride=t.window_stride)
+
+        self.loader, self.sampler = loader_of(self.dataset)
+        if self.extra:
+            parts = [(self.loader, self.sampler)] + [loader_of(ds) for ds in self.extra]
+            self.loader = self.sampler = MultiDomainLoader([p[0] for p in parts], [p[1] for p in parts], t.seed)
+
+    def _make_optimizer(self) -> None:
+        t, model = self.cfg.train, self.model
+        total_steps = len(self.loader) * t.epochs
+        self.optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps))
+        self.autocast, needs_scaler = _autocast(self.device, t.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
+        self.net = (DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                    if self.dist.enabled else model)
+
+    def _restore(self) -> None:
+        """Model, optimizer, scheduler, scaler, RNG and early-stopping state of ``checkpoints/last.pt``."""
+        rd = self.rd
+        ck = ckpt_io.load(rd.last, expect_model=self.cfg.model.name)
+        if self.dist.is_main:
+            _truncate_metrics(rd.metrics, ck["state"]["epoch"])
+        ckpt_io.load_model_state(self.model, ck["model"], str(rd.last))
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.state.update(ck["state"])
+        ckpt_io.set_rng_state(ck["rng"])
+        self.stopped_early = bool(ck["state"].get("stopped_early", False))
+
+    def _train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        self.model.on_epoch_start(epoch)
+        self.sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        n_batches = 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{self.cfg.train.epochs}", disable=not self.show, leave=False,
+                   unit="batch")
+        for batch in bar:
+            loss_sum += self._train_step(batch, epoch)
+            n_batches += 1
+            if self.show and n_batches % 20 == 0:
+                bar.set_postfix(loss=f"{(loss_sum / n_batches).item():.4f}")
+        self.state["elapsed"] += time.perf_counter() - t0
+        self.state["epoch"] = epoch
+        return {"epoch": epoch, "step": self.state["step"], "train_loss": (loss_sum / max(1, n_batches)).item(),
+                "lr": self.scheduler.get_last_lr()[0]}
+
+    def _train_step(self, batch: dict, epoch: int) -> torch.Tensor:
+        """One optimizer step; the batch loss (float64, on the CPU)."""
+        t = self.cfg.train
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with self.autocast:
+            loss = self.net(batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {self.state['step']}; "
+                                     "lower train.lr or set train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.state["step"] += 1
+        return loss.detach().double().cpu()
+
+    def _validate(self, epoch: int, record: dict) -> None:
+        """Validation metrics into ``record``; best.pt and early stopping follow them."""
+        state = self.state
+        t1 = time.perf_counter()
+        res = self._evaluate(self.dataset.split.valid, "valid")
+        state["elapsed"] += time.perf_counter() - t1
+        record["valid"] = res.metrics
+        score = res.metrics[self.key]
+        if state["best"] is None or score > state["best"]:
+            state.update(best=score, best_epoch=epoch, bad_evals=0, time_to_best=state["elapsed"])
+            if self.dist.is_main:
+                _save_best(self.rd.best, self.model, self.cfg, epoch, res.metrics)
+        else:
+            state["bad_evals"] += 1
+            if state["bad_evals"] >= self.cfg.train.patience:
+                self.stopped_early = True
+
+    def _end_epoch(self, epoch: int, record: dict) -> None:
+        """metrics.jsonl, TensorBoard, checkpoints/last.pt and the epoch line; then the callbacks."""
+        record["elapsed_s"] = round(self.state["elapsed"], 3)
+        self.state["stopped_early"] = self.stopped_early
+        if self.dist.is_main:
+            _append_jsonl(self.rd.metrics, record)
+            self._log_tensorboard(epoch, record)
+            self._checkpoint()
+            if self.show:
+                tqdm.write(self._epoch_line(epoch, record))
+        barrier(self.dist)
+        for cb in self.callbacks:
+            cb(epoch, record)
+
+    def _log_tensorboard(self, epoch: int, record: dict) -> None:
+        if self.writer is None:
+            return
+        self.writer.add_scalar("train/loss", record["train_loss"], epoch)
+        for k, v in record.get("valid", {}).items():
+            self.writer.add_scalar(f"valid/{k}", v, epoch)
+
+    def _checkpoint(self) -> None:
+        ckpt_io.save(self.rd.last, {
+            "model_name": self.cfg.model.name, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": ckpt_io.rng_state(), "state": dict(self.state),
+        })
+
+    def _epoch_line(self, epoch: int, record: dict) -> str:
+        v, key, state = record.get("valid", {}), self.key, self.state
+        line = f"epoch {epoch}: loss {record['train_loss']:.4f}"
+        if v:
+            line += f"  valid {key} {v[key]:.4f}  (best {state['best']:.4f} @ {state['best_epoch']})"
+        return line
+
+    # -------------------------------------------------------------------------- evaluation
+
+    def _evaluate(self, seqset, split_name: str):
+        from modalrec.evaluate.ranking import evaluate
+
+        ev = self.cfg.eval
+        if self._cold is None:
+            self._cold = torch.as_tensor(~self.dataset.seen_in_train())
+        return evaluate(
+            self.model, seqset, max_len=self.cfg.model.max_len, ks=ev.ks, exclude_history=ev.exclude_history,
+            batch_size=ev.batch_size, item_chunk=ev.item_chunk, device=self.device, cold_items=self._cold,
+            progress=self.show, distributed=self.dist.enabled, split=split_name,
+        )
+
+    def _final(self) -> dict:
+        """The best weights evaluated on validation and test: the run's results."""
+        best = ckpt_io.load(self.rd.best, expect_model=self.cfg.model.name)
+        ckpt_io.load_model_state(self.model, best["model"], str(self.rd.best))
+        valid = self._evaluate(self.dataset.split.valid, "valid")
+        test = self._evaluate(self.dataset.split.test, "test")
+        model, state = self.model, self.state
+        results = {
+            "model": self.cfg.model.name, "dataset": self.dataset.name, "split": self.dataset.split.kind,
+            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": self.stopped_early,
+            "train_time_s": round(state["elapsed"], 3), "time_to_best_s": round(state["time_to_best"], 3),
+            "parameters": model.num_parameters(), "trainable_parameters": model.num_parameters(trainable_only=True),
+            "transfer": self.transfer_info, "world_size": self.dist.world_size,
+            "valid": valid.to_dict(), "test": test.to_dict(),
+        }
+        if self.dist.is_main:
+            _append_jsonl(self.rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
+        barrier(self.dist)
+        return results
+
+
+def fit(cfg: RunConfig, rd, *, resume: bool = False, dataset=None, dist_info: DistInfo | None = None,
+        progress: bool = True, callbacks: list[Callable[[int, dict], None]] = ()):
+    """Train ``cfg.model`` on ``cfg.data`` (or ``dataset``) into the run folder ``rd``; returns
+    ``(results, model, dataset)`` with the best weights loaded into ``model``. See :class:`Trainer`."""
+    trainer = Trainer(cfg, rd, dataset=dataset, dist_info=dist_info, progress=progress, callbacks=callbacks)
+    return trainer.fit(resume)
 
 
 def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
