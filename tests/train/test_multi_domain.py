@@ -54,7 +54,7 @@ def test_pmmrec_pretrains_on_two_sources(tmp_path, content_overrides):
 
 def test_domains_switch_item_tables(tmp_path, content_overrides, cycle_dataset):
     from modalrec.data.prepare import load_or_prepare
-    from modalrec.models.registry import build_model
+    from modalrec.models.registry import build_model, catalogue_features_for
 
     spec = _second_source(tmp_path)
     cfg = build_config(model="pmmrec", overrides=[*content_overrides["pmmrec"], "model.max_len=8",
@@ -62,7 +62,7 @@ def test_domains_switch_item_tables(tmp_path, content_overrides, cycle_dataset):
     other = load_or_prepare(cfg.data, progress=False)
     m = build_model(cfg.model, cycle_dataset)
     m.fit_statistics(cycle_dataset)
-    k = m.add_domain(other, quiet=True)
+    k = m.add_domain(other, catalogue_features_for(m, other))
     assert k == 1
     loader, sampler = train_loader(other.split.train, 8, 4, seed=0)
     batch = next(iter(loader))

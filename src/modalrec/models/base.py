@@ -7,9 +7,12 @@ Trainer, evaluator and server only use this surface, so they never ask which mod
 * ``user_embeddings(batch) -> Tensor[B, d]``: one vector per history in ``batch["items"]``.
 * ``score(users, items) -> Tensor[B, N]``: ``users @ items.T`` unless a model documents otherwise.
 * ``forward(batch) -> Output``: the training loss lives in ``forward`` (DDP/AMP friendly).
-* ``add_items(NewItems) -> Tensor[n]`` / ``truncate_items(n)``: ID-free models append items they
-  never saw (raw content) to their catalogue, so serving can score and use them at once; ID models
-  raise :class:`CapabilityError`.
+* ``feature_needs() -> [FeatureNeed]``, ``attach(dataset, ItemFeatures)``: content models say which
+  frozen item features they read; :mod:`modalrec.content.features` computes them and the model
+  receives them (models never run the feature store themselves). ID models need none.
+* ``add_items(ItemFeatures) -> Tensor[n]`` / ``truncate_items(n)``: ID-free models append items they
+  never saw (their features, e.g. from raw content via :func:`add_new_items`) to their catalogue, so
+  serving can score and use them at once; ID models raise :class:`CapabilityError`.
 
 Batches are dicts of tensors. Histories are **left-padded** with item 0, so the most recent item
 is always at position ``L-1``:
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from modalrec.content.features import FeatureNeed, ItemFeatures
     from modalrec.data.dataset import PreparedDataset
 
 
@@ -60,9 +64,6 @@ def init_normal(module: nn.Module, std: float) -> None:
                     m.weight[m.padding_idx].zero_()
 
     module.apply(init)  # post-order, as nn.Module.apply always was here: same numbers for a seed
-
-
-COMPUTE = "compute"  # ``features`` default: the model computes its item features from its data set now
 
 
 class CapabilityError(ValueError):
@@ -103,14 +104,15 @@ class SequentialRecommender(nn.Module):
         """Side in pixels of the images the model reads (new items' images are decoded to it); None: no images."""
         return None
 
-    def add_domain(self, dataset: "PreparedDataset", *, quiet: bool = False) -> int:
-        """Another training data set with its own item space; returns its domain index (batches carry it)."""
+    def add_domain(self, dataset: "PreparedDataset", features: "ItemFeatures") -> int:
+        """Another training data set (with its catalogue's features) and its own item space; returns its
+        domain index (batches carry it)."""
         raise CapabilityError(f"{self.name} cannot train on several data sets at once (it has no item "
                               "representation shared across catalogues); use a content model such as pmmrec")
 
-    def __init__(self, config: ModelConfig, dataset: "PreparedDataset", features=COMPUTE):
-        """``features``: :data:`COMPUTE` (content models encode their catalogue's features now), or None for a
-        model rebuilt from a run folder, whose per-item state comes next from :meth:`load_item_state`."""
+    def __init__(self, config: ModelConfig, dataset: "PreparedDataset"):
+        """The architecture for ``dataset``'s catalogue. A content model's item features come next, from
+        :meth:`attach` (``build_model`` does it) or, rebuilt from a run folder, :meth:`load_item_state`."""
         super().__init__()
         self.config = config
         self.n_items = dataset.n_items
@@ -128,8 +130,19 @@ class SequentialRecommender(nn.Module):
     def forward(self, batch: dict) -> Output:
         raise NotImplementedError
 
-    def add_items(self, new: NewItems) -> torch.Tensor:
-        """Append ``new`` to the catalogue (indices ``n_items+1 ..``) and return their indices."""
+    def feature_needs(self) -> list["FeatureNeed"]:
+        """The frozen item features this model reads (:mod:`modalrec.content.features`). Default: none."""
+        return []
+
+    def attach(self, dataset: "PreparedDataset", features: "ItemFeatures") -> None:
+        """Point the model at ``dataset``'s catalogue, given the features :meth:`feature_needs` names for
+        every row. Default (a model that reads no features): nothing to do."""
+        if features:
+            raise ValueError(f"{self.name} reads no item features, but got {sorted(features)}")
+
+    def add_items(self, features: "ItemFeatures") -> torch.Tensor:
+        """Append new items, given their features, to the catalogue (indices ``n_items+1 ..``) and return
+        their indices."""
         raise CapabilityError(
             f"{self.name} learns one ID embedding per training item, so it cannot score or use an item it "
             "never saw; use an ID-free model (pmmrec, missrec or unisrec in inductive mode) for new items")
@@ -155,7 +168,7 @@ class SequentialRecommender(nn.Module):
         return {}
 
     def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`item_state` returned, on a model built with ``features=None``."""
+        """Restore what :meth:`item_state` returned, on a model built with ``features=None`` (no :meth:`attach`)."""
         if state:
             raise ValueError(f"{self.name} keeps no item state, but got {sorted(state)}")
 
@@ -170,3 +183,11 @@ class SequentialRecommender(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def add_new_items(model: SequentialRecommender, items: NewItems) -> torch.Tensor:
+    """Add items given as raw content: their features computed by :mod:`modalrec.content.features` with
+    the towers the model names, then :meth:`SequentialRecommender.add_items`."""
+    from modalrec.content.features import new_item_features
+
+    return model.add_items(new_item_features(model.feature_needs(), items))

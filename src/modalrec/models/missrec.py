@@ -47,7 +47,8 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import COMPUTE, CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.content.features import FeatureNeed, ItemFeatures
+from modalrec.models.base import CapabilityError, ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.kmeans import kmeans
 from modalrec.nn.transformer import DecoderBlock, TransformerBlock, causal_padding_mask
@@ -108,8 +109,8 @@ class MISSRec(SequentialRecommender):
     config_class = MISSRecConfig
     score_is_dot = False  # dynamic fusion of per-modality cosines
 
-    def __init__(self, config: MISSRecConfig, dataset, features=COMPUTE):
-        super().__init__(config, dataset, features)
+    def __init__(self, config: MISSRecConfig, dataset):
+        super().__init__(config, dataset)
         c = config
         mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
         if not mods or set(mods) - {"text", "image"} or len(set(mods)) != len(mods):
@@ -125,10 +126,7 @@ class MISSRec(SequentialRecommender):
         d = c.hidden_size
         self._feat: dict[str, torch.Tensor] = {}
         self._present: dict[str, torch.Tensor] = {}
-        if features is None:  # rebuilt from a run: load_item_state brings the features
-            self._placeholder_features()
-        else:
-            self._load_features(dataset)
+        self._placeholder_features()  # attach (or, rebuilt from a run, load_item_state) brings the features
         if "text" in mods:
             self.text_adapter = nn.Linear(self._feat["text"].shape[1], d)
         if "image" in mods:
@@ -153,24 +151,26 @@ class MISSRec(SequentialRecommender):
         self._discoveries = 0
         self.last_discovery_s = 0.0
 
-    def _load_features(self, dataset) -> None:
-        from modalrec.content.image import ImageReader, ImageTower
-        from modalrec.content.store import encode_images, encode_text
-        from modalrec.content.text import TextTower
+    def feature_needs(self) -> list[FeatureNeed]:
+        """The frozen towers' pooled vectors, per modality (the adapters train on them)."""
+        return [FeatureNeed(m, "pooled", self._tower(m), self.config.image.lmdb if m == "image" else "")
+                for m in self.modalities]
 
-        cat = dataset.catalogue
-        if "text" in self.modalities:
-            feats, _ = encode_text(TextTower(self.config.text, quiet=True), cat.item_ids, cat.text, dataset=dataset.name,
-                                   what="pooled")
-            self._feat["text"] = feats.tensor().float()
-            self._present["text"] = torch.from_numpy(np.asarray(feats.present, dtype=bool))
-        if "image" in self.modalities:
-            reader = ImageReader.for_model(dataset, self.config.image.lmdb, "MISSRec", self.config.modalities)
-            feats, _ = encode_images(ImageTower(self.config.image, quiet=True), reader, dataset=dataset.name,
-                                     what="pooled")
-            self._feat["image"] = feats.tensor().float()
-            self._present["image"] = torch.from_numpy(np.asarray(feats.present, dtype=bool))
+    def attach(self, dataset, features: ItemFeatures) -> None:
+        """Point the model at ``dataset``'s catalogue, given its frozen pooled features."""
+        if self.config.mode == "transductive" and dataset.n_items != self.n_items:
+            raise ValueError(f"{dataset.name} has {dataset.n_items} items, this transductive MISSRec has an ID "
+                             f"table for {self.n_items}; use model.mode=inductive")
+        for m in self.modalities:
+            feat = features[m].tensor().float()
+            if feat.shape[1:] != self._feat[m].shape[1:]:
+                raise ValueError(f"{m} features of width {tuple(feat.shape[1:])}, the model reads "
+                                 f"{tuple(self._feat[m].shape[1:])}")
+            self._feat[m] = feat
+            self._present[m] = torch.from_numpy(np.asarray(features[m].present, dtype=bool))
         self._feat_std = {m: float(f[1:].std()) for m, f in self._feat.items()}
+        self.n_items = dataset.n_items
+        self._stale = True
 
     @property
     def image_size(self) -> int | None:
@@ -295,36 +295,32 @@ class MISSRec(SequentialRecommender):
     # -- new items (serving) -------------------------------------------------------------------
 
     def _tower(self, m: str):
-        """The frozen feature extractor of modality ``m`` (built on first use; not a submodule)."""
+        """The frozen feature extractor of modality ``m`` (built on first use; not a submodule). Building it
+        leaves the global random stream as it was (training draws the same numbers whenever it is built)."""
         towers = self.__dict__.setdefault("_towers", {})
         if m not in towers:
-            if m == "text":
-                from modalrec.content.text import TextTower
-                towers[m] = TextTower(self.config.text, quiet=True).eval()
-            else:
-                from modalrec.content.image import ImageTower
-                towers[m] = ImageTower(self.config.image, quiet=True).eval()
+            with torch.random.fork_rng(devices=[]):
+                if m == "text":
+                    from modalrec.content.text import TextTower
+                    towers[m] = TextTower(self.config.text, quiet=True).eval()
+                else:
+                    from modalrec.content.image import ImageTower
+                    towers[m] = ImageTower(self.config.image, quiet=True).eval()
         return towers[m]
 
     @torch.no_grad()
-    def add_items(self, new: NewItems) -> torch.Tensor:
-        """Append items never seen: frozen pooled features as the feature store computes them, and each
-        modality assigned to its nearest interest centroid (interests are not re-discovered)."""
-        from modalrec.content.store import image_rows, text_rows
-
+    def add_items(self, features: ItemFeatures) -> torch.Tensor:
+        """Append items never seen, given their frozen pooled features; each modality is assigned to its
+        nearest interest centroid (interests are not re-discovered)."""
         if not self.id_free:
             raise CapabilityError("this MISSRec model is transductive (content + ID embeddings): a new item "
                                   "has no ID embedding; train with model.mode=inductive to serve new items")
         if self._stale and self.config.interests:
             self.discover_interests()
-        n0, n = self.n_items, len(new)
+        n0, n = self.n_items, len(features[self.modalities[0]])
         dev = self.position.weight.device
         for m in self.modalities:
-            if m == "text":
-                vals, present, _ = text_rows(self._tower("text"), new.texts, what="pooled")
-            else:
-                present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
-                vals = image_rows(self._tower("image"), new.images, present, what="pooled")
+            vals, present = features[m].values, np.asarray(features[m].present, dtype=bool)
             self._feat[m] = torch.cat([self._feat[m], vals.float()])
             self._present[m] = torch.cat([self._present[m], torch.from_numpy(present)])
             assign = torch.zeros(n, dtype=torch.long, device=dev)

@@ -40,7 +40,8 @@ from torch import nn
 
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
-from modalrec.models.base import COMPUTE, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.content.features import FeatureNeed, ItemFeatures
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.fusion import Fusion
 from modalrec.nn.token_encoders import ImageItemEncoder, TextItemEncoder
@@ -94,8 +95,8 @@ class PMMRec(SequentialRecommender):
     config_class = PMMRecConfig
     id_free = True
 
-    def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False, features=COMPUTE):
-        super().__init__(config, dataset, features)
+    def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False):
+        super().__init__(config, dataset)
         c = config
         mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
         if not mods or set(mods) - set(MODALITY_TYPE) or len(set(mods)) != len(mods):
@@ -122,13 +123,10 @@ class PMMRec(SequentialRecommender):
         self.register_buffer("log_q", torch.zeros(self.n_items + 1), persistent=False)
         self._table: torch.Tensor | None = None
         self._fixed_table: torch.Tensor | None = None  # a model rebuilt from a run: its item table (item_state)
-        if features is None:
-            self._domains = [{"name": dataset.name, "n_items": dataset.n_items,
-                              "log_q": torch.zeros(dataset.n_items + 1)}]
-            self._active = -1
-            self._use(0)
-        else:
-            self.attach(dataset, quiet=quiet)
+        # domain 0 without features until attach (or, rebuilt from a run, load_item_state)
+        self._domains = [{"name": dataset.name, "n_items": dataset.n_items, "log_q": torch.zeros(dataset.n_items + 1)}]
+        self._active = -1
+        self._use(0)
 
     # -- components and data -----------------------------------------------------------------
 
@@ -143,38 +141,33 @@ class PMMRec(SequentialRecommender):
     def image_size(self) -> int | None:
         return self.config.image.image_size if "image" in self.modalities else None
 
-    def attach(self, dataset, *, quiet: bool = False) -> None:
-        """Point the item tower at ``dataset``'s catalogue (encoding its frozen features if needed).
+    def feature_needs(self) -> list[FeatureNeed]:
+        """The frozen prefix of each modality's tower (token states, feature maps); the top trains."""
+        needs = {"text": lambda: FeatureNeed("text", "prefix", self.text_encoder.tower),
+                 "image": lambda: FeatureNeed("image", "prefix", self.image_encoder.tower, self.config.image.lmdb)}
+        return [needs[m]() for m in self.modalities]
+
+    def attach(self, dataset, features: ItemFeatures) -> None:
+        """Point the item tower at ``dataset``'s catalogue, given its frozen prefix features.
 
         This becomes domain 0 (the one evaluated); :meth:`add_domain` adds more training domains.
         """
-        self._domains = [self._domain_state(dataset, quiet)]
+        self._domains = [self._domain_state(dataset, features)]
         self._active = -1
         self._use(0)
 
-    def add_domain(self, dataset, *, quiet: bool = False) -> int:
+    def add_domain(self, dataset, features: ItemFeatures) -> int:
         """Another source data set with its own item space; its batches carry ``domain`` = the index."""
-        dom = self._domain_state(dataset, quiet)
+        dom = self._domain_state(dataset, features)
         counts = torch.as_tensor(dataset.train_item_counts(), dtype=torch.float64)
         dom["log_q"] = torch.log((counts + 1.0) / (counts + 1.0).sum()).float()
         self._domains.append(dom)
         return len(self._domains) - 1
 
-    def _domain_state(self, dataset, quiet: bool) -> dict:
-        from modalrec.content.image import ImageReader
-        from modalrec.content.store import encode_images, encode_text
-
-        cat = dataset.catalogue
+    def _domain_state(self, dataset, features: ItemFeatures) -> dict:
         dom = {"name": dataset.name, "n_items": dataset.n_items, "log_q": torch.zeros(dataset.n_items + 1)}
-        if "text" in self.modalities:
-            feats, _ = encode_text(self.text_encoder.tower, cat.item_ids, cat.text, dataset=dataset.name,
-                                   what="prefix", progress=not quiet)
-            dom["text"] = self.text_encoder.tables(feats)
-        if "image" in self.modalities:
-            reader = ImageReader.for_model(dataset, self.config.image.lmdb, "PMMRec", self.config.modalities)
-            feats, _ = encode_images(self.image_encoder.tower, reader, dataset=dataset.name, what="prefix",
-                                     progress=not quiet)
-            dom["image"] = self.image_encoder.tables(feats)
+        for m in self.modalities:
+            dom[m] = getattr(self, f"{m}_encoder").tables(features[m])
         return dom
 
     def _use(self, k: int) -> None:
@@ -288,22 +281,19 @@ class PMMRec(SequentialRecommender):
         return replace(config, text=text, image=replace(config.image, pretrained=False))
 
     @torch.no_grad()
-    def _rebuilt_add(self, new: NewItems) -> torch.Tensor:
+    def _rebuilt_add(self, features: ItemFeatures) -> torch.Tensor:
         """add_items on a model rebuilt from a run: encode the new items alone (as a one-off domain of
-        ``len(new)`` items, frozen parts in fp16 as the store computes them) and append their vectors."""
-        from modalrec.content.store import image_rows, text_rows
-
-        n, n0 = len(new), self.n_items
+        ``n`` items) and append their vectors."""
+        n, n0 = _n_new(features, self.modalities), self.n_items
         dom = {"name": "new", "n_items": n, "log_q": torch.zeros(n + 1)}
         if "text" in self.modalities:
-            vals, _, lengths = text_rows(self.text_encoder.tower, new.texts, what="prefix")
+            vals, lengths = features["text"].values, features["text"].lengths
             pad = vals.new_zeros(1, *vals.shape[1:])
             dom["text"] = (torch.cat([pad, vals]).float(),
                            torch.cat([torch.zeros(1, dtype=torch.int64), torch.from_numpy(lengths.astype(np.int64))]))
         if "image" in self.modalities:
-            present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
+            present, vals = features["image"].present, features["image"].values
             tower = self.image_encoder.tower
-            vals = image_rows(tower, new.images, present, what="prefix")
             if tower.split >= len(tower.backbone.stages):
                 vals = F.adaptive_avg_pool2d(vals.float(), self.image_encoder.grid)
             dom["image"] = (torch.cat([vals.new_zeros(1, *vals.shape[1:]), vals]),
@@ -322,21 +312,19 @@ class PMMRec(SequentialRecommender):
         return torch.arange(n0 + 1, n0 + n + 1, device=self.log_q.device)
 
     @torch.no_grad()
-    def add_items(self, new: NewItems) -> torch.Tensor:
-        """Append items never seen (raw content) to the evaluated catalogue: their frozen features are
-        computed as the feature store would (fp16), so an added item gets the vector it would have had
-        in the catalogue. The cached item table grows by the new rows only."""
-        from modalrec.content.store import image_rows, text_rows
-
+    def add_items(self, features: ItemFeatures) -> torch.Tensor:
+        """Append items never seen to the evaluated catalogue, given their frozen prefix features (as the
+        feature store computes them: an added item gets the vector it would have had in the catalogue).
+        The cached item table grows by the new rows only."""
         if self.training:
             raise RuntimeError("add_items is for serving: call model.eval() first")
         if self._fixed_table is not None:
-            return self._rebuilt_add(new)
+            return self._rebuilt_add(features)
         self._use(0)
-        dom, n0, n = self._domains[0], self._domains[0]["n_items"], len(new)
+        dom, n0, n = self._domains[0], self._domains[0]["n_items"], _n_new(features, self.modalities)
         old_table = self._table
         if "text" in self.modalities:
-            vals, _, lengths = text_rows(self.text_encoder.tower, new.texts, what="prefix")
+            vals, lengths = features["text"].values, features["text"].lengths
             cache, aux = dom["text"]
             t = max(cache.shape[1], vals.shape[1])
             grow = torch.zeros(n, t, cache.shape[2], dtype=cache.dtype)
@@ -345,9 +333,8 @@ class PMMRec(SequentialRecommender):
                 cache = torch.cat([cache, cache.new_zeros(cache.shape[0], t - cache.shape[1], cache.shape[2])], 1)
             dom["text"] = (torch.cat([cache, grow]), torch.cat([aux, torch.from_numpy(lengths.astype(np.int64))]))
         if "image" in self.modalities:
-            present = np.zeros(n, bool) if new.present is None else np.asarray(new.present, dtype=bool)
+            present, vals = features["image"].present, features["image"].values
             tower = self.image_encoder.tower
-            vals = image_rows(tower, new.images, present, what="prefix")
             cache, aux = dom["image"]
             if tower.split >= len(tower.backbone.stages):  # frozen tower: the table holds pooled grids
                 vals = F.adaptive_avg_pool2d(vals.float(), self.image_encoder.grid)
@@ -530,3 +517,14 @@ class PMMRec(SequentialRecommender):
         if count == 0:
             return full.new_zeros((), dtype=torch.float32)
         return total / count
+
+
+def _n_new(features: ItemFeatures, modalities: list[str]) -> int:
+    """How many new items ``features`` describes (every modality the model reads, the same number)."""
+    missing = [m for m in modalities if m not in features]
+    if missing:
+        raise ValueError(f"the new items' features lack {', '.join(missing)}; give every modality the model reads")
+    sizes = {len(features[m].present) for m in modalities}
+    if len(sizes) != 1:
+        raise ValueError(f"the new items' features disagree on how many items there are: {sorted(sizes)}")
+    return sizes.pop()

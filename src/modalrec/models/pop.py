@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modalrec.models.base import COMPUTE, ModelConfig, Output, SequentialRecommender
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender
 from modalrec.models.registry import register_model
 
 
@@ -26,8 +26,8 @@ class Pop(SequentialRecommender):
     config_class = PopConfig
     trainable = False
 
-    def __init__(self, config: PopConfig, dataset, features=COMPUTE):
-        super().__init__(config, dataset, features)
+    def __init__(self, config: PopConfig, dataset):
+        super().__init__(config, dataset)
         self.register_buffer("counts", torch.zeros(self.n_items + 1, dtype=torch.float32))
 
     def fit_statistics(self, dataset) -> None:

@@ -21,9 +21,23 @@ def model_config_class(name: str) -> type:
     return lookup(name)
 
 
-def build_model(config, dataset: "PreparedDataset", features="compute") -> "SequentialRecommender":
-    """The model named by ``config.name`` for ``dataset``. ``features``: "compute" (encode the catalogue's
-    content features now) or None (a model rebuilt from a run folder: see
-    ``SequentialRecommender.load_item_state``)."""
-    cls = get_model_class(config.name)
-    return cls(config, dataset, features=features)
+def build_model(config, dataset: "PreparedDataset", features="compute", *,
+                progress: bool = False) -> "SequentialRecommender":
+    """The model named by ``config.name`` for ``dataset``, attached to its catalogue's item features.
+
+    ``features``: "compute" (from the feature store, encoded now if needed), an ``ItemFeatures`` already
+    computed, or None (a model rebuilt from a run folder: see ``SequentialRecommender.load_item_state``)."""
+    model = get_model_class(config.name)(config, dataset)
+    if isinstance(features, str) and features == "compute":
+        features = catalogue_features_for(model, dataset, progress=progress)
+    if features is not None:
+        model.attach(dataset, features)
+    return model
+
+
+def catalogue_features_for(model: "SequentialRecommender", dataset: "PreparedDataset", *, progress: bool = False):
+    """The item features ``model`` reads, for every row of ``dataset``'s catalogue."""
+    from modalrec.content.features import catalogue_features
+
+    return catalogue_features(model.feature_needs(), dataset, model=model.name,
+                              modalities=getattr(model.config, "modalities", ""), progress=progress)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modalrec.losses import full_softmax_ce
-from modalrec.models.base import COMPUTE, ModelConfig, Output, SequentialRecommender, init_normal
+from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -40,8 +40,8 @@ class SASRecConfig(ModelConfig):
 class SASRec(SequentialRecommender):
     config_class = SASRecConfig
 
-    def __init__(self, config: SASRecConfig, dataset, features=COMPUTE):
-        super().__init__(config, dataset, features)
+    def __init__(self, config: SASRecConfig, dataset):
+        super().__init__(config, dataset)
         c = config
         self.item_embedding = nn.Embedding(self.n_items + 1, c.hidden_size, padding_idx=0)
         self.user_encoder = SequenceEncoder(

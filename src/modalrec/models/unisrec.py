@@ -47,7 +47,8 @@ from torch import nn
 
 from modalrec.content.text import TextTowerConfig
 from modalrec.losses import info_nce
-from modalrec.models.base import COMPUTE, CapabilityError, ModelConfig, NewItems, Output, SequentialRecommender, init_normal
+from modalrec.content.features import FeatureNeed, ItemFeatures
+from modalrec.models.base import CapabilityError, ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -144,9 +145,10 @@ class MoEAdaptor(nn.Module):
 @register_model("unisrec")
 class UniSRec(SequentialRecommender):
     config_class = UniSRecConfig
+    modalities = ("text",)
 
-    def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False, features=COMPUTE):
-        super().__init__(config, dataset, features)
+    def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False):
+        super().__init__(config, dataset)
         c = config
         for key, val, ok in (("mode", c.mode, ("inductive", "transductive")),
                              ("stage", c.stage, ("pretrain", "finetune"))):
@@ -183,23 +185,21 @@ class UniSRec(SequentialRecommender):
         self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
                                             c.attn_dropout, norm_first=c.norm_first)
         init_normal(self.user_encoder, c.init_std)
-        if features is not None:
-            self.attach(dataset, quiet=quiet)
 
-    def attach(self, dataset, *, quiet: bool = False) -> None:
-        """Load the frozen pooled text vectors of ``dataset``'s catalogue (feature store, encoded if needed).
+    def feature_needs(self) -> list[FeatureNeed]:
+        """The frozen text tower's pooled vector of each item."""
+        return [FeatureNeed("text", "pooled", self.text_encoder)]
+
+    def attach(self, dataset, features: ItemFeatures) -> None:
+        """Point the model at ``dataset``'s catalogue, given its frozen pooled text vectors.
 
         An inductive model can be pointed at any catalogue this way; a transductive one only at a
         catalogue of its ID table's size.
         """
-        from modalrec.content.store import encode_text
-
         if hasattr(self, "item_embedding") and dataset.n_items + 1 != self.item_embedding.num_embeddings:
             raise ValueError(f"{dataset.name} has {dataset.n_items} items, this transductive UniSRec has an ID "
                              f"table for {self.item_embedding.num_embeddings - 1}; use model.mode=inductive")
-        cat = dataset.catalogue
-        feats, _ = encode_text(self.text_encoder, cat.item_ids, cat.text, dataset=dataset.name, what="pooled",
-                               progress=not quiet)
+        feats = features["text"]
         dev = self.text_feat.device
         feat = feats.tensor().float().to(dev)
         present = torch.from_numpy(np.asarray(feats.present, dtype=bool)).to(dev)
@@ -299,17 +299,15 @@ class UniSRec(SequentialRecommender):
         return F.normalize(v, dim=-1)
 
     @torch.no_grad()
-    def add_items(self, new: NewItems) -> torch.Tensor:
-        """Append items never seen (inductive mode): their pooled text features as the store computes them."""
-        from modalrec.content.store import text_rows
-
+    def add_items(self, features: ItemFeatures) -> torch.Tensor:
+        """Append items never seen (inductive mode or a hybrid), given their pooled text features."""
         if not self.id_free:
             raise CapabilityError("this UniSRec model is transductive (text + ID embeddings): a new item has no "
                                   "ID embedding; train with model.mode=inductive, or as a hybrid (model.id_dropout > 0), "
                                   "to serve new items")
-        vals, present, _ = text_rows(self.text_encoder, new.texts, what="pooled")
+        vals, present = features["text"].values, np.asarray(features["text"].present, dtype=bool)
         dev = self.text_feat.device
-        n0, n = self.n_items, len(new)
+        n0, n = self.n_items, len(present)
         self.text_feat = torch.cat([self.text_feat, vals.float().to(dev)])
         self.text_present = torch.cat([self.text_present, torch.from_numpy(present).to(dev)])
         self.n_items = n0 + n

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalrec.models.base import CapabilityError, NewItems
+from modalrec.models.base import CapabilityError, NewItems, add_new_items
 from modalrec.utils import atomic_write_text
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
@@ -414,7 +414,7 @@ class Recommender:
                 raise RequestError(f"item id(s) already in the catalogue: {', '.join(taken[:10])}")
             n0 = self.model.n_items
             try:
-                idx = self.model.add_items(new)
+                idx = add_new_items(self.model, new)
             except CapabilityError as e:
                 raise UnsupportedError(str(e)) from None
             try:
@@ -509,7 +509,7 @@ class Recommender:
             extra = [r for _, raw in parsed for r in raw]
             if extra:  # raw content: borrow model rows for this call only, then forget them
                 new, _, _ = self._new_items(extra)
-                self.model.add_items(new)
+                add_new_items(self.model, new)
             try:
                 full, off = [], n0
                 for rows, raw in parsed:
@@ -648,7 +648,7 @@ class Recommender:
                 self._require_content_model("compare an item it never saw")
                 n0 = self.model.n_items
                 new, _, _ = self._new_items([item])
-                idx = self.model.add_items(new)
+                idx = add_new_items(self.model, new)
                 try:
                     with torch.no_grad():
                         q = self._similarity(self.model.item_embeddings(idx).float())

@@ -123,7 +123,7 @@ class Trainer:
         from modalrec.models.registry import build_model
 
         cfg, tr = self.cfg, self.cfg.transfer
-        self.model = build_model(cfg.model, self.dataset)
+        self.model = build_model(cfg.model, self.dataset, progress=self.show)
         self.model.fit_statistics(self.dataset)
         if tr.init_from and not resume:  # on resume the last checkpoint already holds these weights
             from modalrec.train.transfer import load_components
@@ -345,6 +345,7 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
 
     from modalrec.config import ConfigError, InteractionsSpec, ItemsSpec
     from modalrec.data.prepare import load_or_prepare
+    from modalrec.models.registry import catalogue_features_for
 
     if not cfg.data.extra_sources:
         return []
@@ -360,7 +361,7 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
         barrier(dist_info)
         if not dist_info.is_main:
             ds = load_or_prepare(dcfg, progress=False)
-        k = model.add_domain(ds, quiet=not show)
+        k = model.add_domain(ds, catalogue_features_for(model, ds, progress=show))
         if show:
             tqdm.write(f"extra source {src}: domain {k}, {ds.n_items} items, {len(ds.split.train)} training sequences")
         out.append(ds)
