@@ -98,6 +98,10 @@ def summarise(grid: dict, runs: dict) -> dict:
         table[variant] = {"valid_ndcg@10": _ms(valid), "test_ndcg@10": _ms(test), "test_hr@10": _ms(hr),
                           "best_epochs": [r["best_epoch"] for r in by_seed.values()],
                           "wall_s": round(float(np.mean([r["wall_s"] for r in by_seed.values()])), 1)}
+        cold = [(r["test"].get("cold_metrics") or {}).get("hr@10") for r in by_seed.values()]
+        if all(c is not None for c in cold):  # examples whose target is a cold item (cold split, cold items)
+            table[variant]["test_cold_hr@10"] = _ms(cold)
+            table[variant]["test_cold_count"] = [r["test"]["cold_count"] for r in by_seed.values()]
     winner = max(table, key=lambda v: table[v]["valid_ndcg@10"]["mean"])
     base = grid.get("baseline")
     if base:
