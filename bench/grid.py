@@ -10,8 +10,8 @@ A grid is a YAML file written (and committed) before it runs, under ``bench/grid
       basic: train --model unisrec --dataset ml-100k model.mode=inductive
       rich: train --model unisrec --dataset ml-100k model.mode=inductive data.text=rich
 
-Each (variant, seed) trains into ``runs/grid/<name>/<variant>-s<seed>``; a finished folder made by the same
-command is reused, so an interrupted grid continues. The winner is the variant with the highest mean
+Each (variant, seed) trains into ``runs/grid/<name>/<variant>-s<seed>``; a finished run of the same config is
+reused and an interrupted one continued (``--reuse``), so an interrupted grid continues. The winner is the variant with the highest mean
 *validation* NDCG@10; test metrics are only reported. Results go to ``bench/results/grid_<name>.json``.
 
     python bench/grid.py bench/grids/unisrec-text.yaml [--jobs 2] [--report-only]
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from harness.runs import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "ndcg@10"
@@ -57,35 +57,13 @@ def out_dir(cmd: list[str]) -> Path:
     return Path(cmd[cmd.index("--out") + 1])
 
 
-def finished(cmd: list[str]) -> bool:
-    folder = out_dir(cmd)
-    try:
-        return json.loads((folder / "grid_meta.json").read_text())["command"] == cmd and (
-            folder / "results.json").is_file()
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def run_one(cmd: list[str]) -> dict:
-    """Train (unless finished), then return the run's results.json with the wall time it took."""
+    """The run of ``cmd`` (made, continued or reused by the library: harness.runs.run_cli), with its wall time."""
     folder = out_dir(cmd)
-    if not finished(cmd):
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        t0 = time.time()
-        log = folder.parent / f"{folder.name}.log"
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as f:
-            res = subprocess.run([sys.executable, "-m", "modalrec.cli", *cmd], stdout=f, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        if res.returncode != 0:
-            raise SystemExit(f"failed ({res.returncode}): modalrec {shlex.join(cmd)}; log: {log}")
-        (folder / "grid_meta.json").write_text(json.dumps({"command": cmd, "wall_s": time.time() - t0}) + "\n")
-    results = json.loads((folder / "results.json").read_text())
-    results["wall_s"] = json.loads((folder / "grid_meta.json").read_text())["wall_s"]
-    return results
+    r = run_cli(cmd, folder, folder.parent / f"{folder.name}.log")
+    if r["wall_s"] is None and (folder / "grid_meta.json").is_file():  # a run made by this script before run_cli
+        r["wall_s"] = json.loads((folder / "grid_meta.json").read_text())["wall_s"]
+    return r
 
 
 def summarise(grid: dict, runs: dict) -> dict:

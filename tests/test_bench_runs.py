@@ -14,69 +14,50 @@ sys.path.insert(0, str(ROOT / "bench"))  # as when a bench script runs: bench/ha
 
 from harness import runs as bench  # noqa: E402
 
-# a stand-in for `modalrec`: records its arguments, writes results.json into the folder after --out
-FAKE = """
-import json, sys
-from pathlib import Path
-args = sys.argv[1:]
-out = Path(args[args.index("--out") + 1])
-if "--resume" not in args and out.exists():
-    print("error: already holds a run"); sys.exit(2)
-out.mkdir(parents=True, exist_ok=True)
-(out / "args.json").write_text(json.dumps(args))
-(out / "results.json").write_text(json.dumps({"test": {"metrics": {"ndcg@10": 0.5}}, "best_epoch": 1}))
-"""
+TINY = ["--dataset", "synthetic", "--quiet", "model.hidden_size=16", "model.inner_size=32", "model.max_len=8",
+        "train.batch_size=32"]
 
 
-def _fake(tmp_path, monkeypatch):
-    script = tmp_path / "fake_modalrec.py"
-    script.write_text(FAKE)
-    monkeypatch.setattr(bench, "MODALREC", [sys.executable, str(script)])
-
-
-def test_fresh_then_reused(tmp_path, monkeypatch):
-    _fake(tmp_path, monkeypatch)
+def test_fresh_then_reused(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", "pop", "--out", str(out), "--quiet"]
+    args = ["train", "--model", "sasrec", "--out", str(out), *TINY, "train.epochs=2"]
     r = bench.run_cli(args, out, tmp_path / "log.txt")
     assert not r["reused"] and "resumed" not in r and r["command"] == "modalrec " + " ".join(args)
-    assert json.loads((out / "args.json").read_text()) == args
-    (out / "args.json").unlink()
+    stamp = (out / "results.json").stat().st_mtime_ns
     again = bench.run_cli(args, out, tmp_path / "log.txt")
-    assert again["reused"] and not (out / "args.json").exists()  # not run a second time
+    assert again["reused"] and (out / "results.json").stat().st_mtime_ns == stamp  # not run a second time
+    assert again["wall_s"] == r["wall_s"]  # the first run's record is kept
 
 
-def test_finished_run_of_another_command_is_made_again(tmp_path, monkeypatch):
-    _fake(tmp_path, monkeypatch)
+def test_finished_run_of_another_command_is_made_again(tmp_path):
     out = tmp_path / "run"
-    bench.run_cli(["train", "--model", "sasrec", "--out", str(out), "--quiet", "train.epochs=3"], out, tmp_path / "l")
-    changed = ["train", "--model", "sasrec", "--out", str(out), "--quiet", "train.epochs=5"]
+    bench.run_cli(["train", "--model", "sasrec", "--out", str(out), *TINY, "train.epochs=2"], out, tmp_path / "l")
+    changed = ["train", "--model", "sasrec", "--out", str(out), *TINY, "train.epochs=3"]
     r = bench.run_cli(changed, out, tmp_path / "l")
-    assert not r["reused"] and json.loads((out / "args.json").read_text()) == changed
+    assert not r["reused"] and r["epochs_run"] == 3
     assert r["command"] == "modalrec " + " ".join(changed)
 
 
-def test_interrupted_train_is_continued(tmp_path, monkeypatch):
-    _fake(tmp_path, monkeypatch)
+def test_interrupted_train_is_continued(tmp_path):
+    from modalrec.config import build_config
+    from modalrec.run.training import train
+
     out = tmp_path / "run"
-    (out / "checkpoints").mkdir(parents=True)
-    (out / "checkpoints" / "last.pt").write_bytes(b"x")
-    args = ["train", "--model", "sasrec", "--out", str(out), "--quiet", "train.seed=1"]
+    overrides = ["data.dataset=synthetic", "model.hidden_size=16", "model.inner_size=32", "model.max_len=8",
+                 "train.batch_size=32", "train.epochs=3"]
+
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    try:
+        train(build_config(model="sasrec", overrides=overrides), out, progress=False, callbacks=[stop])
+    except KeyboardInterrupt:
+        pass
+    args = ["train", "--model", "sasrec", "--out", str(out), *TINY, "train.epochs=3"]
     r = bench.run_cli(args, out, tmp_path / "log.txt")
-    assert json.loads((out / "args.json").read_text()) == ["train", "--resume", *args[1:]]
-    assert r["resumed"] is True and r["command"] == "modalrec " + " ".join(args)  # recorded without --resume
+    assert r["resumed"] is True and r["epochs_run"] == 3 and r["command"] == "modalrec " + " ".join(args)
+    assert "resuming" in (tmp_path / "log.txt").read_text()
     assert json.loads((out / "bench_meta.json").read_text())["resumed"] is True
-
-
-def test_interrupted_finetune_starts_again(tmp_path, monkeypatch):
-    _fake(tmp_path, monkeypatch)
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "stale.txt").write_text("left by the interrupted run")
-    args = ["finetune", "--from", "pre", "--out", str(out), "--quiet"]
-    r = bench.run_cli(args, out, tmp_path / "log.txt")
-    assert not (out / "stale.txt").exists() and "resumed" not in r
-    assert json.loads((out / "args.json").read_text()) == args
 
 
 # --- bench/sasrec_vs_recbole.py: RecBole runs kept in bench/results/ and reused only when converged
@@ -123,7 +104,7 @@ import json, sys
 from pathlib import Path
 args = sys.argv[2:]  # after the "marker" that stands for `-m modalrec.cli`
 out = Path(args[args.index("--out") + 1])
-out.mkdir(parents=True)  # fails if the folder was not cleared first
+out.mkdir(parents=True, exist_ok=True)
 (out / "args.json").write_text(json.dumps(args))
 m = {"ndcg@10": 0.1, "hr@10": 0.2}
 (out / "results.json").write_text(json.dumps({"time_to_best_s": 1.0, "train_time_s": 2.0, "best_epoch": 1,
@@ -131,20 +112,15 @@ m = {"ndcg@10": 0.1, "hr@10": 0.2}
 """
 
 
-def test_our_sasrec_run_is_reused_only_for_the_same_command(tmp_path, monkeypatch):
+def test_our_sasrec_run_is_asked_of_the_library_with_its_settings(tmp_path, monkeypatch):
+    """What is reused is the library's decision (--reuse --overwrite, tests/run/test_reuse.py); the bench
+    asks for its settings, the seed and the data set."""
     script = tmp_path / "fake.py"
     script.write_text(FAKE_SASREC)
     monkeypatch.setattr(bench, "MODALREC", [sys.executable, str(script), "marker"])
     out = tmp_path / "ours"
     svr.ours("ml-100k", ["train.epochs=3"], 0, out)
-    first = json.loads((out / "args.json").read_text())
-    assert "train.epochs=3" in first and "train.seed=0" in first
-    (out / "args.json").unlink()
-    svr.ours("ml-100k", ["train.epochs=3"], 0, out)  # same command: reused, not run
-    assert not (out / "args.json").exists()
-    svr.ours("ml-100k", ["train.epochs=5"], 0, out)  # settings changed: run again in a cleared folder
-    assert "train.epochs=5" in json.loads((out / "args.json").read_text())
-    (out / "bench_meta.json").unlink()  # a run folder from before the command was recorded: run again
-    (out / "args.json").unlink()
-    svr.ours("ml-100k", ["train.epochs=5"], 0, out)
-    assert (out / "args.json").is_file() and (out / "bench_meta.json").is_file()
+    args = json.loads((out / "args.json").read_text())
+    assert {"train.epochs=3", "train.seed=0", "--reuse", "--overwrite"} <= set(args)
+    assert args[args.index("--dataset") + 1] == "ml-100k"
+    assert (out / "bench_meta.json").is_file()

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     how = t.add_mutually_exclusive_group()
     how.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     how.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    _add_reuse(t)
     _add_common(t)
 
     ft = sub.add_parser(
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--freeze", default="", help="comma-separated components whose weights do not train")
     ft.add_argument("--out", required=True, help="run folder to create")
     ft.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    _add_reuse(ft)
     _add_common(ft)
 
     e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
@@ -272,6 +274,22 @@ def cmd_models(_args) -> int:
     return 0
 
 
+def _add_reuse(p) -> None:
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse a finished run of the same config in --out, continue an interrupted one, else start; "
+                        "a run of another config is an error (with --overwrite: replaced)")
+
+
+def _run_training(cfg, args):
+    """Train ``cfg`` into ``args.out`` as the flags ask: --reuse (run-or-resume) or a new run (--overwrite)."""
+    from modalrec.run.training import train, train_or_resume
+
+    if args.reuse:
+        return train_or_resume(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                               log_to=lambda m: print(m, file=sys.stderr), command=_command(args))
+    return train(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, command=_command(args))
+
+
 def _command(args) -> str:
     return "modalrec " + " ".join(args.argv)
 
@@ -284,6 +302,9 @@ def _print_results(results: dict, out: str) -> None:
 def cmd_train(args) -> int:
     from modalrec.run.training import train
 
+    if args.resume and args.reuse:
+        print("error: --reuse already continues an interrupted run: give --resume or --reuse", file=sys.stderr)
+        return 2
     if args.resume:
         if args.model or args.dataset or args.config:
             print("error: --resume continues a run with its saved config; only key=value overrides of "
@@ -292,8 +313,7 @@ def cmd_train(args) -> int:
         results = train(None, args.out, resume=True, overrides=args.overrides, progress=not args.quiet,
                         command=_command(args))
     else:
-        cfg = _config(args, model=args.model)
-        results = train(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, command=_command(args))
+        results = _run_training(_config(args, model=args.model), args)
     _print_results(results, args.out)
     return 0
 
@@ -301,11 +321,10 @@ def cmd_train(args) -> int:
 def cmd_finetune(args) -> int:
     from modalrec.config import load_yaml
     from modalrec.run.finetune import finetune_config
-    from modalrec.run.training import train
 
     cfg = finetune_config(args.source, args.dataset, args.transfer.split(","), args.freeze.split(","),
                           args.overrides, base=load_yaml(args.config) if args.config else None)
-    results = train(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, command=_command(args))
+    results = _run_training(cfg, args)
     _print_results(results, args.out)
     return 0
 

@@ -148,16 +148,67 @@ def train(
     return results
 
 
-def train_or_resume(cfg, out: str | Path, *, progress: bool = True, log_to: Callable[[str], None] = print,
-                    **kwargs) -> dict:
+def train_or_resume(cfg, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+                    log_to: Callable[[str], None] = print, **kwargs) -> dict:
     """Reuse a finished run in ``out``, continue an interrupted one, or start a fresh one (a folder
     without a checkpoint is started again). Returns the results. ``cfg`` may be a callable that
-    builds the config (only called for a fresh start)."""
+    builds the config.
+
+    A run in ``out`` made with another config (any setting but how it computes: threads, device,
+    evaluation batch sizes) is never reused or continued: a RunDirError names the first difference, or
+    with ``overwrite`` the run is replaced.
+    """
+    from modalrec.run.paths import resolve_paths
+
     rd = RunDir(out)
+    cfg = resolve_paths(cfg() if callable(cfg) else cfg)
+    if rd.started:
+        diff = config_difference(rd, cfg)
+        if diff and not overwrite:
+            raise RunDirError(f"{rd.path} holds a run of another config ({diff}); pass --overwrite to replace it, "
+                              "or choose another --out")
+        if diff:
+            log_to(f"{rd.path} holds a run of another config ({diff}); replacing it")
+            return train(cfg, out, overwrite=True, progress=progress, **kwargs)
     if rd.finished:
         log_to(f"reusing finished run {rd.path} (delete it to retrain)")
         return json.loads(rd.results.read_text())
     if rd.last.is_file():
         log_to(f"{rd.path} holds an unfinished run; resuming it")
         return train(None, out, resume=True, progress=progress, **kwargs)
-    return train(cfg() if callable(cfg) else cfg, out, progress=progress, **kwargs)
+    return train(cfg, out, progress=progress, **kwargs)
+
+
+# settings that change how a run computes, not what it computes (a run is reused whatever they are)
+HOW_NOT_WHAT = ("train.threads", "train.device", "eval.batch_size", "eval.item_chunk", "data.cache")
+
+
+def config_difference(rd: RunDir, cfg) -> str:
+    """The first setting in which ``cfg`` differs from the run saved in ``rd`` ("train.epochs: 3 in the
+    run, 5 asked"), ignoring :data:`HOW_NOT_WHAT`; "" when they agree."""
+    from modalrec.config import load_yaml, to_dict
+
+    if rd.config_json.is_file():
+        saved = json.loads(rd.config_json.read_text())
+    elif rd.config.is_file():
+        saved = load_yaml(rd.config)
+    else:
+        return "it has no config.json or config.yaml"
+    saved, asked = _flat(saved), _flat(json.loads(json.dumps(to_dict(cfg))))  # tuples as lists, as saved
+    for key in sorted(set(saved) | set(asked)):
+        if key in HOW_NOT_WHAT:
+            continue
+        a, b = saved.get(key, "(unset)"), asked.get(key, "(unset)")
+        if a != b:
+            return f"{key}: {a!r} in the run, {b!r} asked"
+    return ""
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
