@@ -298,29 +298,15 @@ class Recommender:
         """Catalogue text of a new item: ``text`` as given, else rendered like the catalogue's texts."""
         if fields.get("text"):
             return str(fields["text"])
-        title = fields.get("title")
-        src = self._source
-        if src is not None and src.kind == "builtin" and title:
-            from modalrec.datasets.builtin import movie_frame
+        title, src = fields.get("title"), self._source
+        spec = getattr(src, "items", None)
+        if spec is not None:
             from modalrec.data.tables import render_text, template_fields
+            from modalrec.datasets.new_items import item_fields
 
-            genres = fields.get("genres") or []
-            if isinstance(genres, str):
-                genres = [g.strip() for g in genres.replace("|", ",").split(",")]
-            df = movie_frame([fields.get("item_id", "new")], [str(title)], [fields.get("year") or ""], [genres])
-            spec = src.items
             need = template_fields(spec.text_template) if spec.text_template else list(spec.text_fields)
-            if all(f in df.columns for f in need):  # MovieLens; other built-ins (synthetic) fall through
-                return str(render_text(df, spec.text_fields, spec.text_template)[0])
-        if src is not None and src.items is not None:
-            from modalrec.data.tables import render_text, template_fields
-
-            spec = src.items
-            need = template_fields(spec.text_template) if spec.text_template else list(spec.text_fields)
-            if need and any(f in fields for f in need):
-                import pandas as pd
-
-                df = pd.DataFrame([{f: fields.get(f, "") for f in need}])
+            df = item_fields(src, fields, need)
+            if df is not None:
                 return str(render_text(df, spec.text_fields, spec.text_template)[0])
         if title:
             return str(title)
@@ -331,10 +317,10 @@ class Recommender:
         """(decoded image at the tower's size or None, the encoded bytes kept for display)."""
         size = self.model.image_size
         data = fields.get("image")
-        if data is None and self._poster_style() and fields.get("title"):
-            from modalrec.datasets.posters import poster_png
+        if data is None:
+            from modalrec.datasets.new_items import item_poster
 
-            data = poster_png(str(fields["title"]), fields.get("year") or "", fields.get("genres") or [])
+            data = item_poster(self._source, fields, bool(self.cfg.data.posters))
         if data is None:
             return None, None
         if isinstance(data, np.ndarray):
@@ -359,9 +345,6 @@ class Recommender:
             return decode_image(bytes(data), size), bytes(data)
         except Exception as e:
             raise RequestError(f"the image of new item {fields.get('item_id', '')!r} cannot be decoded: {e}") from e
-
-    def _poster_style(self) -> bool:
-        return bool(self.cfg.data.posters) and self._source is not None and self._source.kind == "builtin"
 
     def _new_items(self, entries: list[dict]) -> tuple[NewItems, list[str], list[bytes | None]]:
         texts, images, present, raw = [], [], [], []
