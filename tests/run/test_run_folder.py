@@ -3,6 +3,7 @@ without its data or cache), data met later is checked, and a failed start never 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -251,3 +252,24 @@ def test_content_model_without_an_id_table_transfers_to_another_catalogue(tmp_pa
     code, _, err = cli(capsys, "finetune", "--from", "src-transductive", "--dataset", spec, "--out", "ft2", "--quiet",
                        "train.epochs=1")
     assert code == 2 and "not the data" in err, err
+
+
+def test_a_saved_recommender_is_a_source_for_finetuning(tmp_path, capsys):
+    """A folder written by Recommender.save has no best.pt: fine-tuning loads its model.safetensors."""
+    from modalrec.config import build_config
+    from modalrec.run.training import train
+    from modalrec.serve.recommender import Recommender
+
+    train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run",
+          progress=False)
+    Recommender.load(tmp_path / "run").save(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "best.pt").exists()
+    code = main(["finetune", "--from", str(tmp_path / "saved"), "--dataset", "synthetic", "--out",
+                 str(tmp_path / "ft"), "--quiet", "train.epochs=1"])
+    assert code == 0
+    from modalrec.run.store import load_run
+
+    res = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert res["transfer"]["checkpoint"].endswith("model.safetensors")
+    assert res["transfer"]["model_name"] == "sasrec" and "item_embedding" in res["transfer"]["loaded"]
+    assert load_run(tmp_path / "ft").model is not None

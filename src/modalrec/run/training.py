@@ -50,9 +50,9 @@ def _check_transfer_data(cfg, dataset) -> None:
 
 def _has_item_ids(checkpoint: Path) -> bool:
     """Whether a checkpoint holds an item ID table (``item_embedding``)."""
-    from modalrec.core import checkpoint as ckpt_io
+    from modalrec.train.transfer import source_state
 
-    return any(k.split(".")[0] == "item_embedding" for k in ckpt_io.load(checkpoint)["model"])
+    return any(k.split(".")[0] == "item_embedding" for k in source_state(checkpoint)[1])
 
 
 def _load(cfg, dist_info: DistInfo, show: bool, what: str):

@@ -24,13 +24,37 @@ def components(model: torch.nn.Module) -> list[str]:
 
 
 def checkpoint_path(init_from: str | Path) -> Path:
+    """The weights of a pre-trained run: its ``best.pt``, ``checkpoints/last.pt`` or (a run saved by
+    ``Recommender.save``, or copied without its checkpoints) ``model.safetensors``; or the file given."""
     p = Path(init_from)
     if p.is_dir():
-        for name in ("best.pt", "checkpoints/last.pt"):
+        for name in ("best.pt", "checkpoints/last.pt", "model.safetensors"):
             if (p / name).is_file():
                 return p / name
-        raise CheckpointError(f"{p} holds no best.pt or checkpoints/last.pt: is it a modalrec run folder?")
+        raise CheckpointError(f"{p} holds no best.pt, checkpoints/last.pt or model.safetensors: is it a modalrec "
+                              "run folder?")
     return p
+
+
+def source_state(init_from: str | Path) -> tuple[Path, dict[str, torch.Tensor], str]:
+    """(the weights file, its state dict, the model's name) of a pre-trained run (see :func:`checkpoint_path`)."""
+    path = checkpoint_path(init_from)
+    if path.suffix != ".safetensors":
+        ck = ckpt_io.load(path)
+        return path, ck["model"], ck.get("model_name") or ""
+    import json
+
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # a damaged or foreign file: name it
+        raise CheckpointError(f"{path}: cannot read the weights ({e})") from e
+    try:
+        name = json.loads((path.parent / "config.json").read_text())["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = ""
+    return path, state, name
 
 
 def load_components(model: torch.nn.Module, init_from: str | Path, names: list[str]) -> dict:
@@ -38,9 +62,7 @@ def load_components(model: torch.nn.Module, init_from: str | Path, names: list[s
 
     Returns ``{"checkpoint", "model_name", "loaded": [...], "fresh": [...]}``.
     """
-    path = checkpoint_path(init_from)
-    ck = ckpt_io.load(path)
-    state = ck["model"]
+    path, state, model_name = source_state(init_from)
     in_ckpt = sorted({k.split(".", 1)[0] for k in state})
     own = model.state_dict()
     have = components(model)
@@ -52,7 +74,7 @@ def load_components(model: torch.nn.Module, init_from: str | Path, names: list[s
                               f"it has: {', '.join(have)}")
     lacking = [n for n in names if n not in in_ckpt]
     if lacking:
-        raise CheckpointError(f"{path} has no component(s) {lacking} (a '{ck.get('model_name')}' checkpoint with "
+        raise CheckpointError(f"{path} has no component(s) {lacking} (a '{model_name}' checkpoint with "
                               f"{', '.join(in_ckpt)}); nothing was loaded")
     new_state = {}
     for n in names:
@@ -69,7 +91,7 @@ def load_components(model: torch.nn.Module, init_from: str | Path, names: list[s
         new_state.update({k: state[k] for k in keys})
     merged = {**own, **new_state}
     model.load_state_dict(merged)
-    return {"checkpoint": str(path), "model_name": ck.get("model_name"), "loaded": list(names),
+    return {"checkpoint": str(path), "model_name": model_name, "loaded": list(names),
             "fresh": [n for n in have if n not in names]}
 
 
