@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalrec.models.base import CapabilityError, NewItems, add_new_items
+from modalrec.models.base import CapabilityError, NewItems
 from modalrec.utils import atomic_write_text
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
@@ -391,23 +391,31 @@ class Recommender:
         if dup:
             raise RequestError(f"item ids given twice: {', '.join(dup[:10])}")
         new, texts, raw = self._new_items(rows)
+        features = self._features(new)  # the slow part, outside the lock: other requests go on meanwhile
         with self._lock:
             taken = [i for i in ids if i in self._row]
             if taken:
                 raise RequestError(f"item id(s) already in the catalogue: {', '.join(taken[:10])}")
             n0 = self.model.n_items
             try:
-                idx = add_new_items(self.model, new)
+                idx = self.model.add_items(features)
             except CapabilityError as e:
                 raise UnsupportedError(str(e)) from None
             try:
                 with torch.no_grad():
                     vec = self.model.item_embeddings(idx).float()
+                _check_finite(vec, "the new items' vectors")
                 self._append(ids, texts, raw, vec, idx.tolist())
             except BaseException:
                 self.model.truncate_items(n0)
                 raise
         return ids
+
+    def _features(self, new: NewItems):
+        """The item features the model reads, of items given as content (computed without the lock)."""
+        from modalrec.content.features import new_item_features
+
+        return new_item_features(self.model.feature_needs(), new)
 
     def _append(self, ids: list[str], texts: list[str], raw: list, vec: torch.Tensor, model_rows: list[int]) -> None:
         """Add rows to the index and the catalogue metadata (caller holds the lock)."""
@@ -432,7 +440,13 @@ class Recommender:
         same model): recommendable at once; they cannot appear in histories (the model has no
         content for them). ``vectors``: ``[n, d]`` rows of the model's item space."""
         ids = [str(i) for i in item_ids]
-        vec = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+        if any(i.strip() == "" or i.strip() != i for i in ids):
+            raise RequestError("item ids must be non-empty, without surrounding white space")
+        try:
+            vec = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+        except (TypeError, ValueError) as e:
+            raise RequestError(f"vectors must be numbers: {e}") from None
+        _check_finite(vec, "vectors")
         width = self.index.items.shape[1] if hasattr(self.index, "items") else vec.shape[-1]
         if vec.ndim != 2 or vec.shape != (len(ids), width):
             raise RequestError(f"vectors must have shape [{len(ids)}, {width}], not {list(vec.shape)}")
@@ -483,16 +497,16 @@ class Recommender:
     def _users(self, histories: list[list]) -> tuple[torch.Tensor, list[list[int]]]:
         """User vectors [B, d] and each history's catalogue rows (for excluding seen items)."""
         parsed = [self._history_rows(h) for h in histories]
+        extra = [r for _, raw in parsed for r in raw]
+        features = self._features(self._new_items(extra)[0]) if extra else None  # without the lock
         with self._lock:
             vector_only = [self._ids[r] for rows, _ in parsed for r in rows if r > 0 and self._mrow[r] == 0]
             if vector_only:
                 raise RequestError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
                                    "they can be recommended but not used in a history")
             n0 = self.model.n_items
-            extra = [r for _, raw in parsed for r in raw]
             if extra:  # raw content: borrow model rows for this call only, then forget them
-                new, _, _ = self._new_items(extra)
-                add_new_items(self.model, new)
+                self.model.add_items(features)
             try:
                 full, off = [], n0
                 for rows, raw in parsed:
@@ -624,14 +638,16 @@ class Recommender:
         from modalrec.serve.index import ExactIndex
 
         k = self._check_k(k)
+        features = None
+        if isinstance(item, dict):
+            self._require_content_model("compare an item it never saw")
+            features = self._features(self._new_items([item])[0])  # without the lock
         with self._lock:
             if self._sim_index is None:
                 self._sim_index = ExactIndex(self._similarity(self._catalogue_matrix()))
-            if isinstance(item, dict):
-                self._require_content_model("compare an item it never saw")
+            if features is not None:
                 n0 = self.model.n_items
-                new, _, _ = self._new_items([item])
-                idx = add_new_items(self.model, new)
+                idx = self.model.add_items(features)
                 try:
                     with torch.no_grad():
                         q = self._similarity(self.model.item_embeddings(idx).float())
@@ -646,3 +662,11 @@ class Recommender:
         scores, idx = self._sim_index.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)],
                                              allowed=allowed)
         return self._results(scores[0], idx[0], k, None)
+
+
+def _check_finite(vec: torch.Tensor, what: str) -> None:
+    """A RequestError unless every value is finite (a NaN or inf row would poison every later ranking)."""
+    bad = ~torch.isfinite(vec)
+    if bool(bad.any()):
+        row = int(bad.any(dim=-1).nonzero()[0, 0]) if vec.ndim > 1 else 0
+        raise RequestError(f"{what}: row {row} holds NaN or infinite values; nothing was added")
