@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV or JSONL of new items to add at start (item_id plus text, or title/year/genres; "
                          "optional image: a file path, relative to FILE's folder)")
     sv.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
+    sv.add_argument("--token", default=None,
+                    help="adding items needs 'Authorization: Bearer TOKEN' (default: $MODALREC_TOKEN); without one, a "
+                         "server listening beyond this machine is read-only")
+    sv.add_argument("--read-only", action="store_true", help="refuse every write (adding items)")
+    sv.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                    help="drop a request whose body has not arrived within S seconds (default 30)")
     sv.add_argument("--quiet", action="store_true", help="no progress bars, only warnings in the server log")
     return ap
 
@@ -429,17 +435,44 @@ def cmd_serve(args) -> int:
               "pip install 'modalrec[serve]'", file=sys.stderr)
         return 2
     from modalrec.serve.recommender import Recommender
+    from modalrec.serve.security import is_loopback
 
+    for flag, value in (("--max-body-mb", args.max_body_mb), ("--body-timeout", args.body_timeout)):
+        if not value > 0:
+            print(f"error: {flag} must be positive, not {value:g}", file=sys.stderr)
+            return 2
+    token = args.token or os.environ.get("MODALREC_TOKEN") or None
+    read_only = args.read_only or (token is None and not is_loopback(args.host))
     rec = Recommender.load(args.run, checkpoint=args.checkpoint, progress=not args.quiet, index=args.index)
     if args.add_items:
         added = rec.add_items(read_items_file(args.add_items))
         print(f"added {len(added)} items from {args.add_items}")
-    app = create_app(rec, max_body_bytes=int(args.max_body_mb * 2**20))
+    app = create_app(rec, max_body_bytes=int(args.max_body_mb * 2**20), token=token, read_only=read_only,
+                     body_timeout_s=args.body_timeout)
     index = ", ".join(f"{k} {v}" for k, v in rec.index_info.items())
+    writes = "read-only" if read_only else ("writes need the token" if token else "writes from this machine")
     print(f"{rec.model_name}: {rec.n_items} items ({index}); web page and API on http://{args.host}:{args.port}/ "
-          "(Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+          f"({writes}; Ctrl+C stops)", flush=True)
+    if read_only and not args.read_only:
+        print(f"note: {args.host} is reachable beyond this machine and no token is set, so adding items is off; "
+              "give --token (or MODALREC_TOKEN) to allow it", file=sys.stderr)
+    _raise_open_files_limit()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                timeout_keep_alive=5, server_header=False)
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Many idle connections must not exhaust file descriptors: the soft limit goes up to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20) if hard != resource.RLIM_INFINITY
+                                                        else 1 << 20, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform or not allowed: keep the limit
+        pass
 
 
 def _print_metrics(metrics: dict, title: str) -> None:

@@ -148,3 +148,19 @@ def test_add_a_new_item_through_the_form(page):
     new_id = added.get_attribute("data-item-id")
     recs = page.request.post(page.url + "recommend", data={"history": ["1"], "k": 1000}).json()
     assert new_id in [r["item_id"] for r in recs["items"]]
+
+
+def test_a_page_on_another_site_cannot_add_an_item(browser, server):
+    """A page elsewhere auto-submits a form to /items/form in the visitor's browser: refused, nothing added."""
+    evil = ("<html><body><form id='f' method='POST' action='" + server + "items/form'>"
+            "<input name='item_id' value='planted-1'><input name='title' value='Planted'></form>"
+            "<script>document.getElementById('f').submit()</script></body></html>")
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    pg.route("http://evil.test/", lambda route: route.fulfill(status=200, content_type="text/html", body=evil))
+    with pg.expect_response(lambda r: r.url.endswith("/items/form")) as answer:
+        pg.goto("http://evil.test/")
+    assert answer.value.status == 403
+    assert pg.request.get(server + "items/planted-1").status == 404
+    context.close()

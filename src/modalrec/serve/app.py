@@ -4,7 +4,10 @@
 The status codes mean the same on every endpoint (docs/serving.md lists them per endpoint):
 
 - 400: the body is not valid JSON (or ``Content-Length`` is not a number);
+- 401: adding items needs the server's token (``Authorization: Bearer <token>``);
+- 403: a write refused: the server is read-only, or the request comes from another site's page;
 - 404: the item named in the URL does not exist (or has no image);
+- 408: the request body did not arrive in time;
 - 409: an item id to add is already in the catalogue;
 - 413: the body is larger than ``max_body_bytes``;
 - 422: anything else the request asks that cannot be answered: schema violations, an empty history,
@@ -17,6 +20,7 @@ Every error body is ``{"detail": "<what is wrong>"}`` (plus ``errors`` for schem
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -300,8 +304,9 @@ class BodySizeLimit:
     chunked uploads without a ``Content-Length`` too; memory per request stays under ``max_bytes``.
     """
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
+        self.app, self.max_bytes, self.timeout_s = app, int(max_bytes), float(timeout_s)
+        self._stalled = 0  # bodies dropped; logged once per power of two (not one line per attempt)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -321,8 +326,13 @@ class BodySizeLimit:
                 await self._too_large(scope, receive, send, f"{n} bytes")
                 return
         chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                await self._stalled_body(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
@@ -344,6 +354,14 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
+    async def _stalled_body(self, scope, receive, send) -> None:
+        self._stalled += 1
+        if self._stalled & (self._stalled - 1) == 0:
+            log.warning("dropped %d request(s) whose body did not arrive within %.0f s", self._stalled, self.timeout_s)
+        resp = _error_response(408, f"the request body did not arrive within {self.timeout_s:g} s")
+        resp.headers["connection"] = "close"
+        await resp(scope, receive, send)
+
     async def _too_large(self, scope, receive, send, size: str) -> None:
         resp = _error_response(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} "
                                     "bytes; send fewer items or smaller images per request")
@@ -358,16 +376,26 @@ Recommendations from a trained modalrec run. Items are catalogue ids, or (ID-fre
 missrec, unisrec inductive) the raw content of items the model never saw. New items can be added
 at run time and are recommendable at once.
 
-Errors are JSON `{"detail": "..."}`: 400 body is not JSON, 404 unknown item in the URL, 409 item id
-exists already, 413 body too large, 422 anything else that cannot be answered (the detail says what).
+Errors are JSON `{"detail": "..."}`: 400 body is not JSON, 401 adding items needs the token, 403 write
+refused (read-only server, or sent from another site), 404 unknown item in the URL, 408 body did not
+arrive in time, 409 item id exists already, 413 body too large, 422 anything else that cannot be
+answered (the detail says what).
 """
 
 
-def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20) -> FastAPI:
-    """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, web page at ``/``) for ``rec``."""
+def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str | None = None,
+               read_only: bool = False, body_timeout_s: float = 30.0) -> FastAPI:
+    """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, web page at ``/``) for ``rec``.
+
+    Writes (adding items) need ``token`` when one is given, never come from another site's page, and are
+    refused on a ``read_only`` server (:mod:`modalrec.serve.security`). A body that has not arrived
+    within ``body_timeout_s`` is answered 408 and its connection closed."""
+    from modalrec.serve.security import WriteGuard
+
     app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.recommender = rec
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(request: Request, exc: RequestValidationError):

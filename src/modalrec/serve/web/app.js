@@ -10,8 +10,18 @@
 
   // -- the API -------------------------------------------------------------------------------
 
+  // Adding items may need the server's token (modalrec serve --token): asked once, kept for this tab only.
+  const TOKEN_KEY = "modalrec-token";
+
   async function api(path, options) {
-    const resp = await fetch(path, options);
+    let resp = await fetch(path, withToken(options));
+    if (resp.status === 401 && options && options.method === "POST") {
+      const token = window.prompt("This server needs its token to add items (modalrec serve --token):");
+      if (token) {
+        sessionStorage.setItem(TOKEN_KEY, token);
+        resp = await fetch(path, withToken(options));
+      }
+    }
     let body = null;
     try {
       body = await resp.json();
@@ -23,6 +33,12 @@
       throw new Error(detail);
     }
     return body;
+  }
+
+  function withToken(options) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token || !options || options.method !== "POST") return options;
+    return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + token } };
   }
 
   const postJson = (path, data) =>

@@ -1,0 +1,88 @@
+"""Write protection and response headers (modalrec.serve.security) and the stalled-body timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'modalrec[serve]'")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from modalrec.serve.app import BodySizeLimit, create_app  # noqa: E402
+from modalrec.serve.recommender import Recommender  # noqa: E402
+from modalrec.serve.security import SECURITY_HEADERS, is_loopback  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def uni(served_runs):
+    return Recommender.load(served_runs["unisrec"])
+
+
+def _add(client, item_id: str, **headers):
+    return client.post("/items", json={"items": [{"item_id": item_id, "text": f"a film called {item_id}"}]},
+                       headers=headers)
+
+
+def test_every_response_carries_the_security_headers(uni):
+    with TestClient(create_app(uni)) as c:
+        for resp in (c.get("/"), c.get("/health"), c.get("/items/nope"), c.post("/recommend", content=b"{")):
+            for key, value in SECURITY_HEADERS.items():
+                assert resp.headers.get(key) == value, (resp.request.url, key)
+
+
+def test_writes_from_another_site_are_refused(uni):
+    with TestClient(create_app(uni)) as c:
+        r = _add(c, "evil-1", origin="https://evil.example")
+        assert r.status_code == 403 and "another site" in r.json()["detail"]
+        r = c.post("/items/form", data={"item_id": "evil-2", "title": "Evil"}, headers={"origin": "null"})
+        assert r.status_code == 403
+        r = _add(c, "evil-3", referer="https://evil.example/page")
+        assert r.status_code == 403
+        assert c.get("/items/evil-1").status_code == 404 and c.get("/items/evil-3").status_code == 404
+        assert _add(c, "own-1", origin="http://testserver").status_code == 201  # this site's own page
+        assert _add(c, "script-1").status_code == 201  # no Origin: not a browser page; no token asked
+        ok = c.post("/recommend", json={"history": [uni._ids[1]], "k": 3}, headers={"origin": "https://x.example"})
+        assert ok.status_code == 200  # reading is open
+
+
+def test_a_token_guards_writes_only(uni):
+    with TestClient(create_app(uni, token="s3cret")) as c:
+        r = _add(c, "tok-1")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert _add(c, "tok-2", authorization="Bearer wrong").status_code == 401
+        assert _add(c, "tok-3", authorization="Bearer s3cret").status_code == 201
+        assert c.get("/items/tok-1").status_code == 404 and c.get("/items/tok-3").status_code == 200
+        assert c.post("/recommend", json={"history": [uni._ids[1]], "k": 3}).status_code == 200
+
+
+def test_a_read_only_server_refuses_every_write(uni):
+    with TestClient(create_app(uni, read_only=True)) as c:
+        r = _add(c, "ro-1", authorization="Bearer anything")
+        assert r.status_code == 403 and "read-only" in r.json()["detail"]
+        assert c.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("host,local", [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                        ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+def test_loopback_addresses(host, local):
+    assert is_loopback(host) is local
+
+
+def test_a_body_that_never_arrives_is_dropped():
+    sent = []
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError("the app must not see a stalled request")
+
+    async def receive():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    guard = BodySizeLimit(app, max_bytes=1024, timeout_s=0.05)
+    asyncio.run(guard({"type": "http", "method": "POST", "path": "/items", "headers": []}, receive, send))
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
