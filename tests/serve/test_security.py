@@ -86,3 +86,44 @@ def test_a_body_that_never_arrives_is_dropped():
     asyncio.run(guard({"type": "http", "method": "POST", "path": "/items", "headers": []}, receive, send))
     assert sent[0]["status"] == 408
     assert (b"connection", b"close") in sent[0]["headers"]
+
+
+def _png_of(width: int, height: int, mode: str = "1") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (width, height)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_an_image_bomb_is_refused_from_its_header(served_runs):
+    from modalrec.content.image import ImageTowerError, decode_image
+    from modalrec.serve.recommender import RequestError
+
+    bomb = _png_of(6000, 6000)  # 36 megapixels in a few KB
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageTowerError, match="36.0 megapixels"):
+        decode_image(bomb, 16, max_pixels=12_000_000)
+    assert decode_image(_png_of(40, 30, "RGB"), 16, max_pixels=12_000_000).shape == (16, 16, 3)
+    rec = Recommender.load(served_runs["pmmrec"])
+    n = rec.n_items
+    with pytest.raises(RequestError, match="megapixels"):
+        rec.add_items([{"item_id": "bomb", "title": "Bomb", "image": bomb}])
+    assert rec.n_items == n
+
+
+def test_request_sizes_are_bounded_as_the_spec_says(uni):
+    from modalrec.serve.app import MAX_CONTENT_ENTRIES, MAX_ITEMS_PER_ADD
+
+    with TestClient(create_app(uni)) as c:
+        spec = c.get("/openapi.json").json()["components"]["schemas"]
+        assert spec["AddItemsRequest"]["properties"]["items"]["maxItems"] == MAX_ITEMS_PER_ADD
+        assert str(MAX_CONTENT_ENTRIES) in spec["RecommendRequest"]["properties"]["history"]["description"]
+        many = [{"text": f"film {i}"} for i in range(MAX_CONTENT_ENTRIES + 1)]
+        r = c.post("/recommend", json={"history": many, "k": 3})
+        assert r.status_code == 422 and f"at most {MAX_CONTENT_ENTRIES}" in r.text
+        assert c.post("/recommend", json={"history": many[:MAX_CONTENT_ENTRIES], "k": 3}).status_code == 200
+        items = [{"item_id": f"b{i}", "text": "x"} for i in range(MAX_ITEMS_PER_ADD + 1)]
+        assert c.post("/items", json={"items": items}).status_code == 422

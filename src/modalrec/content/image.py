@@ -320,13 +320,24 @@ class ImageReader:
         return out, present
 
 
-def decode_image(data: bytes, size: int) -> np.ndarray:
-    """Encoded image -> RGB uint8 ``[size, size, 3]``: shorter side resized to ``size``, centre crop."""
+MAX_SERVED_PIXELS = 12_000_000  # an image in a request: at most a 4000 x 3000 photo
+
+
+def decode_image(data: bytes, size: int, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded image -> RGB uint8 ``[size, size, 3]``: shorter side resized to ``size``, centre crop.
+
+    ``max_pixels``: refuse (ImageTowerError naming the size) an image with more pixels, judged from its
+    header before anything is decoded (served requests; catalogue files leave it None: Pillow's own
+    limit). The decoding is the same either way, so a served item gets the pixels a catalogue item would."""
     try:
         from PIL import Image
     except ImportError as e:
         raise ImageTowerError("Reading images needs Pillow: pip install 'modalrec[images]'") from e
     with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageTowerError(f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than the "
+                                  f"{max_pixels / 1e6:g} allowed; send a smaller image")
         im.load()
         im = im.convert("RGB")
         w, h = im.size

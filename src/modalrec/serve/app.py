@@ -43,7 +43,8 @@ log = logging.getLogger("modalrec.serve")
 
 WEB_DIR = Path(__file__).with_name("web")
 MAX_HISTORY = 1000  # entries per history (the model reads only its last max_len anyway)
-MAX_ITEMS_PER_ADD = 1000
+MAX_ITEMS_PER_ADD = 100  # each is encoded: a bound on one request's memory and time
+MAX_CONTENT_ENTRIES = 50  # raw-content entries (items the model never saw) in one /recommend history
 MAX_ID_LIST = 100_000  # ids in include / exclude
 MAX_TEXT = 20_000
 # An id added over HTTP must be addressable in a URL path: no '/', no surrounding white space.
@@ -153,11 +154,20 @@ class RecommendRequest(BaseModel):
                      {"history": ["1", {"title": "Heat", "year": 1995, "genres": ["Action"]}], "k": 5,
                       "exclude": ["7"]}]})
 
-    history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY)
+    history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY,
+                                        description=f"oldest first; at most {MAX_CONTENT_ENTRIES} entries may be "
+                                                    "content (each is encoded for this request)")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items to return (at most the catalogue size)")
     exclude_seen: bool = Field(True, description="leave out the items of the history")
     include: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="recommend only these ids")
     exclude: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="never recommend these ids")
+
+    @model_validator(mode="after")
+    def _bounded_content(self):
+        n = sum(isinstance(h, ItemContent) for h in self.history)
+        if n > MAX_CONTENT_ENTRIES:
+            raise ValueError(f"the history holds {n} content entries; at most {MAX_CONTENT_ENTRIES} per request")
+        return self
 
 
 class NewItem(ItemContent):

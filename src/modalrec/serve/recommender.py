@@ -118,7 +118,10 @@ class Recommender:
                  **index_opts):
         from modalrec.serve.index import build_index
 
+        from modalrec.content.image import MAX_SERVED_PIXELS
+
         self.cfg, self.dataset, self.model = cfg, dataset, model
+        self.max_image_pixels = MAX_SERVED_PIXELS  # images in requests: refused above this, from their header
         self.model.eval()
         self._lock = threading.RLock()
         self._source = source
@@ -342,7 +345,7 @@ class Recommender:
         from modalrec.content.image import decode_image
 
         try:
-            return decode_image(bytes(data), size), bytes(data)
+            return decode_image(bytes(data), size, self.max_image_pixels), bytes(data)
         except Exception as e:
             raise RequestError(f"the image of new item {fields.get('item_id', '')!r} cannot be decoded: {e}") from e
 
