@@ -111,7 +111,7 @@ def test_add_items_validation_is_all_or_nothing(served_runs):
         rec.add_items([{"item_id": "x", "text": "a"}, {"item_id": "x", "text": "b"}])
     with pytest.raises(RequestError, match="'item_id' is missing"):
         rec.add_items([{"text": "no id"}])
-    with pytest.raises(RequestError, match="needs its content"):
+    with pytest.raises(RequestError, match="content needs a non-empty"):
         rec.add_items([{"item_id": "empty"}])
     with pytest.raises(RequestError, match="cannot be decoded"):
         rec.add_items([{"item_id": "bad-img", "text": "t", "image": b"not an image"}])

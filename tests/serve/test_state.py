@@ -52,3 +52,30 @@ def test_the_model_lock_is_free_while_content_is_encoded(served_runs, monkeypatc
     else:
         rec.similar_items(content, k=3)
     assert free == [True]  # another thread could take the lock during the encoding
+
+
+BAD_CALLS = {
+    "genres=5": lambda r: r.add_items([{"item_id": "g", "title": "T", "genres": 5}]),
+    "lone surrogate": lambda r: r.add_items([{"item_id": "s", "title": "bad \ud800 title"}]),
+    "empty title": lambda r: r.add_items([{"item_id": "e", "title": ""}]),
+    "None title": lambda r: r.add_items([{"item_id": "n", "title": None}]),
+    "blank title": lambda r: r.add_items([{"item_id": "w", "title": "   "}]),
+    "NaN item id": lambda r: r.add_items([{"item_id": float("nan"), "title": "T"}]),
+    "year abc": lambda r: r.add_items([{"item_id": "y", "title": "T", "year": "abc"}]),
+    "filter='x'": lambda r: r.recommend([r._ids[1]], k=3, filter="x"),
+    "batch_size=0": lambda r: r.recommend_batch([[r._ids[1]]], k=3, batch_size=0),
+    "search limit '5'": lambda r: r.search("a", limit="5"),
+    "include 'abc'": lambda r: r.recommend([r._ids[1]], k=3, include="abc"),
+    "k=True": lambda r: r.recommend([r._ids[1]], k=True),
+    "history content genres dict": lambda r: r.recommend([{"title": "T", "genres": {"a": 1}}], k=3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_python_api_calls_raise_the_librarys_error_and_change_nothing(case, served_runs):
+    rec = Recommender.load(served_runs["unisrec"])
+    n = rec.n_items
+    with pytest.raises(RequestError) as info:
+        BAD_CALLS[case](rec)
+    assert str(info.value)  # a message, naming the problem
+    assert rec.n_items == n

@@ -22,15 +22,11 @@ import numpy as np
 import torch
 
 from modalrec.models.base import CapabilityError, NewItems
+from modalrec.serve import validation as check
+from modalrec.serve.validation import RequestError
 from modalrec.utils import atomic_write_text
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
-
-
-class RequestError(ValueError):
-    """A request the recommender cannot answer as asked; ``status`` is the HTTP status it maps to."""
-
-    status = 400
 
 
 class UnknownItemError(RequestError, KeyError):
@@ -269,11 +265,12 @@ class Recommender:
 
     def search(self, query: str, limit: int = 20) -> list[ItemInfo]:
         """Items whose text contains ``query`` (case-insensitive); texts that start with it first."""
-        q = str(query).strip().lower()
+        if not isinstance(query, str):
+            raise RequestError(f"query must be text, not {query!r:.60}")
+        limit = check.positive_int(limit, "limit", 1000)
+        q = query.strip().lower()
         if not q:
             return []
-        if limit < 1:
-            raise RequestError(f"limit must be at least 1, not {limit}")
         starts, contains = [], []
         for row in range(1, len(self._lower)):
             t = self._lower[row]
@@ -352,7 +349,10 @@ class Recommender:
     def _new_items(self, entries: list[dict]) -> tuple[NewItems, list[str], list[bytes | None]]:
         texts, images, present, raw = [], [], [], []
         size = self.model.image_size
-        for fields in entries:
+        for k, fields in enumerate(entries):
+            where = f"item {fields.get('item_id')!r}" if isinstance(fields, dict) and "item_id" in fields else (
+                f"content entry {k}")
+            fields = check.content(fields, where)
             text = self._text_of(fields)
             img, data = self._image_of(fields, text)
             texts.append(text)
@@ -386,10 +386,9 @@ class Recommender:
         for k, r in enumerate(rows):
             if not isinstance(r, dict):
                 raise RequestError(f"item {k}: expected a mapping of fields, got {type(r).__name__}")
-            iid = r.get("item_id")
-            if iid is None or str(iid).strip() == "":
+            if r.get("item_id") is None:
                 raise RequestError(f"item {k}: 'item_id' is missing")
-            ids.append(str(iid).strip())
+            ids.append(check.item_id(r["item_id"], f"item {k}: item_id"))
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise RequestError(f"item ids given twice: {', '.join(dup[:10])}")
@@ -584,7 +583,11 @@ class Recommender:
                         exclude=None, filter=None, batch_size: int = 256) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (one forward pass and one search per batch)."""
         k = self._check_k(k)
-        allowed = self._allowed(include, exclude)
+        batch_size = check.positive_int(batch_size, "batch_size")
+        filter = check.predicate(filter)
+        if not isinstance(histories, (list, tuple)):
+            raise RequestError(f"histories must be a list of histories, not {type(histories).__name__}")
+        allowed = self._allowed(check.id_list(include, "include"), check.id_list(exclude, "exclude"))
         out = []
         for i in range(0, len(histories), batch_size):
             users, seen = self._users(histories[i:i + batch_size])
@@ -641,6 +644,7 @@ class Recommender:
         from modalrec.serve.index import ExactIndex
 
         k = self._check_k(k)
+        include, exclude = check.id_list(include, "include"), check.id_list(exclude, "exclude")
         features = None
         if isinstance(item, dict):
             self._require_content_model("compare an item it never saw")
