@@ -88,12 +88,13 @@ def store_bytes(home: Path) -> dict[str, bytes]:
 
 
 def prepared_arrays(home: Path) -> dict[str, bytes]:
-    """Every array of every prepared ml-100k entry under ``home`` (contents: an npz's zip headers hold times)."""
+    """Every array of the prepared ml-100k entries under ``home``, by entry number (not by name: the cache key
+    holds the raw files' paths, which differ between homes) and array (contents: zip headers hold times)."""
     out = {}
-    for folder in sorted((home / "prepared").glob("ml-100k-*")):
+    for n, folder in enumerate(sorted((home / "prepared").glob("ml-100k-*"))):
         for f in sorted(folder.glob("*.npz")):
             with np.load(f, allow_pickle=False) as z:
-                out.update({f"{folder.name}/{f.name}/{k}": z[k].tobytes() + str(z[k].dtype).encode() for k in z.files})
+                out.update({f"{n}/{f.name}/{k}": z[k].tobytes() + str(z[k].dtype).encode() for k in z.files})
     return out
 
 
