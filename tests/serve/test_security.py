@@ -127,3 +127,15 @@ def test_request_sizes_are_bounded_as_the_spec_says(uni):
         assert c.post("/recommend", json={"history": many[:MAX_CONTENT_ENTRIES], "k": 3}).status_code == 200
         items = [{"item_id": f"b{i}", "text": "x"} for i in range(MAX_ITEMS_PER_ADD + 1)]
         assert c.post("/items", json={"items": items}).status_code == 422
+
+
+def test_no_coercion_no_echo_and_a_favicon(uni):
+    with TestClient(create_app(uni)) as c:
+        h = [uni._ids[1]]
+        assert c.post("/recommend", json={"history": h, "k": True}).status_code == 422
+        assert c.post("/recommend", json={"history": h, "k": "3"}).status_code == 422
+        assert c.post("/recommend", json={"history": h, "exclude_seen": 0}).status_code == 422
+        r = c.post("/recommend", json={"history": h, "exclude": [f"nope-{i}" for i in range(5000)]})
+        assert r.status_code == 422 and len(r.json()["unknown_item_ids"]) == 100 and "5000 unknown ids" in r.text
+        fav = c.get("/favicon.ico")
+        assert fav.status_code == 200 and fav.headers["content-type"].startswith("image/svg+xml")

@@ -33,8 +33,8 @@ from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, Uplo
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StringConstraints, Tag,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StrictBool, StrictInt,
+                      StringConstraints, Tag, model_validator)
 
 from modalrec import __version__
 from modalrec.serve.recommender import MAX_K, Recommender, RequestError, UnknownItemError
@@ -157,8 +157,8 @@ class RecommendRequest(BaseModel):
     history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY,
                                         description=f"oldest first; at most {MAX_CONTENT_ENTRIES} entries may be "
                                                     "content (each is encoded for this request)")
-    k: int = Field(10, ge=1, le=MAX_K, description="how many items to return (at most the catalogue size)")
-    exclude_seen: bool = Field(True, description="leave out the items of the history")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="how many items to return (at most the catalogue size)")
+    exclude_seen: StrictBool = Field(True, description="leave out the items of the history")
     include: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="recommend only these ids")
     exclude: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="never recommend these ids")
 
@@ -234,7 +234,8 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what is wrong, in words")
     errors: list[ErrorDetail] | None = Field(None, description="schema violations, one per field")
-    unknown_item_ids: list[str] | None = Field(None, description="the ids that are not in the catalogue")
+    unknown_item_ids: list[str] | None = Field(None, max_length=100,
+                                               description="the ids that are not in the catalogue (the first 100)")
 
 
 _STATUS_TEXT = {400: "the body cannot be parsed (not valid JSON, or a broken form)", 404: "no such item",
@@ -254,7 +255,14 @@ class ApiError(Exception):
         self.status, self.detail, self.extra = status, detail, extra
 
 
+MAX_LISTED_IDS = 100  # unknown ids named in an error body (the detail gives the count)
+
+
 def _error_response(status: int, detail: str, **extra) -> JSONResponse:
+    ids = extra.get("unknown_item_ids")
+    if ids is not None and len(ids) > MAX_LISTED_IDS:  # never echo a huge list back
+        extra = {**extra, "unknown_item_ids": ids[:MAX_LISTED_IDS]}
+        detail = f"{detail} ({len(ids)} unknown ids; the first {MAX_LISTED_IDS} are listed)"
     return JSONResponse({"detail": detail, **{k: v for k, v in extra.items() if v is not None}}, status_code=status)
 
 
@@ -380,6 +388,9 @@ class BodySizeLimit:
 
 
 # -- the app -------------------------------------------------------------------------------------
+
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           b'fill="#2b5797"/><path d="M3 12V4l5 5 5-5v8" fill="none" stroke="#fff" stroke-width="2"/></svg>')
 
 DESCRIPTION = """\
 Recommendations from a trained modalrec run. Items are catalogue ids, or (ID-free models: pmmrec,
@@ -544,6 +555,10 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     def health() -> HealthResponse:
         return HealthResponse(status="ok", model=rec.model_name, n_items=rec.n_items, can_add_items=rec.can_add_items,
                               index=rec.index_info)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
