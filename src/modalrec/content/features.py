@@ -101,5 +101,10 @@ def new_item_features(needs: list[FeatureNeed], items: RawItems) -> ItemFeatures
             out["text"] = ModalityFeatures(values, present, lengths if need.what == "prefix" else None)
         else:
             present = np.zeros(n, bool) if items.present is None else np.asarray(items.present, dtype=bool)
-            out["image"] = ModalityFeatures(image_rows(need.tower, items.images, present, what=need.what), present)
+            chunks = [image_rows(need.tower, None if items.images is None else items.images[i:i + IMAGE_CHUNK],
+                                 present[i:i + IMAGE_CHUNK], what=need.what) for i in range(0, max(n, 1), IMAGE_CHUNK)]
+            out["image"] = ModalityFeatures(torch.cat(chunks)[:n], present)
     return out
+
+
+IMAGE_CHUNK = 8  # images through a tower at once: bounds the activations' memory (the store uses 32)
