@@ -109,7 +109,7 @@ class ItemContent(BaseModel):
     year: int | None = Field(None, ge=1800, le=2200, examples=[1995])
     genres: list[Genre] | None = Field(None, max_length=50, examples=[["Action", "Crime"]])
     image_base64: str | None = Field(
-        None, max_length=12 * 2**20,
+        None, min_length=1, max_length=12 * 2**20,
         description="PNG, JPEG, WebP or GIF file, base64-encoded (a 'data:image/...;base64,' prefix is accepted)")
 
     _image: bytes | None = PrivateAttr(None)
