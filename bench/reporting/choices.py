@@ -47,13 +47,19 @@ def _grid(page: Page, fname: str) -> None:
     d = page.get(fname)
     grid, summary = d["grid"], d["summary"]
     page.para(f"**{grid['name']}** (`{fname}`, {d.get('date', '')}): {grid.get('question', '').strip()}")
+    cold = any("test_cold_hr@10" in row for row in summary["variants"].values())
     rows = []
     for v, row in summary["variants"].items():
         diff = row.get("paired_test_diff_vs_baseline")
         rows.append([v + (" (chosen)" if v == summary["winner_on_validation"] else ""),
                      f"{row['valid_ndcg@10']['mean']:.4f} ± {row['valid_ndcg@10']['std']:.4f}",
                      f"{row['test_ndcg@10']['mean']:.4f} ± {row['test_ndcg@10']['std']:.4f}",
-                     "" if diff is None else f"{diff['mean']:+.4f} ({', '.join(f'{x:+.4f}' for x in diff['per_seed'])})",
-                     f"`{grid['variants'][v]}`"])
-    page.add(*md_table(["variant", "valid NDCG@10", "test NDCG@10", "paired test diff vs baseline", "command"],
-                       rows), "")
+                     "" if diff is None else f"{diff['mean']:+.4f} ({', '.join(f'{x:+.4f}' for x in diff['per_seed'])})"]
+                    + ([_cold_cell(row)] if cold else []) + [f"`{grid['variants'][v]}`"])
+    page.add(*md_table(["variant", "valid NDCG@10", "test NDCG@10", "paired test diff vs baseline"]
+                       + (["HR@10 on new-item targets"] if cold else []) + ["command"], rows), "")
+
+
+def _cold_cell(row: dict) -> str:
+    c = row.get("test_cold_hr@10")
+    return "" if c is None else f"{c['mean']:.4f} ± {c['std']:.4f}"

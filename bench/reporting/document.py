@@ -15,6 +15,7 @@ from .sasrec_ml1m import section_sasrec_ml1m
 from .sasrec_recbole import section_sasrec_recbole
 from .serving import section_serve_index, section_serve_latency
 from .speed import plot_ratios, section_cli, section_content, section_eval, section_interest, section_prepare
+from .summary import section_summary
 from .transfer import headline, headline_table, plot_headline
 
 MACHINE_FIELDS = [("cpus", "CPU cores"), ("cpu_count", "CPU cores"), ("platform", "platform"), ("python", "Python"),
@@ -119,7 +120,10 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
     _intro(p, quick)
     rows, target = headline(p)
     sections = [f"Headline: {target or 'transfer'} test quality", *SECTIONS]
-    p.para("Contents: " + " · ".join(f"[{s}](#{slug(s)})" for s in sections))
+    p.para("Contents: " + " · ".join(f"[{s}](#{slug(s)})" for s in (sections if quick else
+                                                                      ["Which model should I use?", *sections])))
+    if not quick:
+        guarded(p, section_summary)
     _headline(p, sections[0], rows, target)
     p.add("## Quality details", "")
     for fn in (section_pmmrec, section_missrec, section_zero_shot_prior, section_cold, section_grids,
