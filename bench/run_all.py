@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "interest_discovery.py",
            "serve_index.py", "sasrec_vs_recbole.py", "pmmrec_transfer.py", "missrec_unisrec_transfer.py",
-           "zero_shot_prior.py", "serve_latency.py"]
+           "zero_shot_prior.py", "serve_latency.py", "serve_abuse.py", "robustness.py"]
 RESULTS = HERE / "results"
 QUICK_RESULTS = RESULTS / "quick"
 QUICK_RUNS = ROOT / "runs" / "bench" / "quick"  # quick runs never reuse (or overwrite) the full runs' folders
@@ -59,6 +59,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "zero_shot_prior.py": ["--pretrain", str(QUICK_RUNS / "missrec_unisrec" / "unisrec-pretrain-ml1m"),
                            "--work", str(QUICK_RUNS / "zero_shot")],
     "serve_latency.py": ["--sizes", "10000", "100000", "--requests", "100"],
+    "serve_abuse.py": ["--quick", "--work", str(QUICK_RUNS / "serve_abuse"), "--port", "8767"],
+    "robustness.py": ["--quick"],
 }
 NO_OUT = {"cli_startup.py"}  # writes bench/results/cli_startup.json, whatever is asked
 FULL_RUNS = ROOT / "runs" / "bench"

@@ -206,16 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60, help="write storm seconds (issue: 60)")
     ap.add_argument("--body-timeout", type=float, default=30)
     ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--quick", action="store_true", help="200 stalled connections, a 10 s storm")
+    ap.add_argument("--settle", type=float, default=60, help="seconds after the burst before RSS is read again")
+    ap.add_argument("--work", default=str(WORK), help="where the default PMMRec run is trained")
+    ap.add_argument("--quick", action="store_true", help="200 stalled connections, a 10 s storm, 10 s to settle")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_abuse.json"))
     args = ap.parse_args(argv)
-    n_stalled, duration = (200, 10) if args.quick else (args.stalled, args.duration)
+    n_stalled, duration, settle = (200, 10, 10) if args.quick else (args.stalled, args.duration, args.settle)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process opens the stalled sockets
-    run = Path(args.run) if args.run else WORK / "pmmrec-synthetic"
+    run = Path(args.run) if args.run else Path(args.work) / "pmmrec-synthetic"
     if not args.run:
         run_cli(["train", "--model", "pmmrec", "--dataset", "synthetic", "--out", str(run), "--quiet",
-                 "train.epochs=1"], run, WORK / "logs" / "pmmrec-synthetic.log")
+                 "train.epochs=1"], run, Path(args.work) / "logs" / "pmmrec-synthetic.log")
     srv = Server(run, args.port, args.body_timeout)
     try:
         ids = [r["item_id"] for r in json.loads(srv.get("/items/search?q=a&limit=50")[1])["items"]]
@@ -230,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         res["stalled"] = stalled(srv, n_stalled, args.body_timeout)
         res["storm"] = storm(srv, ids, duration)
         res["peak_rss_mib"] = round(srv.rss_mib("VmHWM"), 1)
-        time.sleep(60)
+        time.sleep(settle)
+        res["settle_s"] = settle
         res["rss_a_minute_after_mib"] = round(srv.rss_mib(), 1)
     finally:
         log = srv.stop()
