@@ -596,6 +596,14 @@ def read_interactions(spec: InteractionsSpec, base_dir: str | Path | None = None
     if len(roles) < (3 if spec.time_col else 2):
         raise DataError(f"{path}: user_col, item_col and time_col must be different columns")
     df = read_table(path, spec.format, spec.sep, roles, what="Interactions")
+    return interactions_from_frame(df, spec, path)
+
+
+def interactions_from_frame(df: pd.DataFrame, spec: InteractionsSpec, path) -> pd.DataFrame:
+    """:func:`read_interactions` of a table already read (a file, or a user's DataFrame named by ``path``)."""
+    missing = [c for c in (spec.user_col, spec.item_col, spec.time_col) if c and c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}; the columns are {', '.join(map(repr, df.columns[:20]))}")
     if len(df) == 0:
         raise DataError(f"{path}: the interactions table is empty (a header but no rows)")
     users = ids_as_str(df[spec.user_col])
@@ -631,6 +639,16 @@ def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFr
     if spec.image_col:
         roles.setdefault(spec.image_col, "image_col")
     df = read_table(path, spec.format, spec.sep, roles, what="Items", multiline=True)
+    return items_from_frame(df, spec, path, _resolve(spec.image_dir, base_dir) if spec.image_dir else None)
+
+
+def items_from_frame(df: pd.DataFrame, spec: ItemsSpec, path, image_dir: Path | None = None) -> pd.DataFrame:
+    """:func:`read_items` of a table already read (a file, or a user's DataFrame named by ``path``)."""
+    fields = list(dict.fromkeys(template_fields(spec.text_template) if spec.text_template else spec.text_fields))
+    needed = [spec.item_col, *fields, *spec.keep_fields] + ([spec.image_col] if spec.image_col else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r}; the columns are {', '.join(map(repr, df.columns[:20]))}")
     if len(df) == 0:
         raise DataError(f"{path}: the item table is empty (a header but no rows)")
     ids = ids_as_str(df[spec.item_col])
@@ -643,9 +661,8 @@ def read_items(spec: ItemsSpec, base_dir: str | Path | None = None) -> pd.DataFr
             f"{', '.join(map(repr, names[:5]))}; each catalogue row must have a unique id"
         )
     text = render_text(df, spec.text_fields, spec.text_template)
-    image_dir = _resolve(spec.image_dir, base_dir) if spec.image_dir else None
     if spec.image_col:
-        images = _images_from_column(df[spec.image_col], image_dir or path.parent)
+        images = _images_from_column(df[spec.image_col], image_dir or Path(path).parent)
     elif image_dir is not None:
         if not image_dir.is_dir():
             raise DataError(f"Image folder not found: {image_dir} (items.image_dir)")

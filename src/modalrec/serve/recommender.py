@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,7 +25,9 @@ import torch
 from modalrec.models.base import CapabilityError, NewItems
 from modalrec.serve import validation as check
 from modalrec.serve.validation import RequestError
-from modalrec.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
 
@@ -594,11 +597,35 @@ class Recommender:
             out.extend(self._search(users, seen, k, exclude_seen, allowed, filter))
         return out
 
+    def recommend_users(self, users, k: int = 10, exclude_seen: bool = True, include=None,
+                        exclude=None) -> "pd.DataFrame":
+        """Top-``k`` items for users of the run's data, from their stored histories (every event of theirs
+        the run holds), as a DataFrame ``user_id, item_id, score, rank``."""
+        from modalrec.serve import frames
+
+        histories = frames.known_histories(self, users)
+        return frames.frame([str(u) for u in users], self.recommend_batch(histories, k, exclude_seen, include, exclude))
+
+    def recommend_histories(self, histories, k: int = 10, exclude_seen: bool = True, include=None,
+                            exclude=None) -> "pd.DataFrame":
+        """Top-``k`` items after arbitrary histories: a dict ``user -> [item ids or content]`` or a
+        DataFrame with ``user_id``, ``item_id`` (and optionally ``timestamp``) columns; as a DataFrame
+        ``user_id, item_id, score, rank``."""
+        from modalrec.serve import frames
+
+        users, hs = frames.histories_of(histories)
+        return frames.frame(users, self.recommend_batch(hs, k, exclude_seen, include, exclude))
+
     def recommend_file(self, in_path: str | Path, out_path: str | Path, k: int = 10, exclude_seen: bool = True,
                        batch_size: int = 256) -> int:
-        """JSONL in (``{"user": ..., "history": [...]}`` per line) -> JSONL out (``{"user": ...,
-        "items": [...], "scores": [...]}``), written atomically. Returns the number of lines."""
+        """JSONL in (``{"user": ..., "history": [...]}`` per line) -> recommendations written atomically in
+        the format of ``out_path``'s extension: ``.parquet`` or ``.csv`` (one row per recommendation:
+        user_id, item_id, score, rank) or ``.jsonl`` (``{"user": ..., "items": [...], "scores": [...]}``
+        per line); any other extension is refused before anything runs. Returns the number of users."""
+        from modalrec.serve import frames
+
         in_path, out_path = Path(in_path), Path(out_path)
+        fmt = frames.output_format(out_path)
         if not in_path.is_file():
             raise FileNotFoundError(f"input file not found: {in_path}")
         users, histories = [], []
@@ -618,10 +645,8 @@ class Recommender:
                     except RequestError as e:
                         raise RequestError(f"{in_path}, record {j + 1} (user {users[j]!r}): {e}") from None
                 raise
-        lines = [json.dumps({"user": u, "items": [r.item_id for r in rs], "scores": [round(r.score, 6) for r in rs]})
-                 for u, rs in zip(users, results)]
-        atomic_write_text(out_path, "\n".join(lines) + ("\n" if lines else ""))
-        return len(lines)
+        frames.write(frames.frame(users, results), out_path, fmt)
+        return len(users)
 
     # -- similar items -------------------------------------------------------------------------
 
