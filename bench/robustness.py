@@ -166,13 +166,23 @@ def kill_trials(work: Path, ref: dict, kills: int, rng: random.Random) -> list[d
                 "prepare": PREPARE}[what]
         if what == "encode":
             finish(start(PREPARE, home))
-        delay = rng.uniform(0.5, max(1.0, ref["seconds"][what]))
-        p = start(args, home)
-        time.sleep(delay)
-        killed = p.poll() is None
-        if killed:
-            p.kill()
-        p.communicate()
+        delay = rng.uniform(0.2, 0.7) * max(1.0, ref["seconds"][what])
+        for _ in range(4):  # a command that finished before the kill is no trial: again, killed sooner
+            p = start(args, home)
+            time.sleep(delay)
+            killed = p.poll() is None
+            if killed:
+                p.kill()
+            p.communicate()
+            if killed:
+                break
+            shutil.rmtree(home)
+            home = fresh_home(work)
+            args = {"train": [*TRAIN, "train.seed=1", "--out", str(home / "run")], "encode": ENCODE,
+                    "prepare": PREPARE}[what]
+            if what == "encode":
+                finish(start(PREPARE, home))
+            delay /= 2
         code, err = finish(start(args, home))
         if what == "train":
             same = code == 0 and train_outcome(home / "run")["test"] == ref["train"][1]["test"]

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--history", help="comma-separated item ids, oldest first")
     what.add_argument("--input", metavar="FILE.jsonl", help="one history per line (needs --output)")
-    r.add_argument("--output", metavar="FILE.jsonl", help="where --input's recommendations go (written atomically)")
+    r.add_argument("--output", metavar="FILE", help="where --input's recommendations go, written atomically as .jsonl, .csv or .parquet (by extension)")
     r.add_argument("-k", "--k", type=int, default=10, help="items per history (default 10)")
     r.add_argument("--include-seen", action="store_true", help="allow items of the history")
     r.add_argument("--json", action="store_true")
