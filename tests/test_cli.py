@@ -131,3 +131,23 @@ def test_evaluate_with_a_popularity_prior_chosen_on_validation(tmp_path, capsys)
     assert valid["metrics"]["ndcg@10"] == by_beta[prior["beta"]]  # the chosen beta, evaluated again
     assert main(["evaluate", str(run), "--quiet", "--pop-prior"]) == 0
     assert f"popularity prior (beta {prior['beta']:g}, chosen on validation)" in capsys.readouterr().out
+
+
+def test_a_training_log_has_one_line_per_epoch_and_no_progress_frames(tmp_path):
+    """`modalrec train ... > log 2>&1`: no carriage-return frames, a summary line for every epoch, with
+    and without --quiet (which only turns bars off)."""
+    import os
+    import subprocess
+    import sys
+
+    for quiet in ([], ["--quiet"]):
+        out = tmp_path / f"run{len(quiet)}"
+        done = subprocess.run([sys.executable, "-m", "modalrec.cli", "train", "--model", "sasrec", "--dataset",
+                               "synthetic", "--out", str(out), *quiet, "train.epochs=3", "model.hidden_size=16",
+                               "model.inner_size=32", "model.max_len=8"], capture_output=True, text=True,
+                              env={**os.environ, "MODALREC_PROGRESS": ""})
+        assert done.returncode == 0, done.stderr
+        log = done.stdout + done.stderr
+        assert "\r" not in log
+        assert [ln.split(":")[0] for ln in log.splitlines() if ln.startswith("epoch ")] == ["epoch 1", "epoch 2",
+                                                                                            "epoch 3"]

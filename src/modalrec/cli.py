@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="store_true", help="print the version and exit")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="fetch, prepare and inspect data sets")
@@ -573,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         build_parser().print_help()
         return 0
+    _setup_logging(args.verbose)
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -587,6 +589,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {_error_text(e)}", file=sys.stderr)
         return 2 if isinstance(e, LIBRARY_ERRORS) else 1
+
+
+def _setup_logging(verbose: bool) -> None:
+    """modalrec's messages (epoch lines, notes) go to stderr, one line each, whatever --quiet says (it only
+    turns progress bars off; bars are drawn only on a terminal anyway)."""
+    import logging
+
+    logger = logging.getLogger("modalrec")
+    for h in [h for h in logger.handlers if getattr(h, "modalrec_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.modalrec_cli = True
+    handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _quiet_broken_pipe() -> int:

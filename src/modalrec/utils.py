@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import random
 import shutil
 import tempfile
@@ -157,6 +158,15 @@ def image_file_stem(item_id: str) -> str:
             len(item_id.encode("utf-8")) > 200:
         return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
     return item_id
+
+
+def bars_on(show: bool) -> bool:
+    """Whether to draw progress bars: asked for, and stderr is a terminal (in a log file a bar is
+    hundreds of carriage-return frames). ``MODALREC_PROGRESS=1`` forces them, ``0`` turns them off."""
+    forced = os.environ.get("MODALREC_PROGRESS")
+    if forced in ("0", "1"):
+        return show and forced == "1"
+    return show and sys.stderr.isatty()
 
 
 def seed_everything(seed: int) -> None:

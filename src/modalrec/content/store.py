@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalrec.utils import atomic_write_json, hash_strings, modalrec_home, replace_dir
+from modalrec.utils import atomic_write_json, bars_on, hash_strings, modalrec_home, replace_dir
 
 FORMAT = 1
 DTYPE = "float16"
@@ -305,7 +305,7 @@ def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, pro
     todo = [c for c in mine if not (prog / f"{c}.done").exists()]
     n_done_items = sum(len(chunks[c]) for c in mine) - sum(len(chunks[c]) for c in todo)
     bar = tqdm(total=sum(len(chunks[c]) for c in mine), initial=n_done_items, desc=desc, unit="item",
-               disable=not progress or not dist.is_main, dynamic_ncols=True)
+               disable=not bars_on(progress and dist.is_main), dynamic_ncols=True)
     for c in todo:
         rows = np.sort(chunks[c])
         out, ok = run(rows)

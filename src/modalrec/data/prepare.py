@@ -36,7 +36,7 @@ from modalrec.data.dataset import FORMAT_VERSION, PAD, Catalogue, PreparedDatase
 from modalrec.data.tables import (FIELD_PREFIX, DataError, check_file, check_known_items, read_interactions,
                                   read_items)
 from modalrec.data.cache import remove_stale_temps
-from modalrec.utils import file_digest, file_lock, hash_strings, modalrec_home
+from modalrec.utils import bars_on, file_digest, file_lock, hash_strings, modalrec_home
 
 PREPARE_VERSION = 1  # bump when preparation logic changes: old cache entries are then ignored
 TIE_BREAK = (
@@ -456,7 +456,7 @@ def prepare_frames(
 def _progress_bar(name: str, progress: bool, total: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"prepare {name}", disable=not progress, leave=False, unit="step")
+    return tqdm(total=total, desc=f"prepare {name}", disable=not bars_on(progress), leave=False, unit="step")
 
 
 def _check_options(cfg: DataConfig) -> None:

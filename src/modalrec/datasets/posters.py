@@ -752,7 +752,9 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
     t0 = time.time()
     rows = zip(items["title"], items["year"], items["genres"], files)
     todo = [r for r in rows if r[3] not in done]
-    bar = tqdm(todo, desc=f"posters {name}", unit="img", disable=not progress,
+    from modalrec.utils import bars_on
+
+    bar = tqdm(todo, desc=f"posters {name}", unit="img", disable=not bars_on(progress),
                initial=len(files) - len(todo), total=len(files))
     for title, year, genres, fname in bar:
         data = poster_png(title, year, genres, icons=icons)

@@ -258,7 +258,9 @@ def _check_args(seqset: SeqSet, ks, batch_size: int, item_chunk: int) -> list[in
 
 
 def _progress(show: bool, total: int, split: str | None):
-    if not show:
+    from modalrec.utils import bars_on
+
+    if not bars_on(show):
         return None
     from tqdm import tqdm
 

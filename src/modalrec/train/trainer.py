@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from modalrec.config import RunConfig
 from modalrec.core import checkpoint as ckpt_io
 from modalrec.core.distributed import DistInfo, barrier, init_from_env
-from modalrec.utils import resolve_device, seed_everything
+from modalrec.utils import bars_on, resolve_device, seed_everything
 
 log = logging.getLogger("modalrec.train")
 
@@ -135,8 +135,8 @@ class Trainer:
             freeze(self.model, tr.freeze)
         self.extra = _extra_sources(cfg, self.model, self.dist, self.show)
         self.model.to(self.device)
-        if self.show:
-            tqdm.write(self._summary())
+        if self.dist.is_main:
+            log.info(self._summary())
 
     def _summary(self) -> str:
         tr, info, model = self.cfg.transfer, self.transfer_info, self.model
@@ -212,7 +212,8 @@ class Trainer:
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64)
         n_batches = 0
-        bar = tqdm(self.loader, desc=f"epoch {epoch}/{self.cfg.train.epochs}", disable=not self.show, leave=False,
+        bar = tqdm(self.loader, desc=f"epoch {epoch}/{self.cfg.train.epochs}", disable=not bars_on(self.show),
+                   leave=False,
                    unit="batch")
         for batch in bar:
             loss_sum += self._train_step(batch, epoch)
@@ -269,8 +270,7 @@ class Trainer:
             _append_jsonl(self.rd.metrics, record)
             self._log_tensorboard(epoch, record)
             self._checkpoint()
-            if self.show:
-                tqdm.write(self._epoch_line(epoch, record))
+            log.info(self._epoch_line(epoch, record))  # every mode, --quiet too: one line per epoch
         barrier(self.dist)
         for cb in self.callbacks:
             cb(epoch, record)
@@ -362,8 +362,8 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
         if not dist_info.is_main:
             ds = load_or_prepare(dcfg, progress=False)
         k = model.add_domain(ds, catalogue_features_for(model, ds, progress=show))
-        if show:
-            tqdm.write(f"extra source {src}: domain {k}, {ds.n_items} items, {len(ds.split.train)} training sequences")
+        if dist_info.is_main:
+            log.info(f"extra source {src}: domain {k}, {ds.n_items} items, {len(ds.split.train)} training sequences")
         out.append(ds)
     return out
 
