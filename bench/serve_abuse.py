@@ -31,6 +31,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -54,9 +55,11 @@ class Server:
     def __init__(self, run: Path, port: int, body_timeout: float):
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.port = port
-        self.proc = subprocess.Popen([sys.executable, "-m", "modalrec.cli", "serve", str(run), "--port", str(port),
-                                      "--quiet", "--body-timeout", str(body_timeout)], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log = Path(tempfile.mkstemp(prefix="modalrec-serve-", suffix=".log")[1])
+        with open(self.log, "w") as out:  # a file, never a pipe: a full pipe would stall the server
+            self.proc = subprocess.Popen([sys.executable, "-m", "modalrec.cli", "serve", str(run), "--port",
+                                          str(port), "--quiet", "--body-timeout", str(body_timeout)], env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
@@ -87,8 +90,8 @@ class Server:
 
     def stop(self) -> str:
         self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        return out
+        self.proc.wait(timeout=30)
+        return self.log.read_text(errors="replace")
 
 
 def recommend_latency(srv: Server, ids: list[str], n: int = 20) -> float:

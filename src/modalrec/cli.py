@@ -457,10 +457,13 @@ def cmd_serve(args) -> int:
     if read_only and not args.read_only:
         print(f"note: {args.host} is reachable beyond this machine and no token is set, so adding items is off; "
               "give --token (or MODALREC_TOKEN) to allow it", file=sys.stderr)
-    _raise_open_files_limit()
+    files = _raise_open_files_limit()
     _few_malloc_arenas()
+    # connections beyond this get a 503 and are closed at once: the process never runs out of file
+    # descriptors (which would stop it accepting anything, /health included, and flood the log)
+    limit = max(64, files - 256) if files else None
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                timeout_keep_alive=5, server_header=False)
+                timeout_keep_alive=5, server_header=False, limit_concurrency=limit)
     return 0
 
 
@@ -476,8 +479,9 @@ def _few_malloc_arenas() -> None:
         pass
 
 
-def _raise_open_files_limit() -> None:
-    """Many idle connections must not exhaust file descriptors: the soft limit goes up to the hard one."""
+def _raise_open_files_limit() -> int | None:
+    """Many idle connections must not exhaust file descriptors: the soft limit goes up to the hard one.
+    Returns the limit in force (None where it cannot be read)."""
     try:
         import resource
 
@@ -485,8 +489,9 @@ def _raise_open_files_limit() -> None:
         if hard == resource.RLIM_INFINITY or hard > soft:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20) if hard != resource.RLIM_INFINITY
                                                         else 1 << 20, hard))
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (ImportError, ValueError, OSError):  # not on this platform or not allowed: keep the limit
-        pass
+        return None
 
 
 def _print_metrics(metrics: dict, title: str) -> None:

@@ -139,3 +139,10 @@ def test_no_coercion_no_echo_and_a_favicon(uni):
         assert r.status_code == 422 and len(r.json()["unknown_item_ids"]) == 100 and "5000 unknown ids" in r.text
         fav = c.get("/favicon.ico")
         assert fav.status_code == 200 and fav.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_many_waiting_bodies_shorten_the_wait():
+    guard = BodySizeLimit(None, max_bytes=1024, timeout_s=30)
+    assert guard._timeout() == 30
+    guard._waiting = guard.BUSY
+    assert guard._timeout() == guard.SHORT_TIMEOUT_S < 30

@@ -338,9 +338,18 @@ class BodySizeLimit:
     chunked uploads without a ``Content-Length`` too; memory per request stays under ``max_bytes``.
     """
 
+    BUSY = 1000  # requests waiting for their bodies beyond which a new one waits only SHORT_TIMEOUT_S
+    SHORT_TIMEOUT_S = 2.0
+
     def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
         self.app, self.max_bytes, self.timeout_s = app, int(max_bytes), float(timeout_s)
         self._stalled = 0  # bodies dropped; logged once per power of two (not one line per attempt)
+        self._waiting = 0  # requests now reading their bodies
+
+    def _timeout(self) -> float:
+        """The full timeout normally; a short one when many connections are waiting for bodies at once (a
+        flood of stalled uploads must not hold every file descriptor for the whole timeout)."""
+        return self.timeout_s if self._waiting < self.BUSY else min(self.timeout_s, self.SHORT_TIMEOUT_S)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -360,23 +369,27 @@ class BodySizeLimit:
                 await self._too_large(scope, receive, send, f"{n} bytes")
                 return
         chunks, size = [], 0
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
-            except asyncio.TimeoutError:
-                await self._stalled_body(scope, receive, send)
-                return
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send, f"more than {self.max_bytes} bytes")
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
+        deadline = asyncio.get_running_loop().time() + self._timeout()
+        self._waiting += 1
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+                except asyncio.TimeoutError:
+                    await self._stalled_body(scope, receive, send)
+                    return
+                if message["type"] == "http.disconnect":
+                    return
+                body = message.get("body", b"")
+                size += len(body)
+                if size > self.max_bytes:
+                    await self._too_large(scope, receive, send, f"more than {self.max_bytes} bytes")
+                    return
+                chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+        finally:
+            self._waiting -= 1
         replayed = False
 
         async def replay():
@@ -394,7 +407,7 @@ class BodySizeLimit:
         self._stalled += 1
         if self._stalled & (self._stalled - 1) == 0:
             log.warning("dropped %d request(s) whose body did not arrive within %.0f s", self._stalled, self.timeout_s)
-        resp = _error_response(408, f"the request body did not arrive within {self.timeout_s:g} s")
+        resp = _error_response(408, "the request body did not arrive in time")
         resp.headers["connection"] = "close"
         await resp(scope, receive, send)
 
