@@ -28,7 +28,6 @@ import io
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -141,37 +140,61 @@ def bombs(srv: Server) -> dict:
     return {"uploads": 8, "bomb_kib": round(len(bomb) * 3 / 4 / 1024, 1), "statuses": sorted(out)}
 
 
+STALLER = """
+import json, resource, socket, sys, time
+port, n, wait = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+socks = []
+for _ in range(n):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /items HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\nContent-Length: 1000\\r\\n\\r\\n")
+        socks.append(s)
+    except OSError:
+        break
+print(json.dumps({"opened": len(socks)}), flush=True)
+time.sleep(wait)
+answered = {}
+for s in socks:
+    s.settimeout(0.05)
+    try:
+        data = s.recv(65536)
+        key = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"
+    except (socket.timeout, BlockingIOError):
+        key = "still open"
+    except OSError:
+        key = "reset"
+    answered[key] = answered.get(key, 0) + 1
+    s.close()
+print(json.dumps({"answers": answered}), flush=True)
+"""
+
+
 def stalled(srv: Server, n: int, body_timeout: float) -> dict:
-    socks, t0 = [], time.time()
-    for _ in range(n):
-        try:
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-            s.sendall(b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
-            socks.append(s)
-        except OSError:
-            break
-    opened = len(socks)
+    """N stalled uploads held by another process (its own file descriptors), /health asked meanwhile from
+    this one; then how the server had answered each stalled connection."""
+    wait = body_timeout + 5
+    helper = subprocess.Popen([sys.executable, "-c", STALLER, str(srv.port), str(n), str(wait)],
+                              stdout=subprocess.PIPE, text=True)
+    t0 = time.time()
+    opened = json.loads(helper.stdout.readline())["opened"]
     health = []
-    for _ in range(5):
+    while time.time() - t0 < wait - 1:
         t = time.perf_counter()
         try:
-            health.append((srv.get("/health")[0], round((time.perf_counter() - t) * 1000, 1)))
+            code = srv.get("/health")[0]
         except OSError as e:
-            health.append((str(e), None))
-        time.sleep(0.5)
-    time.sleep(max(0.0, body_timeout + 5 - (time.time() - t0)))
-    closed = 0
-    for s in socks:
-        s.settimeout(0.05)
-        try:
-            s.recv(65536)  # an answer (408) or the end of the stream: the server let go
-            closed += 1
-        except (socket.timeout, BlockingIOError):
-            pass
-        except OSError:
-            closed += 1
-        s.close()
-    return {"opened": opened, "health_during": health, "dropped_by_server_within_timeout": closed}
+            code = type(e).__name__
+        health.append((code, round((time.perf_counter() - t) * 1000, 1)))
+        time.sleep(1.0)
+    answers = json.loads(helper.stdout.readline())["answers"]
+    helper.wait(timeout=600)
+    ok = [ms for code, ms in health if code == 200]
+    return {"opened": opened, "open_s": round(time.time() - t0, 1), "health_checks": len(health),
+            "health_ok": len(ok), "health_slowest_ms": max(ok) if ok else None,
+            "health_failures": [c for c, _ in health if c != 200][:5], "answers": answers,
+            "dropped_by_server": opened - answers.get("still open", 0)}
 
 
 def storm(srv: Server, ids: list[str], seconds: float) -> dict:
