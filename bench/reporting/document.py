@@ -8,6 +8,7 @@ from .choices import section_grids, section_zero_shot_prior
 from .cold import section_cold
 from .compute import section_bench_time
 from .fmt import md_table, slug
+from .hardening import section_robustness, section_serve_abuse
 from .page import Page, guarded
 from .quality import section_missrec, section_pmmrec
 from .results import MISS, PMM, ROOT, labels, machine_of
@@ -97,6 +98,8 @@ def _speed_and_serving(p: Page) -> None:
         guarded(speed, fn)
     for fn in (section_serve_latency, section_serve_index):
         guarded(serve, lambda q, fn=fn: fn(q, ratios))
+    for fn in (section_serve_abuse, section_robustness):
+        guarded(serve, fn)
     p.add("## Speed", "")
     guarded(p, lambda q: plot_ratios(q, ratios))
     p.add(*speed.lines)
