@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pop-prior", action="store_true",
                    help="add the data's popularity prior, score + beta * log(1 + training count), beta chosen on "
                         "validation NDCG@10 (no gradient step: for zero-shot transfer)")
+    e.add_argument("--beyond", action="store_true",
+                   help="also coverage, popularity, novelty and diversity of the top-k lists, and metrics for "
+                        "short / long histories and cold / warm targets")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--quiet", action="store_true")
 
@@ -342,7 +345,7 @@ def cmd_evaluate(args) -> int:
 
     run = load_run(args.run, checkpoint=args.checkpoint)
     res, ds = evaluate_run(run, args.split, exclude_history=args.exclude_history, per_user=bool(args.per_user),
-                           progress=not (args.quiet or args.json), pop_prior=args.pop_prior)
+                           progress=not (args.quiet or args.json), pop_prior=args.pop_prior, beyond=args.beyond)
     if args.per_user:
         _write_per_user(args.per_user, res, ds)
     if args.json:
@@ -354,7 +357,17 @@ def cmd_evaluate(args) -> int:
                                           f"({res.count} users)")
         if res.cold_metrics:
             _print_metrics(res.cold_metrics, title=f"cold items only ({res.cold_count} targets unseen in training)")
+        if res.beyond:
+            _print_beyond(res.beyond)
     return 0
+
+
+def _print_beyond(b: dict) -> None:
+    k = b["k"]
+    print(f"top-{k} lists: " + ", ".join(f"{name.split('@')[0].replace('_', ' ')} {v:.4f}"
+                                         for name, v in b["lists"].items()))
+    for name, seg in b["segments"].items():
+        print(f"  {name:<18} {seg['count']:>6} examples   hr@{k} {seg[f'hr@{k}']:.4f}   ndcg@{k} {seg[f'ndcg@{k}']:.4f}")
 
 
 def _write_per_user(path: str, res, ds) -> None:

@@ -129,6 +129,7 @@ class EvalResult:
     cold_count: int = 0
     per_user: dict[str, np.ndarray] | None = None  # "users", "targets", "ranks" (example order)
     sums: dict[str, float] = field(default_factory=dict, repr=False)  # float64 sums behind metrics
+    beyond: dict | None = None  # beyond-accuracy metrics and segments (modalrec.evaluate.beyond), when asked
 
     def to_dict(self, include_per_user: bool = True) -> dict:
         out = {
@@ -138,6 +139,8 @@ class EvalResult:
             "cold_count": int(self.cold_count),
             "protocol": dict(self.protocol),
         }
+        if self.beyond is not None:
+            out["beyond"] = self.beyond
         if include_per_user and self.per_user is not None:
             out["per_user"] = {k: np.asarray(v).tolist() for k, v in self.per_user.items()}
         return out

@@ -64,11 +64,12 @@ def checked_data(rd: RunDir, data_cfg, what: str, dataset=None, progress: bool =
 
 
 def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: bool | None = None,
-                 per_user: bool = False, progress: bool = False, pop_prior: bool = False):
+                 per_user: bool = False, progress: bool = False, pop_prior: bool = False, beyond: bool = False):
     """Exact full-ranking evaluation of a loaded run (:class:`LoadedRun`) on its data (read and checked,
     or ``dataset``); no serving index is built. ``pop_prior``: add the data's popularity prior to the
     model's scores, its weight chosen on validation (:mod:`modalrec.evaluate.prior`); the choice is
-    recorded in the result's protocol."""
+    recorded in the result's protocol. ``beyond``: also coverage, popularity, novelty and diversity of the
+    top-k lists and metrics per segment (short / long histories, cold / warm targets) in ``res.beyond``."""
     import torch
 
     from modalrec.evaluate.ranking import evaluate
@@ -88,9 +89,33 @@ def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: boo
 
         choice = choose_prior(model, ds, lambda m, s: run_eval(m, s, "valid"), max_len=cfg.model.max_len)
         model = PopularityPrior(model, ds.train_item_counts(), choice.weight)
-    res = run_eval(model, getattr(ds.split, split), split, per_user=per_user,
+    res = run_eval(model, getattr(ds.split, split), split, per_user=per_user or beyond,
                    cold_items=torch.as_tensor(~ds.seen_in_train()))
+    if beyond:
+        res.beyond = _beyond(model, ds, getattr(ds.split, split), res, cfg, exclude_history)
+        if not per_user:
+            res.per_user = None
     if choice is not None:
         res.protocol["popularity_prior"] = {"beta": choice.beta, "weight": choice.weight, "unit": choice.unit,
                                             "valid_ndcg@10_by_beta": choice.valid_ndcg}
     return res, ds
+
+
+def _beyond(model, ds, seqset, res, cfg, exclude_history) -> dict:
+    """Beyond-accuracy metrics of the top-k lists (k = 10, or the smallest cut-off) and segment metrics."""
+    import numpy as np
+    import torch
+
+    from modalrec.evaluate.beyond import list_metrics, segment_metrics, top_k_lists
+
+    k = 10 if 10 in cfg.eval.ks else min(cfg.eval.ks)
+    excl = cfg.eval.exclude_history if exclude_history is None else exclude_history
+    lists = top_k_lists(model, seqset, k, max_len=cfg.model.max_len, exclude_history=excl,
+                        batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk)
+    with torch.no_grad():
+        vectors = model.similarity_vectors(model.item_embeddings(None)).float()
+    pu = res.per_user  # example order, as the seqset
+    lengths = np.asarray(seqset.end) - np.asarray(seqset.start)
+    cold = ~ds.seen_in_train()[np.asarray(pu["targets"])]
+    return {"k": k, "lists": list_metrics(lists, ds.train_item_counts(), vectors, k),
+            "segments": segment_metrics(np.asarray(pu["ranks"]), lengths, cold, k)}
