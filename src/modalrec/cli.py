@@ -117,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reuse(ft)
     _add_common(ft)
 
+    tu = sub.add_parser("tune", help="hyperparameter search (Optuna) on validation NDCG@10",
+                        description="Search the ranges of --space (YAML: params: {train.lr: {float: [1e-4, 1e-2], "
+                                    "log: true}, model.hidden_size: {choice: [32, 64]}, ...}) with Optuna's TPE, "
+                                    "pruning trials whose per-epoch validation falls below the median. Every trial is a "
+                                    "run folder under --out; the study is kept in --out/study.db, so the same command "
+                                    "continues an interrupted search; the best config goes to --out/best.yaml.")
+    tu.add_argument("--model", required=True, help="model name (see `modalrec models`)")
+    tu.add_argument("--space", required=True, help="search-space YAML")
+    tu.add_argument("--trials", type=int, default=20, help="finished or pruned trials in all (default 20)")
+    tu.add_argument("--out", required=True, help="folder of the search (trials, study.db, best.yaml)")
+    tu.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    tu.add_argument("--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds")
+    _add_common(tu)
+
     e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
     e.add_argument("run", help="run folder")
     e.add_argument("--split", choices=("test", "valid"), default="test")
@@ -339,6 +353,27 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from modalrec.run.tune import read_space, tune
+
+    if args.trials < 1:
+        print(f"error: --trials must be at least 1, not {args.trials}", file=sys.stderr)
+        return 2
+    space = read_space(args.space)
+    keys = {p.key for p in space}
+    fixed = [o for o in args.overrides if o.split("=", 1)[0] not in keys]
+
+    def make_config(sampled: list[str]):
+        return _config(argparse.Namespace(**{**vars(args), "overrides": [*fixed, *sampled]}), model=args.model)
+
+    make_config([])  # a bad --dataset or override fails before the first trial
+    res = tune(make_config, space, args.out, trials=args.trials, seed=args.seed, timeout=args.timeout,
+               log=lambda m: print(m, flush=True))
+    print(f"best: trial {res['best_trial']}, valid {res['best_value']:.4f} with {res['best_params']} "
+          f"({res['trials']} trials); config in {os.path.join(args.out, 'best.yaml')}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from modalrec.run.data import evaluate_run
     from modalrec.run.store import load_run
@@ -516,7 +551,8 @@ def _print_metrics(metrics: dict, title: str) -> None:
         print(f"  {n:<6}" + "".join(f"{metrics.get(f'{n}@{k}', float('nan')):>10.4f}" for k in ks))
 
 
-COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train, "finetune": cmd_finetune,
+COMMANDS = {"data": cmd_data, "models": cmd_models, "weights": cmd_weights, "encode": cmd_encode, "train": cmd_train,
+            "finetune": cmd_finetune, "tune": cmd_tune,
             "evaluate": cmd_evaluate,
             "recommend": cmd_recommend, "serve": cmd_serve}
 
