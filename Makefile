@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench report fetch clean help
+.PHONY: install demo test test-fast lint docs bench report fetch clean help
 
 help:
 	@echo "make demo    install, fetch data and weights, pre-train PMMRec on ml-1m, fine-tune on ml-100k, compare with SASRec and Pop"
 	@echo "make test    install and run the whole test suite"
 	@echo "make lint    ruff and the import-linter layer contract (pyproject.toml)"
+	@echo "make docs    the documentation site (MkDocs Material + API reference from the docstrings) into site/, warnings as errors"
 	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json), then make report (BENCH_ARGS=--quick: short run)"
 	@echo "make report  regenerate docs/results.md, docs/img/*.png and the README's results block from bench/results/*.json"
 	@echo "make fetch   download the built-in data sets and encoder weights into \$$MODALREC_HOME (~/.cache/modalrec)"
@@ -37,6 +38,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
 
+docs: install
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not builtin"
 
@@ -47,4 +52,4 @@ report: install
 	$(PY) bench/report.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info src/*.egg-info
