@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from contextlib import asynccontextmanager
 import binascii
 import logging
 import uuid
@@ -331,6 +332,36 @@ def release_memory() -> None:
         pass
 
 
+TIDY_EVERY_S = 30.0
+
+
+@asynccontextmanager
+async def _tidy_memory(app):
+    """Every TIDY_EVERY_S seconds after requests were answered: collect garbage and give freed memory back
+    to the system, so a burst (thousands of connections, large uploads) does not stay in the RSS."""
+    seen = {"requests": 0}
+
+    async def loop():
+        while True:
+            await asyncio.sleep(TIDY_EVERY_S)
+            if BodySizeLimit.requests != seen["requests"]:
+                seen["requests"] = BodySizeLimit.requests
+                await asyncio.to_thread(_collect_and_trim)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _collect_and_trim() -> None:
+    import gc
+
+    gc.collect()
+    release_memory()
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes``, judged by ``Content-Length`` and by counting.
 
@@ -340,6 +371,8 @@ class BodySizeLimit:
 
     BUSY = 1000  # requests waiting for their bodies beyond which a new one waits only SHORT_TIMEOUT_S
     SHORT_TIMEOUT_S = 2.0
+
+    requests = 0  # answered by any instance (the memory tidier watches it)
 
     def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
         self.app, self.max_bytes, self.timeout_s = app, int(max_bytes), float(timeout_s)
@@ -355,6 +388,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        BodySizeLimit.requests += 1
         declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -444,7 +478,8 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     within ``body_timeout_s`` is answered 408 and its connection closed."""
     from modalrec.serve.security import WriteGuard
 
-    app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
+    app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
+                  lifespan=_tidy_memory)
     app.state.recommender = rec
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
