@@ -227,3 +227,20 @@ def test_hybrid_scores_items_without_a_trained_id_from_text_alone(cycle_dataset,
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert hyb.item_embedding.weight.grad is not None
+
+
+def test_items_never_in_training_are_not_negatives(content_overrides, tiny_text_model):
+    """A cold split's new items do not exist while the model trains: the fine-tuning softmax leaves
+    them out, so the loss does not depend on them (else they would be pushed below every old item)."""
+    from tests.conftest import first_batch, make_loo_dataset
+
+    seqs = [[1, 2, 3, 4, 5, 1, 2], [2, 3, 4, 5, 1, 2, 3], [3, 4, 5, 1, 2, 3, 4]]  # item 6 never occurs
+    ds = make_loo_dataset(seqs, n_items=6)
+    m = _uni(ds, content_overrides).train()
+    assert m.in_training.tolist() == [False, True, True, True, True, True, False]
+    batch = first_batch(ds)
+    torch.manual_seed(0)
+    loss = m(batch).loss
+    m.text_feat[6] = torch.randn_like(m.text_feat[6]) * 5  # any content for the absent item
+    torch.manual_seed(0)
+    assert torch.equal(m(batch).loss, loss)

@@ -173,6 +173,8 @@ class UniSRec(SequentialRecommender):
         self.text_encoder = TextTower(c.text, quiet=quiet)  # frozen; only encodes new items
         self.register_buffer("text_feat", torch.zeros(1, self.text_encoder.hidden_size), persistent=False)
         self.register_buffer("text_present", torch.zeros(1, dtype=torch.bool), persistent=False)
+        # items of the training sequences (fit_statistics); until then every item counts
+        self.register_buffer("in_training", torch.ones(self.n_items + 1, dtype=torch.bool), persistent=False)
         self._feat_std = 1.0
         self.adaptor = MoEAdaptor(self.text_encoder.hidden_size, d, c.n_experts, c.adaptor_dropout, c.init_std)
         if c.mode == "transductive":
@@ -208,6 +210,7 @@ class UniSRec(SequentialRecommender):
         self.text_feat, self.text_present = feat, present
         self._feat_std = float(feat[present].std()) if int(present.sum()) > 1 else 1.0
         self.n_items = dataset.n_items
+        self.in_training = torch.ones(self.n_items + 1, dtype=torch.bool, device=dev)  # until fit_statistics
 
     # -- a run folder's copy ---------------------------------------------------------------------
 
@@ -260,10 +263,18 @@ class UniSRec(SequentialRecommender):
             keep = keep & (torch.rand(rows.shape, device=rows.device) >= self.config.id_dropout)
         return self.item_embedding(rows.clamp_max(n - 1)) * keep.unsqueeze(-1).to(self.item_embedding.weight.dtype)
 
+    def _negatives(self, n: int) -> torch.Tensor:
+        """bool [n] over items 1..n: which may serve as negatives (items added since fit_statistics may)."""
+        mask = self.in_training[1:n + 1]
+        return mask if len(mask) == n else torch.cat([mask, mask.new_ones(n - len(mask))])
+
     def fit_statistics(self, dataset) -> None:
-        """A hybrid keeps ID embeddings for the items of the training sequences only."""
+        """The items of the training sequences: the only negatives of fine-tuning, and (a hybrid) the only
+        items with an ID embedding."""
+        seen = torch.as_tensor(dataset.seen_in_train())
+        self.in_training = seen.to(self.text_feat.device)
         if self.hybrid:
-            self.has_id.copy_(torch.as_tensor(dataset.seen_in_train()).to(self.has_id.device))
+            self.has_id.copy_(seen.to(self.has_id.device))
 
     def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised item vectors (row 0 / padding = zeros); :meth:`score` divides by the temperature.
@@ -358,6 +369,9 @@ class UniSRec(SequentialRecommender):
             h = self.user_encoder(table[items], items)
             q = F.normalize(h[real], dim=-1)
             logits = q @ F.normalize(table[1:], dim=-1).T / tau  # padding is never a class
+            # items that occur nowhere in training (e.g. a cold split's new items) are not negatives: they
+            # do not exist yet when the model trains, and pushing them down would bury them at test time
+            logits = logits.masked_fill(~self._negatives(logits.shape[1]), float("-inf"))
             loss = F.cross_entropy(logits.float(), targets[real] - 1)
             return Output(loss, {"ce": loss.detach()})
 
