@@ -350,3 +350,17 @@ def test_damaged_files_are_data_errors(tmp_path):
         read_interactions(InteractionsSpec(path=str(tmp_path / "b.parquet")))
     with pytest.raises(DataError, match=r"is a folder; give the path of a file"):
         read_interactions(InteractionsSpec(path=str(tmp_path)))
+
+
+def test_integer_timestamps_next_to_the_int64_limit_are_exact_without_pyarrow(monkeypatch):
+    """As floats they round to 2**63 and would be refused; as integer literals they are in range."""
+    import pandas as pd
+
+    import modalrec.data.tables as tables
+
+    monkeypatch.setattr(tables, "USE_PYARROW", False)
+    got = tables.parse_timestamps(pd.Series(["0", "9223372036854775296", "9223372036854775807"], dtype=str),
+                                  "t.inter", "timestamp")
+    assert got.tolist() == [0, 9223372036854775296, 9223372036854775807]
+    with pytest.raises(tables.DataError, match="row 2"):
+        tables.parse_timestamps(pd.Series(["0", "9223372036854775808"], dtype=str), "t.inter", "timestamp")

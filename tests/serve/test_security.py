@@ -146,3 +146,12 @@ def test_many_waiting_bodies_shorten_the_wait():
     assert guard._timeout() == 30
     guard._waiting = guard.BUSY
     assert guard._timeout() == guard.SHORT_TIMEOUT_S < 30
+
+
+def test_a_repeated_query_parameter_is_refused(uni):
+    with TestClient(create_app(uni)) as c:
+        item = uni._ids[1]
+        r = c.get(f"/items/{item}/similar?k=3&k=5")
+        assert r.status_code == 422 and "more than once: k" in r.json()["detail"]
+        assert c.get(f"/items/{item}/similar?k=3").status_code == 200
+        assert c.get("/items/search?q=a&q=b").status_code == 422

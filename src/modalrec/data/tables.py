@@ -439,6 +439,8 @@ def parse_timestamps(values: pd.Series, path: str | Path, col: str) -> np.ndarra
     num = pd.to_numeric(s, errors="coerce")
     arr = np.asarray(num.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     bad = ~_fits_int64(arr)
+    for i in np.flatnonzero(bad & np.isfinite(arr)):  # an integer literal next to 2**63 rounds past it as a float
+        bad[i] = not _int64_literal(s.iloc[i])
     if not bad.any():
         if np.all(np.abs(arr) < 2**53):
             return np.floor(arr).astype(np.int64)
@@ -462,9 +464,17 @@ def _fits_int64(arr: np.ndarray) -> np.ndarray:
         return np.isfinite(arr) & (arr >= -(2.0**63)) & (arr < 2.0**63)
 
 
+def _int64_literal(text: str) -> bool:
+    try:
+        return -(2**63) <= int(text) <= _INT64_MAX
+    except ValueError:
+        return False
+
+
 def _exact_int64(s: pd.Series, arr: np.ndarray, path, col: str) -> np.ndarray:
     """Numeric strings, some beyond 2**53: integer literals exactly, other numbers floored."""
-    out = np.floor(arr).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        out = np.floor(np.clip(arr, -(2.0**63), 2.0**63 - 1024)).astype(np.int64)
     for i in np.flatnonzero(np.abs(arr) >= 2**53):
         text = s.iloc[i]
         try:

@@ -484,6 +484,16 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
 
+    @app.middleware("http")
+    async def _one_value_per_query_parameter(request: Request, call_next):
+        """No endpoint takes a list in its query: a repeated parameter (``?k=5&k=9``) is a 422, never one of
+        its values picked silently."""
+        keys = [k for k, _ in request.query_params.multi_items()]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            return _error_response(422, f"query parameter(s) given more than once: {', '.join(twice)[:200]}")
+        return await call_next(request)
+
     @app.exception_handler(RequestValidationError)
     async def _on_validation(request: Request, exc: RequestValidationError):
         return _validation_response(exc, request.headers.get("content-type", ""))
