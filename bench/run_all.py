@@ -35,7 +35,8 @@ from modalrec.utils import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "interest_discovery.py",
+SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "train_speed.py",
+           "interest_discovery.py",
            "serve_index.py", "sasrec_vs_recbole.py", "pmmrec_transfer.py", "missrec_unisrec_transfer.py",
            "zero_shot_prior.py", "serve_latency.py", "serve_abuse.py", "robustness.py"]
 RESULTS = HERE / "results"
@@ -48,6 +49,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "prepare_speed.py": ["--repeat", "1"],
     "eval_speed.py": ["--cases", "small"],
     "content_speed.py": ["--quick"],
+    "train_speed.py": ["--quick"],
     "interest_discovery.py": ["--ratios", "0.1", "--repeats", "2"],
     "serve_index.py": ["--quick"],
     # one RecBole epoch alone takes about 4 minutes here: the quick report has our side only

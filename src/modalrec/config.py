@@ -400,6 +400,7 @@ RANGES: dict[str, Range] = {
     "kmeans_steps": AT_LEAST_1,
     "nicl_max_anchors": Range(0, note="0 = all"),
     "encode_chunk": AT_LEAST_1,
+    "encode_buckets": AT_LEAST_1,
     # models: rates, weights, temperatures
     "dropout": PROBABILITY,
     "attn_dropout": PROBABILITY,

@@ -53,10 +53,11 @@ def test_nicl_matches_a_per_anchor_reference(cycle_dataset, content_overrides):
     tau = m.config.nicl_temperature
     with torch.no_grad():
         rows = torch.arange(1, cycle_dataset.n_items + 1)
-        _, parts = m._encode(rows, return_parts=True)
+        # the reference pools each modality's tokens itself
+        tokens = [enc(rows) for enc in m.content_encoders()]
         z = [torch.cat([torch.zeros(1, m.config.hidden_size),
-                        F.normalize(m.nicl_head(masked_mean(x, k)), dim=-1)]) for x, k in parts]
-        has = [torch.cat([torch.zeros(1, dtype=torch.bool), k.any(1)]) for _, k in parts]
+                        F.normalize(m.nicl_head(masked_mean(x, k)), dim=-1)]) for x, k in tokens]
+        has = [torch.cat([torch.zeros(1, dtype=torch.bool), k.any(1)]) for _, k in tokens]
         full = torch.cat([items, targets[:, -1:]], 1)
         batch_items = sorted(set(full[full > 0].tolist()) | set(targets[targets > 0].tolist()))
         total, n = 0.0, 0
@@ -186,3 +187,24 @@ def test_zero_shot_on_a_different_catalogue(cycle_dataset, content_overrides, tm
         assert e.shape[0] == 8
         # same item content -> same vector as in the source model
         assert torch.allclose(e[1], src.eval().item_embeddings()[1], atol=1e-5)
+
+
+def test_items_grouped_by_text_length_encode_as_one_group(cycle_dataset, content_overrides):
+    """The step encodes items in groups of similar text length (less padding): same vectors, same pooled
+    parts, in the caller's order, as one group."""
+    m = _pmm(cycle_dataset, content_overrides).eval()
+    m.min_group = 2
+    rows = torch.randperm(cycle_dataset.n_items) + 1
+    assert len(set(m.text_encoder.aux[rows].tolist())) > 1  # texts of several lengths
+    m.config.encode_buckets = 1
+    with torch.no_grad():
+        one, one_parts = m._encode(rows, return_parts=True)
+        assert len(m._length_groups(rows)) == 1
+        m.config.encode_buckets = 3
+        groups = m._length_groups(rows)
+        grouped, grouped_parts = m._encode(rows, return_parts=True)
+    assert len(groups) == 3 and sorted(torch.cat(groups).tolist()) == list(range(len(rows)))
+    assert m.text_encoder.aux[rows[groups[0]]].max() <= m.text_encoder.aux[rows[groups[2]]].min()
+    assert torch.allclose(one, grouped, atol=1e-5)
+    for (v1, h1), (v2, h2) in zip(one_parts, grouped_parts):
+        assert torch.allclose(v1, v2, atol=1e-5) and torch.equal(h1, h2)

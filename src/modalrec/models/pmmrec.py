@@ -41,9 +41,10 @@ from torch import nn
 from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
 from modalrec.content.features import FeatureNeed, ItemFeatures
+from modalrec.losses import masked_softmax_ce
 from modalrec.models.base import ModelConfig, Output, SequentialRecommender, init_normal
 from modalrec.models.registry import register_model
-from modalrec.nn.fusion import Fusion
+from modalrec.nn.fusion import Fusion, masked_mean
 from modalrec.nn.token_encoders import ImageItemEncoder, TextItemEncoder
 from modalrec.nn.transformer import SequenceEncoder
 
@@ -84,6 +85,7 @@ class PMMRecConfig(ModelConfig):
     rcl_weight: float = 0.2
     rcl_temperature: float = 0.1
     encode_chunk: int = 512  # items per chunk when the whole catalogue is encoded (evaluation)
+    encode_buckets: int = 8  # items of a step are encoded in this many groups of similar text length
 
     def train_defaults(self) -> dict:
         """A pre-train on ml-1m in well under an hour on 2 CPU cores."""
@@ -135,6 +137,7 @@ class PMMRec(SequentialRecommender):
     def content_encoders(self) -> list[nn.Module]:
         return [getattr(self, f"{m}_encoder") for m in self.modalities]
 
+    min_group = 64  # items per length group at least (smaller groups make the matrix products slow)
     supports_domains = True  # can pre-train on several data sets at once (data.extra_sources)
 
     @property
@@ -199,9 +202,38 @@ class PMMRec(SequentialRecommender):
     # -- item tower --------------------------------------------------------------------------
 
     def _encode(self, rows: torch.Tensor, return_parts: bool = False):
+        """Item vectors ``[U, d]`` of catalogue ``rows``; with ``return_parts`` also each modality's
+        ``(masked mean of its tokens [U, d], has tokens [U])`` (NICL's inputs).
+
+        Items are sorted by text length and encoded in up to ``encode_buckets`` groups, each padded
+        only to its own longest text: each item's tokens attend among themselves, so grouping
+        changes no result, and the fusion layer no longer computes on padding.
+        """
+        groups = self._length_groups(rows)
+        outs = [self._encode_group(rows[g]) for g in groups]
+        if len(outs) == 1:
+            vec, pooled = outs[0]
+        else:
+            inverse = torch.empty_like(rows)
+            order = torch.cat(groups)
+            inverse[order] = torch.arange(len(rows), device=rows.device)
+            vec = torch.cat([o[0] for o in outs])[inverse]
+            pooled = [(torch.cat([o[1][k][0] for o in outs])[inverse], torch.cat([o[1][k][1] for o in outs])[inverse])
+                      for k in range(len(outs[0][1]))]
+        return (vec, pooled) if return_parts else vec
+
+    def _encode_group(self, rows: torch.Tensor):
         parts = [enc(rows) for enc in self.content_encoders()]
-        vec = self.fusion(parts)
-        return (vec, parts) if return_parts else vec
+        return self.fusion(parts), [(masked_mean(x, m), m.any(1)) for x, m in parts]
+
+    def _length_groups(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Index groups of ``rows`` by text length (one group without text or for few items)."""
+        k = self.config.encode_buckets
+        if "text" not in self.modalities or k <= 1 or len(rows) < self.min_group * k:
+            return [torch.arange(len(rows), device=rows.device)]
+        lengths = self.text_encoder.aux[rows.cpu()]
+        order = torch.argsort(lengths, stable=True).to(rows.device)
+        return list(torch.tensor_split(order, k))
 
     def item_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         dev = self.log_q.device
@@ -439,13 +471,12 @@ class PMMRec(SequentialRecommender):
         real = targets != 0
         rows = torch.nonzero(real)
         hr = h[rows[:, 0], rows[:, 1]]
-        logits = hr @ table.T
-        if c.logq:
-            logits = logits - self.log_q[uniq][None, :]
+        bias = -self.log_q[uniq] if c.logq else table.new_zeros(len(uniq))  # logQ correction
         label = tgt_pos[rows[:, 0], rows[:, 1]]
-        banned = member[rows[:, 0]] | ~in_batch[None, :]
+        banned = member.index_select(0, rows[:, 0])
+        banned |= ~in_batch[None, :]
         banned[torch.arange(len(label), device=dev), label] = False
-        rec = F.cross_entropy(logits.masked_fill(banned, float("-inf")).float(), label)
+        rec = masked_softmax_ce(hr, table, bias, banned, label)
         loss = c.rec_weight * rec
         logs["rec"] = rec.detach()
 
@@ -475,11 +506,9 @@ class PMMRec(SequentialRecommender):
     def _nicl(self, parts, full, full_pos, member) -> torch.Tensor:
         """Next-item-enhanced cross-modal contrastive loss over the B x (L+1) window items."""
         c = self.config
-        from modalrec.nn.fusion import masked_mean
-
         # per-modality vectors of the unique items (row k <-> uniq[k+1]); prepend padding row
-        z = [F.normalize(self.nicl_head(masked_mean(x, m)), dim=-1) for x, m in parts]
-        has = [m.any(1) for _, m in parts]
+        z = [F.normalize(self.nicl_head(v), dim=-1) for v, _ in parts]
+        has = [h for _, h in parts]
         z = [torch.cat([zz.new_zeros(1, zz.shape[1]), zz]) for zz in z]
         has = [torch.cat([hh.new_zeros(1), hh]) for hh in has]
         b, l1 = full.shape
@@ -492,26 +521,26 @@ class PMMRec(SequentialRecommender):
         nxt_ok = (aj + 1 < l1)
         nxt = torch.where(nxt_ok, full_pos[ar, (aj + 1).clamp_max(l1 - 1)], torch.zeros_like(a))
         nxt_ok = nxt_ok & (nxt != 0)
-        cols = torch.arange(z[0].shape[0], device=full.device)
         neg = ~member[ar]  # items outside the anchor's window
         neg[:, 0] = False
+        # positives: the anchor item itself and (when there is one, and it differs) the next item
+        n = torch.arange(len(a), device=full.device)
+        second = nxt_ok & (nxt != a)
+        pos = torch.zeros_like(neg)
+        pos[n, a] = True
+        pos[n[second], nxt[second]] = True
         total, count = 0.0, 0
         for src, dst in ((0, 1), (1, 0)):
             ok = has[src][a] & has[dst][a]
             if not ok.any():
                 continue
-            q = z[src][a]
-            inter = q @ z[dst].T / c.nicl_temperature
-            intra = q @ z[src].T / c.nicl_temperature
-            pos = (cols[None] == a[:, None]) | ((cols[None] == nxt[:, None]) & nxt_ok[:, None])
-            pos = pos & has[dst][None]
-            allowed_inter = (pos | neg) & has[dst][None]
-            allowed_intra = neg & has[src][None]
-            logits = torch.cat([inter.masked_fill(~allowed_inter, float("-inf")),
-                                intra.masked_fill(~allowed_intra, float("-inf"))], 1).float()
-            lse = torch.logsumexp(logits, 1)
-            pos_mean = (inter.float() * pos).sum(1) / pos.sum(1).clamp_min(1)
-            per = (lse - pos_mean)[ok]
+            q = z[src][a] / c.nicl_temperature
+            inter = (q @ z[dst].T).masked_fill_(~((pos | neg) & has[dst][None]), float("-inf"))
+            intra = (q @ z[src].T).masked_fill_(~(neg & has[src][None]), float("-inf"))
+            lse = torch.logaddexp(torch.logsumexp(inter.float(), 1), torch.logsumexp(intra.float(), 1))
+            with_next = second & has[dst][nxt]
+            pos_sum = inter[n, a].float() + torch.where(with_next, inter[n, nxt].float(), 0.0)
+            per = (lse - pos_sum / (1.0 + with_next.float()))[ok]
             total = total + per.sum()
             count += int(ok.sum())
         if count == 0:
