@@ -142,6 +142,12 @@ def _paired_seeds(page: Page, x: dict, ratios: list) -> None:
     if cut:
         s += (" RecBole was stopped by its time budget: its time to best is a lower bound and its model had not "
               "converged.")
+    s += (" The two do not train the same way, so the time ratio is not a speed-up of one implementation over "
+          "the other: RecBole's SASRec makes every prefix of a user's sequence an example of its own and "
+          "computes the loss at that example's last position (batches of 2048 examples, as configured); "
+          "modalrec computes it at every position of overlapping windows of up to max_len items (stride 10), so "
+          "one forward pass trains up to max_len targets. Both are evaluated the same way (history included, "
+          "as RecBole does).")
     page.para(s)
     ratios.append((f"SASRec time to best: modalrec over RecBole (seed {seeds})", b / a, cut))
 
