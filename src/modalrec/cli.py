@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--add-items", metavar="FILE",
                     help="CSV or JSONL of new items to add at start (item_id plus text, or title/year/genres; "
                          "optional image: a file path, relative to FILE's folder)")
+    sv.add_argument("--forget-added", action="store_true",
+                    help="do not keep items added or removed through the service (by default they are journalled "
+                         "in RUN/added/ and back after a restart)")
     sv.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
     sv.add_argument("--token", default=None,
                     help="adding items needs 'Authorization: Bearer TOKEN' (default: $MODALREC_TOKEN); without one, a "
@@ -493,11 +496,12 @@ def cmd_serve(args) -> int:
     token = args.token or os.environ.get("MODALREC_TOKEN") or None
     read_only = args.read_only or (token is None and not is_loopback(args.host))
     rec = Recommender.load(args.run, checkpoint=args.checkpoint, progress=not args.quiet, index=args.index)
+    journal = _added_items_journal(args, rec)
     if args.add_items:
         added = rec.add_items(read_items_file(args.add_items))
         print(f"added {len(added)} items from {args.add_items}")
     app = create_app(rec, max_body_bytes=int(args.max_body_mb * 2**20), token=token, read_only=read_only,
-                     body_timeout_s=args.body_timeout)
+                     body_timeout_s=args.body_timeout, journal=journal)
     index = ", ".join(f"{k} {v}" for k, v in rec.index_info.items())
     writes = "read-only" if read_only else ("writes need the token" if token else "writes from this machine")
     print(f"{rec.model_name}: {rec.n_items} items ({index}); web page and API on http://{args.host}:{args.port}/ "
@@ -513,6 +517,23 @@ def cmd_serve(args) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
                 timeout_keep_alive=5, server_header=False, limit_concurrency=limit)
     return 0
+
+
+def _added_items_journal(args, rec):
+    """The run's journal of items added through the service, replayed into ``rec`` (None with
+    --forget-added, for an ID model, or when the run folder cannot be written)."""
+    from modalrec.serve.added import AddedItems
+
+    if args.forget_added or not rec.can_add_items:
+        return None
+    journal = AddedItems(args.run)
+    if not os.access(args.run, os.W_OK):
+        print(f"note: {args.run} cannot be written: items added now are gone after a restart", file=sys.stderr)
+        return None
+    n = journal.replay(rec)
+    if n:
+        print(f"{n} item(s) added earlier through the service are back ({journal.path})")
+    return journal
 
 
 def _few_malloc_arenas() -> None:

@@ -97,6 +97,8 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # autocast (bf16/fp16) where the device supports it; no-op on CPU
+    cpu_bf16: bool = False  # on a CPU, autocast to bfloat16 too (faster where the CPU has bf16 instructions;
+    # losses stay float32)
     threads: int = 0  # torch intra-op threads (0 = leave as is)
 
 

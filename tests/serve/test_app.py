@@ -85,7 +85,9 @@ def test_recommend(client, pmm):
     assert r.status_code == 200
     body = r.json()
     assert body["model"] == "pmmrec" and body["n_items"] == pmm.n_items and len(body["items"]) == 10
-    assert set(body["items"][0]) == {"item_id", "score", "text", "is_new", "has_image"}
+    assert set(body["items"][0]) == {"item_id", "score", "rank", "text", "is_new", "has_image", "title", "year",
+                                     "genres"}
+    assert [x["rank"] for x in body["items"]] == list(range(1, 11))
     scores = [x["score"] for x in body["items"]]
     assert scores == sorted(scores, reverse=True) and not set(_ids(r)) & set(hist)
     assert _ids(r) == [x.item_id for x in pmm.recommend(hist, k=10)]
@@ -112,7 +114,8 @@ def test_recommend_with_raw_content_in_the_history(client, pmm):
 def test_item_search_image_similar(client, pmm):
     iid = pmm._ids[4]
     r = client.get(f"/items/{iid}")
-    assert r.json() == {"item_id": iid, "text": pmm.item(iid).text, "is_new": False, "has_image": True}
+    assert r.json() == {"item_id": iid, "text": pmm.item(iid).text, "is_new": False, "has_image": True,
+                        "title": pmm.item(iid).title, "year": "", "genres": ""}
     word = pmm.item(iid).text.split()[-1]
     r = client.get("/items/search", params={"q": word.upper(), "limit": 5})
     assert r.status_code == 200 and 1 <= len(r.json()["items"]) <= 5
@@ -132,7 +135,7 @@ def test_added_item_is_searchable_and_recommendable_at_once(client, pmm):
          "image_base64": "data:image/png;base64," + _b64(png)},
         {"item_id": "zeb-2", "text": "Zebracorn Returns: a tale of storms"}]})
     assert r.status_code == 201, r.text
-    assert r.json() == {"added": ["zeb-1", "zeb-2"], "n_items": n0 + 2}
+    assert r.json() == {"added": ["zeb-1", "zeb-2"], "n_items": n0 + 2, "warnings": []}
     found = client.get("/items/search", params={"q": "zebracorn"}).json()["items"]
     assert {x["item_id"] for x in found} == {"zeb-1", "zeb-2"} and all(x["is_new"] for x in found)
     assert client.get("/items/zeb-1").json()["has_image"] is True

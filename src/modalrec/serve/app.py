@@ -38,6 +38,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
                       StringConstraints, Tag, model_validator)
 
 from modalrec import __version__
+from modalrec.serve.added import AddedItems
 from modalrec.serve.recommender import MAX_K, Recommender, RequestError, UnknownItemError
 
 log = logging.getLogger("modalrec.serve")
@@ -193,13 +194,17 @@ class AddItemsRequest(BaseModel):
 
 class ItemOut(BaseModel):
     item_id: str
-    text: str
+    text: str = Field(description="the text the model reads")
     is_new: bool = Field(description="added after training (the model never saw it)")
     has_image: bool = Field(description="GET /items/{item_id}/image returns an image")
+    title: str = Field("", description="for display: the catalogue's title field (else the text)")
+    year: str = Field("", description="for display: the catalogue's year field, if it has one")
+    genres: str = Field("", description="for display: the catalogue's genres, comma-separated, if it has them")
 
 
 class RecommendationOut(ItemOut):
     score: float = Field(description="the model's score (cosine for /similar); higher is better")
+    rank: int = Field(ge=1, description="1 = best")
 
 
 class RecommendResponse(BaseModel):
@@ -214,6 +219,13 @@ class ItemsResponse(BaseModel):
 
 class AddItemsResponse(BaseModel):
     added: list[str]
+    n_items: int = Field(ge=0)
+    warnings: list[str] = Field(default_factory=list, description="added, but worth a look: e.g. a new item whose "
+                                "content matches an item already in the catalogue (same text, or same title and year)")
+
+
+class RemoveItemsResponse(BaseModel):
+    removed: list[str]
     n_items: int = Field(ge=0)
 
 
@@ -470,8 +482,11 @@ answered (the detail says what).
 
 
 def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str | None = None,
-               read_only: bool = False, body_timeout_s: float = 30.0) -> FastAPI:
+               read_only: bool = False, body_timeout_s: float = 30.0, journal: AddedItems | None = None) -> FastAPI:
     """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, web page at ``/``) for ``rec``.
+
+    ``journal``: where items added and removed through the service are kept (the run's ``added/``
+    folder, :mod:`modalrec.serve.added`), so that they are back after a restart.
 
     Writes (adding items) need ``token`` when one is given, never come from another site's page, and are
     refused on a ``read_only`` server (:mod:`modalrec.serve.security`). A body that has not arrived
@@ -513,11 +528,11 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
         return _error_response(status, str(exc), unknown_item_ids=getattr(exc, "item_ids", None))
 
     def _item_out(info) -> ItemOut:
-        return ItemOut(item_id=info.item_id, text=info.text, is_new=info.is_new, has_image=info.has_image)
+        return ItemOut(**info.to_dict())
 
     def _recs_out(recs) -> RecommendResponse:
-        return RecommendResponse(items=[RecommendationOut(**r.to_dict()) for r in recs], model=rec.model_name,
-                                 n_items=rec.n_items)
+        return RecommendResponse(items=[RecommendationOut(**r.to_dict(), rank=n) for n, r in enumerate(recs, 1)],
+                                 model=rec.model_name, n_items=rec.n_items)
 
     def _exists(item_id: str) -> bool:
         try:
@@ -534,6 +549,7 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
         taken = [i for i in ids if _exists(i)] if rec.can_add_items else []
         if taken:
             raise ApiError(409, f"item id(s) already in the catalogue: {', '.join(taken[:10])}; pick new ids")
+        same = rec.same_content(rows) if rec.can_add_items else {}
         try:
             added = _call(rec.add_items, rows)
         except ApiError:
@@ -541,7 +557,11 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
             if taken:  # another request added them in the meantime
                 raise ApiError(409, f"item id(s) already in the catalogue: {', '.join(taken[:10])}") from None
             raise
-        return AddItemsResponse(added=added, n_items=rec.n_items)
+        if journal is not None:
+            journal.record_add(rows, {r["item_id"]: r["image"] for r in rows if isinstance(r.get("image"), bytes)})
+        warnings = [f"{new!r} has the same content as catalogue item {old!r} ({rec.item(old).text[:120]}); both "
+                    "are kept" for new, old in same.items()]
+        return AddItemsResponse(added=added, n_items=rec.n_items, warnings=warnings)
 
     @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"], responses=_errors(400, 413, 422),
               summary="Top-k items after a history")
@@ -592,6 +612,17 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
                 except ValueError as e:
                     raise ApiError(422, str(e)) from None
         return _add([row])
+
+    @app.delete("/items/{item_id}", response_model=RemoveItemsResponse, tags=["items"],
+                responses=_errors(404, 422), summary="Remove an item added since training")
+    def remove_item(item_id: ItemIdPath) -> RemoveItemsResponse:
+        """An item added through this service (or the Python API) is never recommended, searched or
+        accepted in a history again; its id may be added anew. Items the model was trained on cannot be
+        removed (422): leave them out with ``exclude``."""
+        removed = _call(rec.remove_items, [item_id])
+        if journal is not None:
+            journal.record_remove(removed)
+        return RemoveItemsResponse(removed=removed, n_items=rec.n_items)
 
     @app.get("/items/search", response_model=ItemsResponse, tags=["items"], responses=_errors(422),
              summary="Find items by text")

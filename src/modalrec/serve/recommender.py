@@ -57,9 +57,12 @@ class UnsupportedError(RequestError):
 class Recommendation:
     item_id: str
     score: float
-    text: str
+    text: str  # the text the model reads
     is_new: bool = False  # added after training (never seen by the model)
     has_image: bool = False
+    title: str = ""  # for display: the catalogue's own fields where it has them (else the text)
+    year: str = ""
+    genres: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,9 +74,25 @@ class ItemInfo:
     text: str
     is_new: bool = False
     has_image: bool = False
+    title: str = ""
+    year: str = ""
+    genres: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _field_text(value) -> str:
+    """A display field as text ("" for missing values; a list of genres joined)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(str(v) for v in value)
+    return str(value).strip()
 
 
 def _source_of(record: dict):
@@ -133,6 +152,8 @@ class Recommender:
         self._mrow: list[int] = list(range(len(self._ids)))
         self._lower: list[str] = [t.lower() for t in self._text]
         self._new_images: dict[int, bytes] = {}
+        self._new_fields: dict[int, tuple[str, str, str]] = {}  # display fields of added items
+        self._removed: set[int] = set()  # rows of added items removed since (masked, never recommended)
         self._image_reader = None
         if cat.image_paths is not None:
             from modalrec.content.image import ImageReader
@@ -195,6 +216,9 @@ class Recommender:
         from modalrec.run.store import data_record, save_run
 
         rd = RunDir(run_dir)
+        if self._removed:
+            raise UnsupportedError("items were removed since loading (they stay in the model's tables): save the "
+                                   "recommender before removing items, or load the run again and add them anew")
         with self._lock, run_lock(rd):
             vector_only = [self._ids[r] for r in range(self._n_trained + 1, len(self._ids)) if self._mrow[r] == 0]
             if vector_only:
@@ -233,7 +257,8 @@ class Recommender:
 
     @property
     def n_items(self) -> int:
-        return len(self._ids) - 1
+        """Items that can be recommended (removed ones not counted)."""
+        return len(self._ids) - 1 - len(self._removed)
 
     @property
     def model_name(self) -> str:
@@ -253,8 +278,19 @@ class Recommender:
             info["recall@10"] = round(float(index.recall["recall"]), 4)
         return info
 
+    def _display(self, row: int) -> tuple[str, str, str]:
+        """(title, year, genres) of a row: the catalogue's raw fields where it keeps them, else the text."""
+        if row in self._new_fields:
+            return self._new_fields[row]
+        fields = self.dataset.catalogue.fields if row <= self._n_trained else {}
+        title = _field_text(fields["title"][row]) if "title" in fields else ""
+        year = _field_text(fields["year"][row]) if "year" in fields else ""
+        genres = _field_text(fields["genres"][row]) if "genres" in fields else ""
+        return title or self._text[row], year, genres
+
     def _info(self, row: int) -> ItemInfo:
-        return ItemInfo(self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]))
+        return ItemInfo(self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]),
+                        *self._display(row))
 
     def item(self, item_id) -> ItemInfo:
         return self._info(self._rows([item_id])[0])
@@ -276,6 +312,8 @@ class Recommender:
             return []
         starts, contains = [], []
         for row in range(1, len(self._lower)):
+            if row in self._removed:
+                continue
             t = self._lower[row]
             if t.startswith(q):
                 starts.append(row)
@@ -410,11 +448,63 @@ class Recommender:
                 with torch.no_grad():
                     vec = self.model.item_embeddings(idx).float()
                 _check_finite(vec, "the new items' vectors")
-                self._append(ids, texts, raw, vec, idx.tolist())
+                self._append(ids, texts, raw, vec, idx.tolist(), [_new_display(r, t) for r, t in zip(rows, texts)])
             except BaseException:
                 self.model.truncate_items(n0)
                 raise
         return ids
+
+    def remove_items(self, item_ids) -> list[str]:
+        """Remove items added since training (:meth:`add_items`, :meth:`add_vectors`): they are never
+        recommended, searched or accepted in a history again, and their ids may be added anew. Items the
+        model was trained on cannot be removed (the model holds them); leave them out with ``exclude``."""
+        ids = [check.item_id(i, "item_id") for i in (item_ids if isinstance(item_ids, (list, tuple)) else [item_ids])]
+        with self._lock:
+            rows = self._rows(ids)
+            trained = [self._ids[r] for r in rows if r <= self._n_trained]
+            if trained:
+                raise UnsupportedError(f"item(s) {', '.join(map(repr, trained[:10]))} were in the training data: the "
+                                       "model holds them, so only items added since can be removed")
+            for iid, row in zip(ids, rows):
+                self._removed.add(row)
+                del self._row[iid]
+        return ids
+
+    def same_content(self, items) -> dict[str, str]:
+        """New items (as given to :meth:`add_items`) whose content matches an item already in the catalogue:
+        ``{new id: existing id}``. A match is the same text, or the same title and year, ignoring case
+        and spaces (for example "Heat" (1995) given again)."""
+        rows = items.to_dict("records") if hasattr(items, "to_dict") else list(items)
+        keys = self._content_keys()
+        out = {}
+        for r in rows:
+            if not isinstance(r, dict) or r.get("item_id") is None:
+                continue
+            try:
+                r = check.content(r, "item")
+                text = self._text_of(r)
+            except RequestError:
+                continue  # add_items says what is wrong with it
+            title, year, _ = _new_display(r, "")
+            for key in (_norm(text),
+                        ("title", _norm(title), year) if title and year else None):
+                hit = keys.get(key) if key is not None else None
+                if hit is not None and self._ids[hit] != str(r["item_id"]):
+                    out[str(r["item_id"])] = self._ids[hit]
+                    break
+        return out
+
+    def _content_keys(self) -> dict:
+        """Normalised text and (title, year) of every live catalogue row -> its row."""
+        keys: dict = {}
+        for row in range(1, len(self._ids)):
+            if row in self._removed:
+                continue
+            title, year, _ = self._display(row)
+            keys.setdefault(_norm(self._text[row]), row)
+            if year:
+                keys.setdefault(("title", _norm(title), year), row)
+        return keys
 
     def _features(self, new: NewItems):
         """The item features the model reads, of items given as content (computed without the lock)."""
@@ -422,7 +512,8 @@ class Recommender:
 
         return new_item_features(self.model.feature_needs(), new)
 
-    def _append(self, ids: list[str], texts: list[str], raw: list, vec: torch.Tensor, model_rows: list[int]) -> None:
+    def _append(self, ids: list[str], texts: list[str], raw: list, vec: torch.Tensor, model_rows: list[int],
+                display: list[tuple[str, str, str]] | None = None) -> None:
         """Add rows to the index and the catalogue metadata (caller holds the lock)."""
         first = len(self._ids)
         got = self.index.add(vec)
@@ -436,6 +527,8 @@ class Recommender:
             self._mrow.append(model_rows[k])
             if data is not None:
                 self._new_images[first + k] = data
+            if display is not None:
+                self._new_fields[first + k] = display[k]
         self._has_image = np.concatenate([self._has_image, [d is not None for d in raw]])
         if self._sim_index is not None:
             self._sim_index.add(self._similarity(vec))
@@ -524,7 +617,7 @@ class Recommender:
         return users, [[r for r in rows if r > 0] for rows, _ in parsed]
 
     def _allowed(self, include, exclude) -> torch.Tensor | None:
-        if include is None and exclude is None:
+        if include is None and exclude is None and not self._removed:
             return None
         n = len(self._ids)
         if include is not None:
@@ -534,6 +627,8 @@ class Recommender:
             mask = torch.ones(n, dtype=torch.bool)
         if exclude is not None:
             mask[self._rows(exclude)] = False
+        if self._removed:
+            mask[list(self._removed)] = False
         return mask
 
     def _check_k(self, k) -> int:
@@ -547,12 +642,13 @@ class Recommender:
                  filter: Callable[[ItemInfo], bool] | None) -> list[Recommendation]:
         out = []
         for s, i in zip(scores.tolist(), idx.tolist()):
-            if i <= 0 or s == float("-inf"):
+            if i <= 0 or s == float("-inf") or i in self._removed:
                 continue
             info = self._info(i)
             if filter is not None and not filter(info):
                 continue
-            out.append(Recommendation(info.item_id, float(s), info.text, info.is_new, info.has_image))
+            out.append(Recommendation(info.item_id, float(s), info.text, info.is_new, info.has_image, info.title,
+                                      info.year, info.genres))
             if len(out) == k:
                 break
         return out
@@ -694,6 +790,16 @@ class Recommender:
         scores, idx = self._sim_index.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)],
                                              allowed=allowed)
         return self._results(scores[0], idx[0], k, None)
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def _new_display(fields: dict, text: str) -> tuple[str, str, str]:
+    """(title, year, genres) shown for an added item: its own fields, else its text."""
+    return (_field_text(fields.get("title")) or text, _field_text(fields.get("year")),
+            _field_text(fields.get("genres")))
 
 
 def _check_finite(vec: torch.Tensor, what: str) -> None:

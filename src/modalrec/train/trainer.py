@@ -2,7 +2,7 @@
 
 AdamW with decoupled weight decay (no decay on biases, norms), linear warm-up then a constant or
 cosine schedule, gradient clipping, autocast on CUDA (bf16 where supported, else fp16 with a
-GradScaler; on CPU autocast is off: it is slower there for these models), validation every
+GradScaler; on CPU autocast is off unless ``train.cpu_bf16``), validation every
 ``eval_every`` epochs with early stopping on NDCG@10, an atomic checkpoint every epoch and exact
 resume (model, optimizer, scheduler, scaler, RNG states, early-stopping state, elapsed time).
 """
@@ -54,10 +54,12 @@ def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]
     return f
 
 
-def _autocast(device: torch.device, enabled: bool):
+def _autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False):
     if enabled and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    if device.type == "cpu" and cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16), False
     return torch.autocast(device.type, enabled=False), False
 
 
@@ -186,7 +188,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps))
-        self.autocast, needs_scaler = _autocast(self.device, t.amp)
+        self.autocast, needs_scaler = _autocast(self.device, t.amp, t.cpu_bf16)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
         self.net = (DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                     if self.dist.enabled else model)
