@@ -4,6 +4,7 @@ Uses Debian's Chromium (``/usr/bin/chromium``) through Playwright's Python API; 
 browser downloads are never used.
 """
 
+import os
 import re
 import shutil
 import socket
@@ -100,8 +101,13 @@ def test_search_pick_and_see_recommendations(page):
     expect(page.get_by_test_id("history-item")).to_have_count(1)
     cards = page.get_by_test_id("rec-card")
     expect(cards).to_have_count(10)
-    expect(cards.first.get_by_test_id("rec-score")).to_have_text(re.compile(r"^score -?\d+\.\d{3}$"))
+    expect(cards.first.get_by_test_id("rec-rank")).to_have_text("#1")
+    expect(cards.nth(9).get_by_test_id("rec-rank")).to_have_text("#10")
     expect(cards.first.get_by_test_id("rec-title")).not_to_be_empty()
+    # the history is kept across a reload, and its recommendations come back with it
+    page.reload()
+    expect(page.get_by_test_id("history-item")).to_have_count(1)
+    expect(cards).to_have_count(10)
     # the picked item is not recommended back; removing it empties the list again
     picked = page.get_by_test_id("history-item").first.get_attribute("data-item-id")
     assert picked not in [c.get_attribute("data-item-id") for c in cards.all()]
@@ -120,6 +126,64 @@ def test_keyboard_only(page):
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("history-item")).to_have_count(1)
     expect(page.get_by_test_id("rec-card").first).to_be_visible()
+
+
+def _shot(page, name: str, tmp_path) -> None:
+    """A screenshot into the test artefacts ($MODALREC_TEST_ARTEFACTS, else the test's tmp folder)."""
+    folder = Path(os.environ.get("MODALREC_TEST_ARTEFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_similar_items_on_a_click(page, tmp_path):
+    expect = sync_api.expect
+    page.get_by_label("Search by title").fill("strange")
+    page.get_by_test_id("search-result").first.click()
+    card = page.get_by_test_id("rec-card").first
+    name = card.get_by_test_id("item-title").get_attribute("title")
+    card.get_by_test_id("similar-button").click()
+    panel = page.get_by_test_id("similar-panel")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_role("heading")).to_have_text("Similar to " + name)
+    expect(page.get_by_test_id("similar-card")).to_have_count(6)
+    shown = [c.get_attribute("data-item-id") for c in page.get_by_test_id("similar-card").all()]
+    api = page.request.get(page.url + "items/" + card.get_attribute("data-item-id") + "/similar?k=6").json()
+    assert shown == [x["item_id"] for x in api["items"]]
+    _shot(page, "web-similar", tmp_path)
+
+
+def test_duplicate_warning_and_deleting_an_added_item(page, tmp_path):
+    expect = sync_api.expect
+    existing = page.request.get(page.url + "items/search?q=strange&limit=1").json()["items"][0]
+    page.get_by_label("Title", exact=True).fill(existing["title"])
+    page.get_by_test_id("new-submit").click()
+    status = page.get_by_test_id("new-status")
+    expect(status).to_contain_text("Added")
+    expect(status).to_contain_text("same content as catalogue item")
+    added = page.get_by_test_id("added-item").first
+    new_id = added.get_attribute("data-item-id")
+    page.on("dialog", lambda d: d.accept())
+    added.get_by_test_id("delete-item").click()
+    expect(status).to_contain_text("Deleted")
+    expect(page.get_by_test_id("added-item")).to_have_count(0)
+    assert page.request.get(page.url + "items/" + new_id).status == 404
+    _shot(page, "web-deleted", tmp_path)
+
+
+def test_phone_layout_has_no_sideways_scroll(browser, server, tmp_path):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    pg.goto(server)
+    pg.get_by_label("Search by title").fill("strange")
+    pg.get_by_test_id("search-result").first.click()
+    sync_api.expect(pg.get_by_test_id("rec-card")).to_have_count(10)
+    width = pg.evaluate("document.documentElement.scrollWidth")
+    height = pg.evaluate("document.documentElement.scrollHeight")
+    _shot(pg, "web-phone", tmp_path)
+    context.close()
+    assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+    assert height < 4500, f"the page is {height} px long on a phone"
 
 
 def test_add_a_new_item_through_the_form(page):

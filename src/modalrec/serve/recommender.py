@@ -472,8 +472,8 @@ class Recommender:
 
     def same_content(self, items) -> dict[str, str]:
         """New items (as given to :meth:`add_items`) whose content matches an item already in the catalogue:
-        ``{new id: existing id}``. A match is the same text, or the same title and year, ignoring case
-        and spaces (for example "Heat" (1995) given again)."""
+        ``{new id: existing id}``. A match is the same text, or the same title and year (or both without
+        a year), ignoring case and spaces (for example "Heat" (1995) given again)."""
         rows = items.to_dict("records") if hasattr(items, "to_dict") else list(items)
         keys = self._content_keys()
         out = {}
@@ -487,7 +487,7 @@ class Recommender:
                 continue  # add_items says what is wrong with it
             title, year, _ = _new_display(r, "")
             for key in (_norm(text),
-                        ("title", _norm(title), year) if title and year else None):
+                        ("title", _norm(title), year) if title else None):
                 hit = keys.get(key) if key is not None else None
                 if hit is not None and self._ids[hit] != str(r["item_id"]):
                     out[str(r["item_id"])] = self._ids[hit]
@@ -502,8 +502,7 @@ class Recommender:
                 continue
             title, year, _ = self._display(row)
             keys.setdefault(_norm(self._text[row]), row)
-            if year:
-                keys.setdefault(("title", _norm(title), year), row)
+            keys.setdefault(("title", _norm(title), year), row)
         return keys
 
     def _features(self, new: NewItems):
