@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint docs bench report fetch clean help
+.PHONY: install demo demo-full test test-fast lint docs bench report fetch clean help
 
 help:
-	@echo "make demo    install, fetch data and weights, pre-train PMMRec on ml-1m, fine-tune on ml-100k, compare with SASRec and Pop"
+	@echo "make demo    install, fetch, pre-train UniSRec (text) on ml-1m, transfer to ml-100k, compare with SASRec and Pop, recommend (~10 min)"
+	@echo "make demo-full  the same with PMMRec (text + poster images) pre-trained for 2 epochs (about an hour on 2 cores)"
 	@echo "make test    install and run the whole test suite"
 	@echo "make lint    ruff and the import-linter layer contract (pyproject.toml)"
 	@echo "make docs    the documentation site (MkDocs Material + API reference from the docstrings) into site/, warnings as errors"
@@ -30,6 +31,9 @@ fetch: install
 
 demo: install
 	$(PY) scripts/demo.py
+
+demo-full: install
+	$(PY) scripts/demo.py --full
 
 test: install
 	$(PY) -m pytest -q

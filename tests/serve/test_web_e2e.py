@@ -5,7 +5,6 @@ browser downloads are never used.
 """
 
 import os
-import re
 import shutil
 import socket
 import threading
