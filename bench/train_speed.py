@@ -9,6 +9,8 @@ training windows consumed / wall time (data loading included).
 Side by side: ``--baseline REF`` also runs the same workers on the code of git commit REF (checked
 out into a temporary worktree, imported from there), alternating with the current code,
 ``--repeats`` times each; the table gives the median windows/s of each and their ratio.
+``--variant NAME:OVERRIDES`` adds PMMRec with config overrides on the current code to the same
+alternation (e.g. ``bf16:train.cpu_bf16=true``, ``b512:train.batch_size=512``).
 
 Where the time goes (``--breakdown``, current code only): one more worker times each phase of a
 step: data (next batch), the forward of each top-level component (module hooks, so a component
@@ -17,7 +19,7 @@ for PMMRec, each auxiliary loss by switching it off (the step-time difference is
 cost, forward and backward).
 
     python bench/train_speed.py                                   # current code, all models
-    python bench/train_speed.py --models pmmrec --baseline d179546 --breakdown
+    python bench/train_speed.py --models pmmrec --baseline d179546 --breakdown --variant bf16:train.cpu_bf16=true
 Writes bench/results/train_speed.json.
 """
 
@@ -181,22 +183,38 @@ def _baseline_tree(ref: str) -> tuple[Path, str]:
     return tree, commit
 
 
+def _variants(args) -> dict[str, list[str]]:
+    """``--variant NAME:key=value,key=value`` options measured on the current code beside its defaults."""
+    out = {}
+    for v in args.variant:
+        name, _, overrides = v.partition(":")
+        out[name] = [o for o in overrides.split(",") if o]
+    return out
+
+
 def _speed_rows(args, baseline: Path | None) -> list[dict]:
     rows = []
+    variants = _variants(args)
     for model in args.models.split(","):
-        runs = {"current": [], "baseline": []}
+        trees = [("baseline", baseline / "src", [])] if baseline else []
+        trees += [("current", ROOT / "src", [])]
+        if model == "pmmrec":
+            trees += [(name, ROOT / "src", ov) for name, ov in variants.items()]
+        runs: dict[str, list] = {name: [] for name, _, _ in trees}
         for _ in range(args.repeats):
-            for which, src in (("baseline", baseline), ("current", ROOT / "src")):
-                if src is None:
-                    continue
-                r = _run_worker("measure", model, args, [], src if which == "current" else src / "src")
-                runs[which].append(r)
-                print(f"  {model:8s} {which:8s} {r['windows_per_s']:8.1f} windows/s", flush=True)
-        cur = statistics.median(r["windows_per_s"] for r in runs["current"])
-        row = {"model": model, "current_windows_per_s": cur, "current_runs": runs["current"]}
-        if runs["baseline"]:
-            base = statistics.median(r["windows_per_s"] for r in runs["baseline"])
-            row.update(baseline_windows_per_s=base, baseline_runs=runs["baseline"], speedup=cur / base)
+            for name, src, ov in trees:  # alternating: a slow spell of the machine hits every side alike
+                r = _run_worker("measure", model, args, ov, src)
+                runs[name].append(r)
+                print(f"  {model:8s} {name:10s} {r['windows_per_s']:8.1f} windows/s", flush=True)
+        med = {name: statistics.median(r["windows_per_s"] for r in rs) for name, rs in runs.items()}
+        row = {"model": model, "current_windows_per_s": med["current"], "current_runs": runs["current"]}
+        if baseline:
+            row.update(baseline_windows_per_s=med["baseline"], baseline_runs=runs["baseline"],
+                       speedup=med["current"] / med["baseline"])
+        for name, ov in (variants.items() if model == "pmmrec" else []):
+            row.setdefault("variants", {})[name] = {
+                "overrides": ov, "windows_per_s": med[name], "runs": runs[name],
+                "speedup": med[name] / med["baseline"] if baseline else None}
         rows.append(row)
     return rows
 
@@ -223,6 +241,9 @@ def _print(rows: list[dict], parts: dict) -> None:
         base = r.get("baseline_windows_per_s")
         print(f"{r['model']:10s}{r['current_windows_per_s']:10.1f}" + (
             f"{base:10.1f}{r['speedup']:9.2f}x" if base else f"{'-':>10s}{'-':>10s}"))
+        for name, v in r.get("variants", {}).items():
+            print(f"  + {name:6s}{v['windows_per_s']:10.1f}{'':10s}" + (f"{v['speedup']:9.2f}x" if v["speedup"] else "")
+                  + f"  ({' '.join(v['overrides'])})")
     for model, b in parts.items():
         print(f"\n{model}: seconds per step ({b['steps']} steps)")
         for k, v in {**b["phases_s"], **{f"  forward of {n}": s for n, s in b["forward_components_s"].items()},
@@ -240,6 +261,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="", help="git commit to measure side by side (temporary worktree)")
     ap.add_argument("--breakdown", action="store_true", help="also time each phase of a step (current code)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
+                    help="PMMRec with these overrides too, e.g. bf16:train.cpu_bf16=true (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
     ap.add_argument("--quick", action="store_true", help="pmmrec and sasrec, 5 steps")
     ap.add_argument("--worker", choices=["measure", "breakdown"], help=argparse.SUPPRESS)
