@@ -2,7 +2,9 @@
 
 import base64
 import json
+import re
 import threading
+from urllib.parse import urljoin
 
 import numpy as np
 import pytest
@@ -77,6 +79,28 @@ def test_health_page_static_files_and_spec(client, pmm):
     error = spec["paths"]["/recommend"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorResponse"}
     assert "image/png" in spec["paths"]["/items/{item_id}/image"]["get"]["responses"]["200"]["content"]
+
+
+def test_api_reference_page_is_offline(client):
+    """GET /docs: the reference page loads its script and styles from /static only, never from another host."""
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in page.headers
+    urls = re.findall(r"""\b(?:src|href)\s*=\s*["']([^"']*)["']""", page.text, flags=re.I)
+    assert urls and not [u for u in urls if re.match(r"(?i)^(?:[a-z][a-z0-9+.-]*:|//)", u)], urls
+    resources = re.findall(r"""<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']*)["']""", page.text, flags=re.I)
+    assert {urljoin("/docs", u) for u in resources} == {"/static/docs.js", "/static/style.css", "/static/docs.css"}
+    assert not re.search(r"<script\b(?![^>]*\bsrc=)", page.text, flags=re.I), "no inline scripts (CSP)"
+    assert not re.search(r"<style\b|\sstyle\s*=", page.text, flags=re.I), "no inline styles (CSP)"
+    script = client.get("/static/docs.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert "innerHTML" not in script.text and not re.search(r"(?i)https?://", script.text)
+    for css in ("/static/docs.css", "/static/style.css"):
+        r = client.get(css)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
+        assert not re.search(r"(?i)@import|url\(\s*[\"']?(?:[a-z]+:|//)", r.text), f"{css} loads nothing from elsewhere"
+    assert 'href="docs"' in client.get("/").text  # the main page links to it
 
 
 def test_recommend(client, pmm):

@@ -227,3 +227,91 @@ def test_a_page_on_another_site_cannot_add_an_item(browser, server):
     assert answer.value.status == 403
     assert pg.request.get(server + "items/planted-1").status == 404
     context.close()
+
+
+# -- the API reference page (/docs) --------------------------------------------------------------
+
+HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
+
+
+def _open_docs(browser, server, **context_options):
+    """A fresh context on /docs, rendered; ``problems`` collects console errors, failed requests and 4xx/5xx."""
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    problems = []
+    pg.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+    pg.on("pageerror", lambda e: problems.append(f"JavaScript error: {e}"))
+    pg.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    pg.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} for {r.url}"))
+    pg.goto(server + "docs")
+    sync_api.expect(pg.get_by_test_id("operation").first).to_be_visible()
+    return context, pg, problems
+
+
+def test_api_reference_page_lists_every_operation(browser, server, tmp_path):
+    expect = sync_api.expect
+    context, pg, problems = _open_docs(browser, server)
+    spec = pg.request.get(server + "openapi.json").json()
+    operations = {(m, p) for p, item in spec["paths"].items() for m in item if m in HTTP_METHODS}
+    expect(pg.get_by_test_id("operation")).to_have_count(len(operations))
+    shown = {(a.get_attribute("data-method"), a.get_attribute("data-path")) for a in pg.get_by_test_id("operation").all()}
+    assert shown == operations
+    text = pg.locator("main").inner_text()
+    assert [p for p in spec["paths"] if p not in text] == []
+    expect(pg.get_by_test_id("api-version")).to_contain_text(spec["info"]["version"])
+    # parameters with their constraints, the request body's fields resolved from components.schemas
+    search = pg.locator('[data-testid="operation"][data-path="/items/search"]')
+    expect(search.get_by_test_id("param-name")).to_have_text(["q", "limit"])
+    expect(search.get_by_test_id("parameter").first).to_contain_text("maxLength 200")
+    recommend = pg.locator('[data-testid="operation"][data-path="/recommend"]')
+    expect(recommend.get_by_test_id("request-body")).to_contain_text("RecommendRequest")
+    history = recommend.get_by_test_id("field").filter(has=pg.get_by_test_id("field-name").get_by_text("history",
+                                                                                                      exact=True))
+    expect(history.first).to_contain_text("required")
+    expect(history.first).to_contain_text("ItemContent")  # the array's object items are expanded
+    expect(recommend.get_by_test_id("response")).to_have_count(len(spec["paths"]["/recommend"]["post"]["responses"]))
+    # every contents link leads somewhere; a schema link unfolds that schema
+    assert pg.evaluate("[...document.querySelectorAll('#toc a')].every("
+                       "a => document.getElementById(a.getAttribute('href').slice(1)))")
+    to_schema = recommend.get_by_role("link", name="ErrorResponse").first
+    target = to_schema.get_attribute("href")[1:]
+    to_schema.click()
+    expect(pg.locator(f"details[id='{target}']")).to_have_attribute("open", "")
+    _shot(pg, "docs-page", tmp_path)
+    context.close()
+    assert not problems, problems
+
+
+def test_api_reference_page_on_a_phone_has_no_sideways_scroll(browser, server):
+    context, pg, problems = _open_docs(browser, server, viewport={"width": 390, "height": 844},
+                                       device_scale_factor=2, is_mobile=True)
+    pg.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")  # the widest it gets
+    width = pg.evaluate("document.documentElement.scrollWidth")
+    context.close()
+    assert width <= 390, f"the API reference is {width} px wide on a 390 px phone"
+    assert not problems, problems
+
+
+def test_api_reference_page_shows_spec_strings_as_text(browser, server):
+    """Markup inside the spec (titles, paths, names, descriptions) is shown as text, never parsed as HTML."""
+    evil = '<img src="x" data-evil="1"><script>window.pwned = 1</script>'
+    spec = {"openapi": "3.1.0", "info": {"title": evil, "version": "1", "description": evil},
+            "paths": {"/a/<b>{id}</b>": {"get": {
+                "tags": [evil], "summary": evil, "description": evil,
+                "parameters": [{"name": evil, "in": "query", "schema": {"type": "string", "enum": [evil]}}],
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/<i>E</i>"}}}},
+                "responses": {"200": {"description": evil}}}}},
+            "components": {"schemas": {"<i>E</i>": {"type": "object", "description": evil,
+                                                    "properties": {evil: {"type": "string", "description": evil}}}}}}
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    pg.route(server + "openapi.json", lambda route: route.fulfill(json=spec))
+    pg.goto(server + "docs")
+    sync_api.expect(pg.get_by_test_id("op-path")).to_have_text("/a/<b>{id}</b>")
+    sync_api.expect(pg.get_by_test_id("api-title")).to_contain_text(evil)
+    injected = pg.locator("main img, main script, main b, main i, [data-evil]").count()
+    pwned = pg.evaluate("window.pwned")
+    context.close()
+    assert injected == 0 and pwned is None

@@ -483,7 +483,8 @@ answered (the detail says what).
 
 def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str | None = None,
                read_only: bool = False, body_timeout_s: float = 30.0, journal: AddedItems | None = None) -> FastAPI:
-    """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, web page at ``/``) for ``rec``.
+    """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, its reference page at ``/docs``, web
+    page at ``/``) for ``rec``.
 
     ``journal``: where items added and removed through the service are kept (the run's ``added/``
     folder, :mod:`modalrec.serve.added`), so that they are back after a restart.
@@ -670,6 +671,11 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> FileResponse:
+        """The API reference, rendered in the browser from /openapi.json (nothing loaded from other hosts)."""
+        return FileResponse(WEB_DIR / "docs.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
