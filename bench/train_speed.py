@@ -291,6 +291,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "dataset": args.dataset,
         "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
         "baseline_commit": commit, "current_commit": _head(), "rows": rows, "breakdown": parts,
+        "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
         "wall_s": round(time.time() - t0, 1), "load_average": os.getloadavg(),
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "platform": platform.platform()},

@@ -16,6 +16,7 @@ from .sasrec_ml1m import section_sasrec_ml1m
 from .sasrec_recbole import section_sasrec_recbole
 from .serving import section_serve_index, section_serve_latency
 from .speed import plot_ratios, section_cli, section_content, section_eval, section_interest, section_prepare
+from .train_speed import section_train_speed
 from .summary import section_summary
 from .transfer import headline, headline_table, plot_headline
 
@@ -92,7 +93,7 @@ def _speed_and_serving(p: Page) -> None:
     both bodies are built first, on pages that share everything but their lines."""
     ratios: list = []
     speed, serve = p.child(), p.child()
-    for fn in (section_sasrec_recbole, section_content, section_eval):
+    for fn in (section_sasrec_recbole, section_train_speed, section_content, section_eval):
         guarded(speed, lambda q, fn=fn: fn(q, ratios))
     for fn in (section_prepare, section_cli, section_interest):
         guarded(speed, fn)
