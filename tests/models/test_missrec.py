@@ -147,3 +147,21 @@ def test_parameter_efficient_finetuning_trains_adapters_norm_and_fusion(cycle_da
     tr = _mr(cycle_dataset, content_overrides, "model.mode=transductive")
     freeze(tr, ["encoder", "decoder", "position"])
     assert "item_embedding" in {n.split(".")[0] for n, p in tr.named_parameters() if p.requires_grad}
+
+
+def test_items_never_in_training_are_not_negatives_of_fine_tuning(content_overrides):
+    """As in UniSRec: a cold split's new items are left out of the fine-tuning softmax, so training does
+    not push them below every old item (the loss does not depend on them)."""
+    from tests.conftest import make_loo_dataset
+
+    seqs = [[1, 2, 3, 4, 5, 1, 2], [2, 3, 4, 5, 1, 2, 3], [3, 4, 5, 1, 2, 3, 4]]  # item 6 never occurs
+    ds = make_loo_dataset(seqs, n_items=6)
+    m = _mr(ds, content_overrides, "model.stage=finetune", "model.modalities=text").train()
+    assert m.in_training.tolist() == [False, True, True, True, True, True, False]
+    batch = _batch(ds)
+    torch.manual_seed(0)
+    loss = m(batch).loss
+    for mod in m.modalities:
+        m._feat[mod][6] = torch.randn_like(m._feat[mod][6]) * 5  # any content for the absent item
+    torch.manual_seed(0)
+    assert torch.equal(m(batch).loss, loss)
