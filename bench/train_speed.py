@@ -221,7 +221,7 @@ def _speed_rows(args, baseline: Path | None) -> list[dict]:
 
 def _breakdowns(args) -> dict:
     out = {}
-    for model in args.models.split(","):
+    for model in (args.breakdown_models or args.models).split(","):
         b = _run_worker("breakdown", model, args, [], ROOT / "src")
         if model == "pmmrec":
             full = _run_worker("measure", model, args, [], ROOT / "src")["windows_per_s"]
@@ -261,6 +261,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="", help="git commit to measure side by side (temporary worktree)")
     ap.add_argument("--breakdown", action="store_true", help="also time each phase of a step (current code)")
+    ap.add_argument("--breakdown-models", default="", help="models to break down (default: --models)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
                     help="PMMRec with these overrides too, e.g. bf16:train.cpu_bf16=true (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))

@@ -90,7 +90,7 @@ def baseline_stages(out: Path, rows: dict) -> list[Stage]:
             model="sasrec", overrides=[f"data.dataset={TARGET}", *SASREC]), "sasrec")
 
     return [Stage(f"Pop on {TARGET} (also fetches and prepares the data)", 10, pop),
-            Stage(f"SASRec (item IDs) on {TARGET}, 10 epochs", 130, sasrec)]
+            Stage(f"SASRec (item IDs) on {TARGET}, 10 epochs", 110, sasrec)]
 
 
 def quick_stages(out: Path) -> tuple[list[Stage], dict]:
@@ -111,9 +111,9 @@ def quick_stages(out: Path) -> tuple[list[Stage], dict]:
 
     stages = [
         *baseline_stages(out, rows),
-        Stage(f"UniSRec pre-training on {SOURCE} (encodes every item's text once, then 2 epochs)", 110, pretrain),
+        Stage(f"UniSRec pre-training on {SOURCE} (encodes every item's text once, then 2 epochs)", 70, pretrain),
         Stage(f"UniSRec zero-shot on {TARGET} (no training on it)", 10, zero_shot),
-        Stage(f"UniSRec fine-tuning on {TARGET}, 10 epochs (text + IDs with ID dropout)", 110, finetune),
+        Stage(f"UniSRec fine-tuning on {TARGET}, 10 epochs (text + IDs with ID dropout)", 100, finetune),
     ]
     return stages, rows
 
@@ -164,8 +164,9 @@ def show_recommendations(run: Path, label: str) -> None:
     rec = Recommender.load(run)
     ds = rec.dataset
     fields = ds.catalogue.fields
-    u = next(i for i in range(len(ds.split.test.users))
-             if sum("Animation" in str(fields["genres"][j]) for j in ds.split.test.sequence(i)) >= 3)
+    test = ds.split.test  # the user with the most animated films among their last 10
+    u = max(range(len(test.users)), key=lambda i: sum("Animation" in str(fields["genres"][j])
+                                                      for j in test.sequence(i)[-10:]))
     history = [str(ds.catalogue.item_ids[i]) for i in ds.split.test.sequence(u)]
     print(f"\nUser {ds.user_ids[ds.split.test.users[u]]} of {TARGET}: last 5 of {len(history)} movies watched")
     for i in ds.split.test.sequence(u)[-5:]:
