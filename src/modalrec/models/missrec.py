@@ -149,6 +149,7 @@ class MISSRec(SequentialRecommender):
         self.register_buffer("image_interest", torch.zeros(self.n_items + 1, dtype=torch.long), persistent=False)
         # items of the training sequences: the only negatives of the fine-tuning softmax (fit_statistics)
         self.register_buffer("in_training", torch.ones(self.n_items + 1, dtype=torch.bool), persistent=False)
+        self._absent_from_training = False
         self._stale = True  # interests are (re)discovered lazily: after init, loads, and every few epochs
         self._discoveries = 0
         self.last_discovery_s = 0.0
@@ -173,12 +174,14 @@ class MISSRec(SequentialRecommender):
         self._feat_std = {m: float(f[1:].std()) for m, f in self._feat.items()}
         self.n_items = dataset.n_items
         self.in_training = torch.ones(self.n_items + 1, dtype=torch.bool, device=self.in_training.device)
+        self._absent_from_training = False
         self._stale = True
 
     def fit_statistics(self, dataset) -> None:
         """The items of the training sequences: an item that occurs nowhere in them (a cold split's new
         items) is never a negative of the fine-tuning softmax, so training does not push it down."""
         self.in_training = torch.as_tensor(dataset.seen_in_train()).to(self.in_training.device)
+        self._absent_from_training = not bool(self.in_training[1:].all())  # else the mask changes nothing
 
     @property
     def image_size(self) -> int | None:
@@ -452,7 +455,7 @@ class MISSRec(SequentialRecommender):
         if c.stage == "finetune":
             logits = self.score(hr, self.item_embeddings())
             logits[:, 0] = float("-inf")
-            if len(self.in_training) == logits.shape[1]:
+            if self._absent_from_training and len(self.in_training) == logits.shape[1]:
                 logits = logits.masked_fill(~self.in_training[None, :], float("-inf"))
             main = F.cross_entropy(logits.float(), targets[real])
             logs["ce"] = main.detach()
