@@ -140,3 +140,11 @@ def test_a_field_range_in_metadata_wins():
     check_ranges(Toy(), "model")  # 0 allowed by its own range, not the table's >= 1
     with pytest.raises(ConfigError, match=r"model.n_layers=4 is out of range: it must be in \[0, 3\]"):
         check_ranges(Toy(n_layers=4), "model")
+
+
+def test_unisrec_defaults_to_the_stride_its_grid_chose():
+    """bench/grids/unisrec-stride-ml100k.yaml chose overlapping windows (stride 10) for training on a target;
+    pre-training keeps non-overlapping ones; an explicit value always wins."""
+    assert build_config(model="unisrec").train.window_stride == 10
+    assert build_config(model="unisrec", overrides=["model.stage=pretrain"]).train.window_stride == 0
+    assert build_config(model="unisrec", overrides=["train.window_stride=0"]).train.window_stride == 0
