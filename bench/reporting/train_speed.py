@@ -22,6 +22,7 @@ def _speed_table(page: Page, d: dict, ratios: list) -> None:
         for name, v in (r.get("variants") or {}).items():
             rows.append([r["model"], " ".join(f"`{o}`" for o in v["overrides"]) or name, num(v["windows_per_s"]),
                          num(base), times(v.get("speedup")), "not the default"])
+    again = [r for r in d.get("rows") or [] if r.get("measured_separately")]
     base_commit = (d.get("baseline_commit") or "")[:7]
     page.para(f"Training windows/s on {d.get('dataset')} at each model's defaults (PMMRec and MISSRec with posters), "
               f"median of {d.get('repeats')} alternating runs of {d.get('steps')} steps after {d.get('warmup')} "
@@ -29,6 +30,10 @@ def _speed_table(page: Page, d: dict, ratios: list) -> None:
               f"side in the same alternation. Target: PMMRec at least {TARGET:g}x the baseline.")
     page.add(*md_table(["model", "setting", "windows/s", f"baseline {base_commit}", "speed-up", "target"], rows,
                        right=(2, 3, 4)), "")
+    for r in again:
+        m = r["measured_separately"]
+        page.para(f"{r['model']}: measured again on its own ({m['date']}, `{m['command']}`): {m['why']}; the first "
+                  f"measurement gave {times(m['first_measurement'].get('speedup'))}.")
 
 
 def _breakdown(page: Page, d: dict) -> None:
@@ -41,6 +46,10 @@ def _breakdown(page: Page, d: dict) -> None:
                   f"mean of {b['steps']} steps; module forward times from hooks, a module called twice counts "
                   "twice):")
         page.add(*md_table(["part", "s / step"], rows, right=(1,)), "")
+        if b.get("loss_cost_s"):
+            page.para("Each loss's cost is the difference of two single windows/s measurements (with and without "
+                      "it), so it carries their run-to-run noise (about 5% of a step): a small or negative value "
+                      "means no measurable cost.")
 
 
 def section_train_speed(page: Page, ratios: list) -> None:
