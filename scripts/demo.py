@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -76,7 +77,10 @@ def _dur(s: float) -> str:
 
 
 def _train(out: Path, make_cfg, label: str) -> dict:
-    return train_or_resume(make_cfg, out, progress=False, log_to=lambda m: print(f"    {label}: {m}", flush=True))
+    """A finished run of the same config is reused, an interrupted one continued; a run the demo made
+    with other settings (an older version of it) is replaced: the demo's folder is its own."""
+    return train_or_resume(make_cfg, out, overwrite=True, progress=False,
+                           log_to=lambda m: print(f"    {label}: {m}", flush=True))
 
 
 def baseline_stages(out: Path, rows: dict) -> list[Stage]:
@@ -213,10 +217,18 @@ def main() -> int:
     _show_epochs()
     stages, rows = full_stages(out, args.pretrain_epochs) if args.full else quick_stages(out)
     t0 = time.time()
-    Progress(stages).run()
-    print_table(rows)
-    final = next(reversed(rows))
-    show_recommendations(out / ("pmmrec" if args.full else "unisrec"), final)
+    try:
+        Progress(stages).run()
+        print_table(rows)
+        show_recommendations(out / ("pmmrec" if args.full else "unisrec"), next(reversed(rows)))
+    except KeyboardInterrupt:
+        print(f"\nstopped; `make demo` again continues from the runs in {out}/", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line, as the CLI does (MODALREC_DEBUG=1 shows the traceback)
+        if os.environ.get("MODALREC_DEBUG"):
+            raise
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1
     print(f"\nThe demo took {_dur(time.time() - t0)} (after the install). Runs: {out}/")
     return 0
 
