@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install demo demo-full test test-fast lint docs bench report fetch clean help
 
 help:
-	@echo "make demo    install, fetch, pre-train UniSRec (text) on ml-1m, transfer to ml-100k, compare with SASRec and Pop, recommend (~10 min)"
+	@echo "make demo    install, fetch, pre-train UniSRec (text) on ml-1m, transfer to ml-100k, compare with SASRec and Pop, recommend (~6 min)"
 	@echo "make demo-full  the same with PMMRec (text + poster images) pre-trained for 2 epochs (roughly half an hour on 2 cores)"
 	@echo "make test    install and run the whole test suite"
 	@echo "make lint    ruff and the import-linter layer contract (pyproject.toml)"
