@@ -472,9 +472,10 @@ FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect w
 DESCRIPTION = """\
 Recommendations from a trained modalrec run. Items are catalogue ids, or (ID-free models: pmmrec,
 missrec, unisrec inductive) the raw content of items the model never saw. New items can be added
-at run time and are recommendable at once.
+at run time and are recommendable at once; `modalrec serve` keeps them with the run, and they can be
+removed again.
 
-Errors are JSON `{"detail": "..."}`: 400 body is not JSON, 401 adding items needs the token, 403 write
+Errors are JSON `{"detail": "..."}`: 400 body is not JSON, 401 adding or removing items needs the token, 403 write
 refused (read-only server, or sent from another site), 404 unknown item in the URL, 408 body did not
 arrive in time, 409 item id exists already, 413 body too large, 422 anything else that cannot be
 answered (the detail says what).
