@@ -20,6 +20,9 @@ cost, forward and backward).
 
     python bench/train_speed.py                                   # current code, all models
     python bench/train_speed.py --models pmmrec --baseline d179546 --breakdown --variant bf16:train.cpu_bf16=true
+Quality (``--quality-from RUN ...``): a speed setting counts only at the same validation quality, which
+takes whole pre-training runs (``modalrec train``, about 20 minutes each here); this records what
+finished runs reached (settings, training time, validation and test NDCG@10) in the same JSON.
 Writes bench/results/train_speed.json.
 """
 
@@ -234,6 +237,26 @@ def _breakdowns(args) -> dict:
     return out
 
 
+def quality_of(run_dirs: list[str]) -> list[dict]:
+    """What finished pre-training runs reached (the speed settings' quality side): each run's own
+    settings that differ from the model's defaults, its training time and validation/test NDCG@10."""
+    from modalrec.config import build_config
+
+    out = []
+    for run in run_dirs:
+        cfg = json.loads((Path(run) / "config.json").read_text())
+        res = json.loads((Path(run) / "results.json").read_text())
+        default = build_config(model=cfg["model"]["name"], overrides=[f"data.dataset={cfg['data']['dataset']}"])
+        changed = [f"train.{k}={v}" for k, v in cfg["train"].items() if getattr(default.train, k, v) != v]
+        out.append({"run": str(run), "model": cfg["model"]["name"], "dataset": res["dataset"],
+                    "train_overrides": changed, "epochs_run": res["epochs_run"], "best_epoch": res["best_epoch"],
+                    "train_time_s": res["train_time_s"], "valid_ndcg@10": res["valid"]["metrics"]["ndcg@10"],
+                    "test_ndcg@10": res["test"]["metrics"]["ndcg@10"]})
+        print(f"  {out[-1]['model']} {' '.join(changed) or 'defaults':28s} valid NDCG@10 "
+              f"{out[-1]['valid_ndcg@10']:.4f}  test {out[-1]['test_ndcg@10']:.4f}  {res['train_time_s']:.0f} s")
+    return out
+
+
 def _print(rows: list[dict], parts: dict) -> None:
     print("\nwindows/s per model (median of repeats; data loading included)")
     print(f"{'model':10s}{'current':>10s}{'baseline':>10s}{'speed-up':>10s}")
@@ -261,6 +284,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="", help="git commit to measure side by side (temporary worktree)")
     ap.add_argument("--breakdown", action="store_true", help="also time each phase of a step (current code)")
+    ap.add_argument("--quality-from", nargs="+", metavar="RUN",
+                    help="finished pre-training runs of the settings (e.g. `modalrec train --model pmmrec --dataset "
+                         "ml-1m data.posters=true train.cpu_bf16=true`): record their validation quality in --out")
     ap.add_argument("--breakdown-models", default="", help="models to break down (default: --models)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
                     help="PMMRec with these overrides too, e.g. bf16:train.cpu_bf16=true (repeatable)")
@@ -272,6 +298,14 @@ def main() -> int:
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return 0
+    if args.quality_from:  # record finished runs' quality beside the speed already measured in --out
+        from harness.output import write_result
+
+        result = json.loads(Path(args.out).read_text())
+        result["quality"] = quality_of(args.quality_from)
+        result["quality_command"] = "python bench/train_speed.py " + " ".join(sys.argv[1:])
+        write_result(args.out, result)
         return 0
     if args.quick:
         args.models, args.steps, args.warmup = "pmmrec,sasrec", 5, 2

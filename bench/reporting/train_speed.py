@@ -52,6 +52,19 @@ def _breakdown(page: Page, d: dict) -> None:
                       "means no measurable cost.")
 
 
+def _quality(page: Page, d: dict) -> None:
+    q = d.get("quality") or []
+    if not q:
+        return
+    rows = [[r["model"], " ".join(f"`{o}`" for o in r["train_overrides"]) or "defaults", r["epochs_run"],
+             f"{r['train_time_s']:.0f} s", f"{r['valid_ndcg@10']:.4f}", f"{r['test_ndcg@10']:.4f}"] for r in q]
+    page.para(f"Quality of the settings: whole pre-training runs on {q[0]['dataset']} with this code (training time "
+              "includes each epoch's validation and whatever else ran on the machine then):")
+    page.add(*md_table(["model", "settings", "epochs", "training time", "valid NDCG@10", "test NDCG@10"], rows,
+                       right=(2, 3, 4, 5)), "")
+    page.add(*code([d["quality_command"]]), "")
+
+
 def section_train_speed(page: Page, ratios: list) -> None:
     d = page.section("Training speed", "train_speed.json", "train_speed.py")
     if d is None:
@@ -59,5 +72,6 @@ def section_train_speed(page: Page, ratios: list) -> None:
     _speed_table(page, d, ratios)
     if d.get("load_average"):
         page.para("Load average at the end: " + ", ".join(f"{x:.2f}" for x in d["load_average"]) + ".")
+    _quality(page, d)
     _breakdown(page, d)
     page.add(*code([d.get("command") or "python bench/train_speed.py --baseline COMMIT --breakdown"]), "")
