@@ -138,6 +138,12 @@ def hash_strings(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+def file_sha256(path: str | Path) -> str:
+    """The full SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (first 16 hex digits)."""
     h = hashlib.sha256()

