@@ -154,6 +154,7 @@ class Recommender:
         self._new_images: dict[int, bytes] = {}
         self._new_fields: dict[int, tuple[str, str, str]] = {}  # display fields of added items
         self._removed: set[int] = set()  # rows of added items removed since (masked, never recommended)
+        self._keys: dict | None = None  # content keys for same_content, built on first use
         self._image_reader = None
         if cat.image_paths is not None:
             from modalrec.content.image import ImageReader
@@ -468,6 +469,7 @@ class Recommender:
             for iid, row in zip(ids, rows):
                 self._removed.add(row)
                 del self._row[iid]
+            self._keys = None  # a removed row may have shadowed another with the same content
         return ids
 
     def same_content(self, items) -> dict[str, str]:
@@ -495,15 +497,21 @@ class Recommender:
         return out
 
     def _content_keys(self) -> dict:
-        """Normalised text and (title, year) of every live catalogue row -> its row."""
-        keys: dict = {}
-        for row in range(1, len(self._ids)):
+        """Normalised text and (title, year) of every live catalogue row -> its row: built once, then kept
+        up to date by :meth:`_append` (a removal drops it, to be built again on the next use)."""
+        with self._lock:
+            if self._keys is None:
+                self._keys = {}
+                self._add_keys(range(1, len(self._ids)))
+            return self._keys
+
+    def _add_keys(self, rows) -> None:
+        for row in rows:
             if row in self._removed:
                 continue
             title, year, _ = self._display(row)
-            keys.setdefault(_norm(self._text[row]), row)
-            keys.setdefault(("title", _norm(title), year), row)
-        return keys
+            self._keys.setdefault(_norm(self._text[row]), row)
+            self._keys.setdefault(("title", _norm(title), year), row)
 
     def _features(self, new: NewItems):
         """The item features the model reads, of items given as content (computed without the lock)."""
@@ -528,6 +536,8 @@ class Recommender:
                 self._new_images[first + k] = data
             if display is not None:
                 self._new_fields[first + k] = display[k]
+        if self._keys is not None:
+            self._add_keys(range(first, first + len(ids)))
         self._has_image = np.concatenate([self._has_image, [d is not None for d in raw]])
         if self._sim_index is not None:
             self._sim_index.add(self._similarity(vec))
