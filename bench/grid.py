@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               "commands": {f"{v}-s{s}": "modalrec " + shlex.join(c) for (v, s), c in cmds.items()},
               "summary": summary,
               "runs": {v: {str(s): {"valid": r["valid"]["metrics"], "test": r["test"]["metrics"],
-                                    "best_epoch": r["best_epoch"], "wall_s": round(r["wall_s"], 1)}
+                                    "best_epoch": r["best_epoch"], "wall_s": round(r["wall_s"], 1),
+                                    "curve": r["curve"]}
                            for s, r in by_seed.items()} for v, by_seed in runs.items()}}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"-> {out.relative_to(ROOT)}")

@@ -507,3 +507,70 @@ def test_compute_table_counts_both_sasrec_libraries(results, tmp_path):
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
     sec = out.read_text()[out.read_text().index("## Bench run time"):]
     assert "6000 s (100.0 min) (at least)" in sec and "**7354 s (122.6 min)** (at least)" in sec
+
+
+# ------------------------------------------------------------------------------------------------
+# learning curves kept in the result files: small multiples without run folders
+
+
+def _curve(values):
+    return {"epochs": list(range(1, len(values) + 1)), "ndcg@10": values}
+
+
+def test_curve_panels_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    panels = [(f"setting {k}", [(f"seed {s}", [1, 2, 3], [0.01 * k, 0.02 * k + s / 100, 0.015 * k])
+                                for s in range(3)]) for k in range(1, 6)]
+    path = plots.curve_panels(tmp_path / "p.png", panels, title="t", xlabel="epoch", ylabel="v", integer_x=True)
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 10000
+    assert plots.curve_panels(tmp_path / "q.png", panels, title="t").read_bytes() != data  # labels drawn
+
+
+def test_transfer_curves_come_from_the_result_file_without_run_folders(results, tmp_path):
+    pytest.importorskip("matplotlib")
+    d = json.loads((results / PMM).read_text())
+    for name, row in d["table"].items():
+        row["curves"] = [_curve([0.01, 0.03 + i / 100, 0.02]) for i in range(row["runs"])]
+    (results / PMM).write_text(json.dumps(d))
+    for run in (tmp_path / "runs").iterdir():  # no run folder on this machine
+        for f in run.iterdir():
+            f.unlink()
+        run.rmdir()
+    out = tmp_path / "docs" / "results.md"
+    report.main(["--results", str(results), "--out", str(out), "--no-readme"])
+    page = out.read_text()
+    pmm_section = page.split("### PMMRec transfer")[1].split("\n### ")[0]
+    assert "(img/curves_pmmrec.png)" in pmm_section and "so this plot is skipped" not in pmm_section
+    assert (tmp_path / "docs" / "img" / "curves_pmmrec.png").read_bytes()[:8] == PNG
+
+
+def _grid_file(results: Path, curves: bool) -> None:
+    runs = {v: {str(s): {"valid": {"ndcg@10": 0.05}, "test": {"ndcg@10": 0.04}, "best_epoch": 2, "wall_s": 3.0,
+                         **({"curve": _curve([0.03, 0.05, 0.045])} if curves and v != "pop" else {})}
+                for s in (0, 1)} for v in ("pop", "sasrec", "unisrec")}
+    row = {"valid_ndcg@10": {"mean": 0.05, "std": 0.0}, "test_ndcg@10": {"mean": 0.04, "std": 0.0},
+           "test_hr@10": {"mean": 0.08, "std": 0.0}, "best_epochs": [2, 2], "wall_s": 3.0}
+    grid = {"name": "g", "question": "q?", "seeds": [0, 1], "variants": {v: f"train --model {v}" for v in runs}}
+    (results / "grid_g.json").write_text(json.dumps({
+        "grid": grid, "grid_file": "bench/grids/g.yaml", "date": "d", "commands": {},
+        "summary": {"winner_on_validation": "sasrec", "variants": {v: row for v in runs}}, "runs": runs}))
+
+
+@pytest.mark.parametrize("curves", [True, False])
+def test_grid_section_draws_its_curves_when_the_file_keeps_them(results, tmp_path, curves):
+    pytest.importorskip("matplotlib")
+    _grid_file(results, curves)
+    out = tmp_path / "docs" / "results.md"
+    report.main(["--results", str(results), "--out", str(out), "--no-readme"])
+    page = out.read_text()
+    assert ("(img/curves_grid_g.png)" in page) == curves
+    assert (tmp_path / "docs" / "img" / "curves_grid_g.png").is_file() == curves
+
+
+def test_bench_run_record_keeps_the_validation_curve(tmp_path):
+    from harness.runs import curve
+
+    _metrics(tmp_path / "run", [0.01, 0.03, 0.02], [5.0, 4.0, 3.9])
+    assert curve(tmp_path / "run") == {"epochs": [1, 2, 3], "ndcg@10": [0.01, 0.03, 0.02]}
+    assert curve(tmp_path / "absent") == {"epochs": [], "ndcg@10": []}

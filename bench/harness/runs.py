@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from modalrec.report.plots import validation_curve
 from modalrec.utils import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,8 @@ def _run(args: list[str], log: Path) -> tuple[float, float]:
 
 def run_cli(args: list[str], out: Path, log: Path) -> dict:
     """`modalrec ARGS --reuse --overwrite` into ``out``; its results.json + the bench record (wall time,
-    peak RSS, command) + "reused" (and "resumed" when an interrupted run was continued)."""
+    peak RSS, command) + "reused" (and "resumed" when an interrupted run was continued) + "curve" (validation
+    NDCG@10 per epoch, kept in the result files so the report draws it without the run folder)."""
     res_file, meta_file = out / "results.json", out / "bench_meta.json"
     before = res_file.stat().st_mtime_ns if res_file.is_file() else None
     interrupted = before is None and (out / "checkpoints" / "last.pt").is_file()
@@ -65,4 +67,10 @@ def run_cli(args: list[str], out: Path, log: Path) -> dict:
         if interrupted:  # wall_s covers the continued part only
             meta["resumed"] = True
         atomic_write_json(meta_file, meta)
-    return {**json.loads(res_file.read_text()), **meta, "reused": reused}
+    return {**json.loads(res_file.read_text()), **meta, "reused": reused, "curve": curve(out)}
+
+
+def curve(out: Path) -> dict:
+    """{"epochs": [...], "ndcg@10": [...]}: the validation NDCG@10 of every evaluated epoch of the run in ``out``."""
+    epochs, values = validation_curve(out / "metrics.jsonl", "ndcg@10")
+    return {"epochs": epochs, "ndcg@10": [round(v, 5) for v in values]}

@@ -50,7 +50,8 @@ class TransferRuns:
         """{setting: test NDCG@10 / HR@10 summaries, best epochs, wall times, peak RSS, commands}."""
         return {name: {"ndcg@10": summary(rs, "ndcg@10"), "hr@10": summary(rs, "hr@10"), "runs": len(rs),
                        "best_epochs": [r["best_epoch"] for r in rs], "wall_s": [r["wall_s"] for r in rs],
-                       "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "commands": [r["command"] for r in rs]}
+                       "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "commands": [r["command"] for r in rs],
+                       "curves": [r["curve"] for r in rs]}
                 for name, rs in self.runs.items() if not leave_out(name)}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modalrec.report import plots
+
 from .fmt import f4, md_table
 from .page import Page
 
@@ -58,6 +60,23 @@ def _grid(page: Page, fname: str) -> None:
                     + ([_cold_cell(row)] if cold else []) + [f"`{grid['variants'][v]}`"])
     page.add(*md_table(["variant", "valid NDCG@10", "test NDCG@10", "paired test diff vs baseline"]
                        + (["HR@10 on new-item targets"] if cold else []) + ["command"], rows), "")
+    _grid_curves(page, d)
+
+
+def _grid_curves(page: Page, d: dict) -> None:
+    """Validation NDCG@10 per epoch: a panel per trained variant, a line per seed (grid files that keep curves)."""
+    panels = []
+    for variant, by_seed in d.get("runs", {}).items():
+        series = [(f"seed {seed}", r["curve"]["epochs"], r["curve"]["ndcg@10"]) for seed, r in by_seed.items()
+                  if (r.get("curve") or {}).get("epochs")]
+        if series:
+            panels.append((variant, series))
+    if panels:
+        name = d["grid"]["name"]
+        title = f"{name}: validation NDCG@10 per epoch, a panel per variant, a line per seed"
+        path = page.plot(f"curves_grid_{name}", lambda p: plots.curve_panels(
+            p, panels, title=title, xlabel="epoch", ylabel="valid NDCG@10", integer_x=True))
+        page.image(path, title)
 
 
 def _cold_cell(row: dict) -> str:

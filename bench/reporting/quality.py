@@ -116,7 +116,7 @@ def section_pmmrec(page: Page) -> None:
     _pmmrec_other_tables(page, [r for r in rows if r["dataset"] != target])
     _readings(page, main, ablations=True)
     learning_curves(page, [r for r in trained(main) if not is_variant(r)], "curves_pmmrec",
-                    f"PMMRec transfer on {target}: validation NDCG@10 per epoch, one run per setting")
+                    f"PMMRec transfer on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed")
     page.add(*commands_block(rows))
     _script(page, d, _pmmrec_invocation(d))
 
@@ -159,7 +159,7 @@ def section_missrec(page: Page) -> None:
         page.add(*detail_table(main), "")
         _readings(page, main, ablations=False)
         learning_curves(page, trained(main), "curves_missrec_unisrec",
-                        f"MISSRec / UniSRec on {target}: validation NDCG@10 per epoch, one run per setting")
+                        f"MISSRec / UniSRec on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed")
     else:
         page.para("No finished run in the table yet.")
     page.add(*commands_block(rows))

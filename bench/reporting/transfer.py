@@ -153,33 +153,38 @@ def trained(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["r"].get("best_epochs") and max(r["r"]["best_epochs"]) > 0]
 
 
-def _curve_series(rows: list[dict]) -> tuple[list, list[str]]:
-    """(label, epochs, validation NDCG@10) of the first run of every row whose run folder is here;
-    the labels of those whose folder is not."""
-    series, missing = [], []
-    for r in rows:
-        if not r["commands"]:
-            continue
-        pc = parse_command(r["commands"][0])
-        folder = run_folder(pc["out"])
-        if folder is None:
-            missing.append(r["label"])
-            continue
-        xs, ys = plots.validation_curve(folder / "metrics.jsonl", "ndcg@10")
-        if xs:
-            series.append((r["label"] + (f" (seed {pc['seed']})" if pc["seed"] is not None else ""), xs, ys))
-    return series, missing
+def _row_curves(row: dict) -> list[tuple[str, list, list]]:
+    """(seed label, epochs, validation NDCG@10) of every run of a table row: from the curves the result file
+    keeps, else from the run folders named by its commands (older result files), where they are here."""
+    seeds = [parse_command(c)["seed"] for c in row["commands"]]
+    stored = row["r"].get("curves")
+    if stored:
+        pairs = [(s, c["epochs"], c["ndcg@10"]) for s, c in zip(seeds, stored)]
+    else:
+        pairs = []
+        for s, cmd in zip(seeds, row["commands"]):
+            folder = run_folder(parse_command(cmd)["out"])
+            if folder is not None:
+                pairs.append((s, *plots.validation_curve(folder / "metrics.jsonl", "ndcg@10")))
+    return [(f"seed {s}" if s is not None else "run", xs, ys) for s, xs, ys in pairs if xs]
 
 
 def learning_curves(page: Page, rows: list[dict], name: str, title: str) -> None:
-    """Validation NDCG@10 per epoch of the first run of every setting, from the run folders."""
-    series, missing = _curve_series(rows)
-    if series:
-        path = page.plot(name, lambda p: plots.curves(p, series, title=title, xlabel="epoch",
-                                                      ylabel="validation NDCG@10", integer_x=True))
+    """Validation NDCG@10 per epoch, one small panel per setting with its seeds as lines."""
+    panels, missing = [], []
+    for r in rows:
+        series = _row_curves(r)
+        if series:
+            panels.append((r["label"], series))
+        else:
+            missing.append(r["label"])
+    if panels:
+        path = page.plot(name, lambda p: plots.curve_panels(p, panels, title=title, xlabel="epoch",
+                                                            ylabel="valid NDCG@10", integer_x=True))
         page.image(path, title)
-    if missing and not series:
+    if missing and not panels:
         page.para("_Learning curves: the run folders named by `--out` in the commands are not on this machine "
-                  "(run folders are not part of the repository), so this plot is skipped._")
+                  "(run folders are not part of the repository) and this result file predates curves being kept "
+                  "in it, so this plot is skipped._")
     elif missing:
-        page.para("_Learning curves: no run folder here for " + ", ".join(missing) + "._")
+        page.para("_Learning curves: no curve kept for " + ", ".join(missing) + "._")

@@ -206,6 +206,45 @@ def hbar(path: str | Path, labels: Sequence[str], values: Sequence[float], *, er
     return save_figure(fig, path)
 
 
+def curve_panels(path: str | Path, panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[float], Sequence[float]]]]],
+                 *, title: str = "", xlabel: str = "", ylabel: str = "", integer_x: bool = False,
+                 ncols: int = 3) -> Path:
+    """Small multiples: one panel per ``(panel title, series)``, each series ``(label, xs, ys)`` (e.g. one per
+    seed) in shades of the panel's colour, its best point starred; every panel on the same y axis."""
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = new_figure(nrows, ncols, size=(SIZE[0], 1.9 * nrows + 0.5))
+    ys_all = [y for _, series in panels for _, _, ys in series for y in ys]
+    lo, hi = (min(ys_all), max(ys_all)) if ys_all else (0.0, 1.0)
+    pad = 0.05 * (hi - lo or 1.0)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(panels):
+            ax.set_visible(False)
+            continue
+        name, series = panels[k]
+        colour = PALETTE[k % len(PALETTE)]
+        for j, (label, xs, ys) in enumerate(series):
+            alpha = 1.0 - 0.25 * (j % 3)
+            ax.plot(xs, ys, marker="o", markersize=2, linewidth=1.0, color=colour, alpha=alpha, label=label)
+            if ys:
+                b = max(range(len(ys)), key=lambda i: (ys[i], -i))
+                ax.plot([xs[b]], [ys[b]], marker="*", markersize=7, color=colour, alpha=alpha, linestyle="none")
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if integer_x:
+            _integer_epochs(ax)
+        if k % ncols == 0:
+            ax.set_ylabel(ylabel, fontsize=7)
+        if k >= n - ncols:
+            ax.set_xlabel(xlabel, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def curves(path: str | Path, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, title: str = "",
            xlabel: str = "", ylabel: str = "", integer_x: bool = False, log_x: bool = False) -> Path:
     """One line per ``(label, xs, ys)``; the best point of each line is starred; the legend goes below."""
