@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from modalrec.report import plots
 
 from .fmt import f4, md_table
@@ -17,19 +19,37 @@ def section_zero_shot_prior(page: Page) -> None:
         page.not_run("zero_shot_prior.py")
         return
     page.header(d, ZERO_SHOT)
-    pre = d.get("pretrain", {})
-    page.para(f"Pre-trained run: {pre.get('model')} on {pre.get('dataset')}; moved to each target with no gradient "
-              "step (`train.epochs=0`), then evaluated as it is and with `modalrec evaluate --pop-prior`: score + "
-              "beta * log(1 + training count of the item on the target), beta (in units of the spread of the "
-              "model's scores) chosen on the target's validation NDCG@10 before test was read.")
+    pres = d.get("pretrains") or {"": d.get("pretrain", {})}
+    page.para("Pre-trained runs: " + "; ".join(f"{name + ': ' if name else ''}{p.get('model')} on {p.get('dataset')}"
+                                               for name, p in pres.items())
+              + ". Each is moved to each target with no gradient step (`train.epochs=0`), then evaluated as it is "
+              "and with `modalrec evaluate --pop-prior`: score + beta * log(1 + training count of the item on the "
+              "target), beta (in units of the spread of the model's scores) chosen on the target's validation "
+              "NDCG@10 before test was read."
+              + (" With several pre-trained runs, the zero-shot model of a target is the one with the highest "
+                 "validation NDCG@10 with its prior (marked chosen)." if len(pres) > 1 else ""))
     rows = []
-    for target, r in d.get("table", {}).items():
-        rows.append([target, f4(r["pop"]["ndcg@10"]), f4(r["zero_shot"]["ndcg@10"]),
-                     f4(r["zero_shot_prior"]["ndcg@10"]), f"{r['prior']['beta']:g}",
-                     f"{r['ratio_to_pop']['zero_shot_prior']:.2f}x", f4(r["zero_shot_prior"]["hr@10"])])
-    page.add(*md_table(["target", "Pop NDCG@10", "zero-shot", "zero-shot + prior", "beta", "vs Pop",
-                        "+ prior HR@10"], rows), "")
-    page.para("Commands: " + "; ".join(f"`{c}`" for r in d.get("table", {}).values() for c in r["commands"]))
+    for target, chosen in d.get("table", {}).items():
+        only = chosen.get("pretrain") or Path(str((d.get("pretrain") or {}).get("run", ""))).name
+        cands = (d.get("candidates") or {}).get(target) or {only: chosen}
+        for name, r in cands.items():
+            mark = " (chosen)" if len(cands) > 1 and name == chosen.get("pretrain") else ""
+            valid = _prior_valid(r["prior"])
+            rows.append([target, (name or "") + mark, f4(chosen["pop"]["ndcg@10"]), f4(valid),
+                         f4(r["zero_shot"]["ndcg@10"]), f4(r["zero_shot_prior"]["ndcg@10"]), f"{r['prior']['beta']:g}",
+                         f"{r['ratio_to_pop']['zero_shot_prior']:.2f}x", f4(r["zero_shot_prior"]["hr@10"])])
+    page.add(*md_table(["target", "pre-trained run", "Pop NDCG@10", "+ prior valid NDCG@10", "zero-shot (test)",
+                        "zero-shot + prior (test)", "beta", "vs Pop", "+ prior HR@10"], rows), "")
+    cmds = [c for t, r in d.get("table", {}).items() for c in r["commands"]]
+    cmds += [c for t, cs in (d.get("candidates") or {}).items() for n, r in cs.items()
+             if n != d["table"][t].get("pretrain") for c in r["commands"]]
+    page.para("Commands: " + "; ".join(f"`{c}`" for c in cmds))
+
+
+def _prior_valid(prior: dict) -> float | None:
+    """Validation NDCG@10 at the chosen beta (JSON keys of the per-beta table are strings)."""
+    by_beta = {float(b): v for b, v in (prior.get("valid_ndcg@10_by_beta") or {}).items()}
+    return by_beta.get(float(prior.get("beta", float("nan"))))
 
 
 def section_grids(page: Page) -> None:

@@ -75,8 +75,9 @@ def _zero(page: Page) -> str:
     d = page.get(ZERO)
     if not isinstance(d, dict):
         return "**No training on the target (zero-shot):** not run yet: `python bench/zero_shot_prior.py`."
-    cells = "; ".join(f"{t}: {r['ratio_to_pop']['zero_shot_prior']:.2f} x Pop (plain {r['ratio_to_pop']['zero_shot']:.2f} x)"
-                      for t, r in d.get("table", {}).items())
+    cells = "; ".join(f"{t}: {r['ratio_to_pop']['zero_shot_prior']:.2f} x Pop (plain {r['ratio_to_pop']['zero_shot']:.2f} x"
+                      + (f", `{r['pretrain']}` chosen on validation" if r.get("pretrain") and d.get("candidates") else "")
+                      + ")" for t, r in d.get("table", {}).items())
     worse = [t for t, r in d.get("table", {}).items() if r["ratio_to_pop"]["zero_shot"] < 1.0]
     tail = (f" Without the prior, Pop beats the zero-shot model on {', '.join(worse)}." if worse else "")
     return ("**No training on the target (zero-shot):** a model pre-trained elsewhere plus the target's "
