@@ -574,3 +574,18 @@ def test_bench_run_record_keeps_the_validation_curve(tmp_path):
     _metrics(tmp_path / "run", [0.01, 0.03, 0.02], [5.0, 4.0, 3.9])
     assert curve(tmp_path / "run") == {"epochs": [1, 2, 3], "ndcg@10": [0.01, 0.03, 0.02]}
     assert curve(tmp_path / "absent") == {"epochs": [], "ndcg@10": []}
+
+
+def test_beyond_accuracy_section(results, tmp_path):
+    segs = {"history <= 40": {"count": 5, "hr@10": 0.2, "ndcg@10": 0.1}, "cold targets": {"count": 0, "hr@10": float("nan"),
+                                                                                         "ndcg@10": float("nan")}}
+    lists = {"coverage@10": 0.123, "avg_popularity@10": 88.25, "novelty@10": 9.87, "diversity@10": 0.4567}
+    row = {"run": "runs/x", "command": "modalrec evaluate runs/x --beyond --json --quiet", "dataset": "ml-100k",
+           "model": "sasrec", "metrics": {"ndcg@10": 0.1111}, "beyond": {"k": 10, "lists": lists, "segments": segs}}
+    (results / "beyond_accuracy.json").write_text(json.dumps({"rows": {"sasrec s0": row}, "date": "d"}))
+    out = tmp_path / "r.md"
+    report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
+    section = out.read_text().split("### Beyond accuracy")[1].split("\n### ")[0]
+    assert "| sasrec s0 | ml-100k | 0.1111 | 0.1230 | 88.2 | 9.87 | 0.4567 |" in section
+    assert "0.1000 (5)" in section and "n/a (0)" in section
+    assert "`modalrec evaluate runs/x --beyond --json --quiet`" in section

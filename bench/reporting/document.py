@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .beyond import section_beyond
 from .choices import section_grids, section_zero_shot_prior
 from .cold import section_cold
 from .compute import section_bench_time
@@ -131,7 +132,7 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
     _headline(p, sections[0], rows, target)
     p.add("## Quality details", "")
     for fn in (section_pmmrec, section_missrec, section_zero_shot_prior, section_cold, section_grids,
-               section_sasrec_ml1m):
+               section_beyond, section_sasrec_ml1m):
         guarded(p, fn)
     _speed_and_serving(p)
     p.add("## Bench run time", "")
