@@ -10,12 +10,9 @@ BEYOND = "beyond_accuracy.json"
 
 
 def section_beyond(page: Page) -> None:
-    page.add("### Beyond accuracy", "")
-    d = page.get(BEYOND)
-    if not isinstance(d, dict):
-        page.not_run("beyond_accuracy.py NAME=RUN ...")
+    d = page.section("Beyond accuracy", BEYOND, "beyond_accuracy.py NAME=RUN ...")
+    if d is None:
         return
-    page.header(d, BEYOND)
     rows = d.get("rows") or {}
     page.para("Top-10 lists on the test split (history excluded), from `modalrec evaluate RUN --beyond`: catalogue "
               "coverage (share of the catalogue in at least one list), average training count of the recommended "

@@ -13,12 +13,9 @@ ZERO_SHOT = "zero_shot_prior.json"
 
 
 def section_zero_shot_prior(page: Page) -> None:
-    page.add("### Zero-shot transfer with the target's popularity prior", "")
-    d = page.get(ZERO_SHOT)
-    if not isinstance(d, dict):
-        page.not_run("zero_shot_prior.py")
+    d = page.section("Zero-shot transfer with the target's popularity prior", ZERO_SHOT, "zero_shot_prior.py")
+    if d is None:
         return
-    page.header(d, ZERO_SHOT)
     pres = d.get("pretrains") or {"": d.get("pretrain", {})}
     page.para("Pre-trained runs: " + "; ".join(f"{name + ': ' if name else ''}{p.get('model')} on {p.get('dataset')}"
                                                for name, p in pres.items())
