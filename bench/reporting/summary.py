@@ -52,8 +52,14 @@ def _sparse(page: Page) -> str:
     v = _variants(d)
     win = d["summary"]["winner_on_validation"]
     cells = ", ".join(f"{n} {v[n]['test_ndcg@10']['mean']:.4f}" for n in v)
+    content = _best(v, [n for n in v if n != "pop" and not n.startswith("sasrec")])
+    ids = _best(v, [n for n in v if n.startswith("sasrec")])
+    versus = ""
+    if content and ids:
+        ratio = v[content]["test_ndcg@10"]["mean"] / v[ids]["test_ndcg@10"]["mean"]
+        versus = f" The best content model on validation, `{content}`, is {ratio:.2f} x SASRec on test."
     return (f"**Sparse warm data (ml-latest-small-2016, 671 users, most movies rare):** use `{win}` (best on "
-            f"validation). Test NDCG@10: {cells}.")
+            f"validation). Test NDCG@10: {cells}.{versus}")
 
 
 def _cold(page: Page) -> str:
