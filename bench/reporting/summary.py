@@ -97,7 +97,18 @@ def _pretrain(page: Page) -> str | None:
     v = _variants(d)
     gain = v["pretrained"]["test_ndcg@10"]["mean"] / v["scratch"]["test_ndcg@10"]["mean"] - 1
     return (f"**Pre-training** (UniSRec on ml-1m, then fine-tuned on ml-100k, ID-free): test NDCG@10 "
-            f"{_t(v['pretrained'])} against {_t(v['scratch'])} from scratch ({100 * gain:+.1f}%).")
+            f"{_t(v['pretrained'])} against {_t(v['scratch'])} from scratch ({100 * gain:+.1f}%)." + _sparse_gains(page))
+
+
+def _sparse_gains(page: Page) -> str:
+    """The same comparison on the sparse warm grid, for every model it has both arms of."""
+    d = page.get(SPARSE)
+    if not isinstance(d, dict):
+        return ""
+    v = _variants(d)
+    cells = [f"{m} {100 * (v[f'{m}-pretrained']['test_ndcg@10']['mean'] / v[f'{m}-scratch']['test_ndcg@10']['mean'] - 1):+.0f}%"
+             for m in ("unisrec", "pmmrec", "missrec") if f"{m}-pretrained" in v and f"{m}-scratch" in v]
+    return f" On ml-latest-small-2016 (sparse warm grid), pre-trained against scratch: {', '.join(cells)}." if cells else ""
 
 
 def section_summary(page: Page) -> None:
