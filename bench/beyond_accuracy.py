@@ -46,11 +46,12 @@ def beyond(run: str) -> dict:
 
 
 def print_table(rows: dict) -> None:
-    print(f"\n{'run':<22}{'NDCG@10':>9}{'coverage':>10}{'avg pop':>9}{'novelty':>9}{'diversity':>10}")
+    print(f"\n{'run':<22}{'NDCG@10':>9}{'coverage':>10}{'avg pop':>9}{'novelty':>9}{'diversity':>10}{'mean cos':>10}")
     for name, r in rows.items():
         lists, k = r["beyond"]["lists"], r["beyond"]["k"]
         print(f"{name:<22}{r['metrics'][f'ndcg@{k}']:>9.4f}{lists[f'coverage@{k}']:>10.4f}"
-              f"{lists[f'avg_popularity@{k}']:>9.1f}{lists[f'novelty@{k}']:>9.2f}{lists[f'diversity@{k}']:>10.4f}")
+              f"{lists[f'avg_popularity@{k}']:>9.1f}{lists[f'novelty@{k}']:>9.2f}{lists[f'diversity@{k}']:>10.4f}"
+              f"{r['beyond']['catalogue_mean_cosine']:>10.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

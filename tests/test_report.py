@@ -581,11 +581,12 @@ def test_beyond_accuracy_section(results, tmp_path):
                                                                                          "ndcg@10": float("nan")}}
     lists = {"coverage@10": 0.123, "avg_popularity@10": 88.25, "novelty@10": 9.87, "diversity@10": 0.4567}
     row = {"run": "runs/x", "command": "modalrec evaluate runs/x --beyond --json --quiet", "dataset": "ml-100k",
-           "model": "sasrec", "metrics": {"ndcg@10": 0.1111}, "beyond": {"k": 10, "lists": lists, "segments": segs}}
+           "model": "sasrec", "metrics": {"ndcg@10": 0.1111},
+           "beyond": {"k": 10, "lists": lists, "segments": segs, "catalogue_mean_cosine": 0.25}}
     (results / "beyond_accuracy.json").write_text(json.dumps({"rows": {"sasrec s0": row}, "date": "d"}))
     out = tmp_path / "r.md"
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
     section = out.read_text().split("### Beyond accuracy")[1].split("\n### ")[0]
-    assert "| sasrec s0 | ml-100k | 0.1111 | 0.1230 | 88.2 | 9.87 | 0.4567 |" in section
+    assert "| sasrec s0 | ml-100k | 0.1111 | 0.1230 | 88.2 | 9.87 | 0.4567 | 0.2500 |" in section
     assert "0.1000 (5)" in section and "n/a (0)" in section
     assert "`modalrec evaluate runs/x --beyond --json --quiet`" in section

@@ -25,9 +25,13 @@ def section_beyond(page: Page) -> None:
         lists = r["beyond"]["lists"]
         out.append([name, r.get("dataset") or "", f4(r["metrics"].get(f"ndcg@{k}")), f4(lists[f"coverage@{k}"]),
                     num(lists[f"avg_popularity@{k}"], 1), f"{lists[f'novelty@{k}']:.2f}",
-                    f4(lists[f"diversity@{k}"])])
+                    f4(lists[f"diversity@{k}"]), f4(r["beyond"].get("catalogue_mean_cosine"))])
     page.add(*md_table(["run", "data set", "NDCG@10", "coverage@10", "avg popularity@10", "novelty@10",
-                        "diversity@10"], out, right=(2, 3, 4, 5, 6)), "")
+                        "diversity@10", "catalogue mean cosine"], out, right=(2, 3, 4, 5, 6, 7)), "")
+    page.para("Catalogue mean cosine: the mean cosine over every pair of items in the same space, the baseline "
+              "that list diversity should be read against. Near 1, the item vectors share one dominant direction: "
+              "a dot-product score ignores the shared part when it ranks, but cosine diversity does not, so those "
+              "lists read as alike whatever they hold.")
     _segments(page, rows)
     page.para("Commands: " + "; ".join(f"`{r['command']}`" for r in rows.values()))
 

@@ -404,6 +404,9 @@ def _print_beyond(b: dict) -> None:
     k = b["k"]
     print(f"top-{k} lists: " + ", ".join(f"{name.split('@')[0].replace('_', ' ')} {v:.4f}"
                                          for name, v in b["lists"].items()))
+    if "catalogue_mean_cosine" in b:
+        print(f"catalogue: mean cosine between item vectors {b['catalogue_mean_cosine']:.4f} "
+              "(the baseline of list diversity)")
     for name, seg in b["segments"].items():
         print(f"  {name:<18} {seg['count']:>6} examples   hr@{k} {seg[f'hr@{k}']:.4f}   ndcg@{k} {seg[f'ndcg@{k}']:.4f}")
 

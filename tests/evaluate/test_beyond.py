@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from modalrec.evaluate.beyond import list_metrics, segment_metrics, top_k_lists
+from modalrec.evaluate.beyond import list_metrics, mean_cosine, segment_metrics, top_k_lists
 from modalrec.evaluate.ranking import pad_histories
 
 
@@ -71,6 +71,19 @@ def test_evaluate_beyond_through_the_cli(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     b = res["beyond"]
     assert 0 < b["lists"]["coverage@10"] <= 1 and 0 <= b["lists"]["diversity@10"] <= 2
+    assert -1 <= b["catalogue_mean_cosine"] <= 1
     warm = b["segments"]["warm targets"]
     assert warm["count"] == res["count"] and math.isclose(warm["ndcg@10"], res["metrics"]["ndcg@10"], rel_tol=1e-9)
     assert "per_user" not in res
+
+
+def test_mean_cosine_against_every_pair():
+    torch.manual_seed(0)
+    v = torch.randn(40, 6, dtype=torch.float64) + torch.tensor([3.0, 0, 0, 0, 0, 0], dtype=torch.float64)  # shared direction
+    n = torch.nn.functional.normalize(v, dim=-1)
+    c = n @ n.T
+    brute = float(c[~torch.eye(40, dtype=torch.bool)].mean())
+    with_padding = torch.cat([torch.zeros(1, 6, dtype=torch.float64), v])
+    assert math.isclose(mean_cosine(with_padding), brute, rel_tol=1e-9)
+    assert math.isclose(mean_cosine(torch.ones(5, 3)), 1.0, rel_tol=1e-9)
+    assert math.isnan(mean_cosine(torch.ones(1, 3)))

@@ -74,3 +74,17 @@ def segment_metrics(ranks: np.ndarray, history_lengths: np.ndarray, cold_target:
         out[name] = {"count": int(mask.sum()), f"hr@{k}": float(hit.mean()) if len(r) else math.nan,
                      f"ndcg@{k}": float(ndcg.mean()) if len(r) else math.nan}
     return out
+
+
+def mean_cosine(vectors: torch.Tensor) -> float:
+    """Mean cosine over every pair of distinct rows, exactly: ``(|sum of unit rows|^2 - N) / (N (N - 1))``.
+
+    The baseline for intra-list diversity: a model whose item vectors share one dominant direction
+    (mean cosine near 1) has lists that look alike by cosine whatever it recommends, though a dot-product
+    score ignores the shared part. Rows of zeros (padding) are left out."""
+    v = vectors.detach().double()
+    v = torch.nn.functional.normalize(v[v.norm(dim=-1) > 0], dim=-1)
+    n = v.shape[0]
+    if n < 2:
+        return math.nan
+    return float((v.sum(0).square().sum() - n) / (n * (n - 1)))

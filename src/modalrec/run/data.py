@@ -106,7 +106,7 @@ def _beyond(model, ds, seqset, res, cfg, exclude_history) -> dict:
     import numpy as np
     import torch
 
-    from modalrec.evaluate.beyond import list_metrics, segment_metrics, top_k_lists
+    from modalrec.evaluate.beyond import list_metrics, mean_cosine, segment_metrics, top_k_lists
 
     k = 10 if 10 in cfg.eval.ks else min(cfg.eval.ks)
     excl = cfg.eval.exclude_history if exclude_history is None else exclude_history
@@ -118,4 +118,5 @@ def _beyond(model, ds, seqset, res, cfg, exclude_history) -> dict:
     lengths = np.asarray(seqset.end) - np.asarray(seqset.start)
     cold = ~ds.seen_in_train()[np.asarray(pu["targets"])]
     return {"k": k, "lists": list_metrics(lists, ds.train_item_counts(), vectors, k),
+            "catalogue_mean_cosine": mean_cosine(vectors[1:]),
             "segments": segment_metrics(np.asarray(pu["ranks"]), lengths, cold, k)}
