@@ -39,6 +39,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
 
 from modalrec import __version__
 from modalrec.serve.added import AddedItems
+from modalrec.serve.asgi import replaying
 from modalrec.serve.errors import error_response
 from modalrec.serve.recommender import MAX_K, Recommender, RequestError, UnknownItemError
 
@@ -426,16 +427,7 @@ class BodySizeLimit:
                     break
         finally:
             self._waiting -= 1
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
         if size > TRIM_AFTER_BYTES:  # a large body (images, many texts): give its memory back to the system
             release_memory()
 
@@ -483,11 +475,13 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     Writes (adding items) need ``token`` when one is given, never come from another site's page, and are
     refused on a ``read_only`` server (:mod:`modalrec.serve.security`). A body that has not arrived
     within ``body_timeout_s`` is answered 408 and its connection closed."""
+    from modalrec.serve.forms import StrictFormText
     from modalrec.serve.security import WriteGuard
 
     app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
                   lifespan=_tidy_memory)
     app.state.recommender = rec
+    app.add_middleware(StrictFormText)  # inside the size limit: it reads the body the limit has counted
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
 
