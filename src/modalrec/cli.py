@@ -485,6 +485,7 @@ def cmd_serve(args) -> int:
         import uvicorn
 
         from modalrec.serve.app import create_app
+        from modalrec.serve.protocol import http_protocol
     except ImportError as e:
         print(f"error: serving needs FastAPI and uvicorn ({e.name or e} is missing): "
               "pip install 'modalrec[serve]'", file=sys.stderr)
@@ -518,7 +519,7 @@ def cmd_serve(args) -> int:
     # descriptors (which would stop it accepting anything, /health included, and flood the log)
     limit = max(64, files - 256) if files else None
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                timeout_keep_alive=5, server_header=False, limit_concurrency=limit)
+                timeout_keep_alive=5, server_header=False, limit_concurrency=limit, http=http_protocol())
     return 0
 
 

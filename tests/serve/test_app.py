@@ -407,6 +407,9 @@ def test_cli_serve_builds_the_app_and_adds_items(served_runs, tmp_path, monkeypa
     assert main(["serve", str(served_runs["pmmrec"]), "--port", "8123", "--add-items", str(items), "--quiet"]) == 0
     assert "added 2 items" in capsys.readouterr().out
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    from modalrec.serve.protocol import http_protocol
+
+    assert started["http"] is http_protocol()  # the parser's own 400s are JSON too
     with TestClient(started["app"]) as c:
         found = c.get("/items/search", params={"q": "quokka"}).json()["items"]
         assert [x["item_id"] for x in found] == ["csv-1", "csv-2"] and found[0]["has_image"]

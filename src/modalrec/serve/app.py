@@ -39,6 +39,8 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
 
 from modalrec import __version__
 from modalrec.serve.added import AddedItems
+from modalrec.serve.asgi import replaying
+from modalrec.serve.errors import error_response
 from modalrec.serve.recommender import MAX_K, Recommender, RequestError, UnknownItemError
 
 log = logging.getLogger("modalrec.serve")
@@ -268,17 +270,6 @@ class ApiError(Exception):
         self.status, self.detail, self.extra = status, detail, extra
 
 
-MAX_LISTED_IDS = 100  # unknown ids named in an error body (the detail gives the count)
-
-
-def _error_response(status: int, detail: str, **extra) -> JSONResponse:
-    ids = extra.get("unknown_item_ids")
-    if ids is not None and len(ids) > MAX_LISTED_IDS:  # never echo a huge list back
-        extra = {**extra, "unknown_item_ids": ids[:MAX_LISTED_IDS]}
-        detail = f"{detail} ({len(ids)} unknown ids; the first {MAX_LISTED_IDS} are listed)"
-    return JSONResponse({"detail": detail, **{k: v for k, v in extra.items() if v is not None}}, status_code=status)
-
-
 def _loc_text(loc) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "form")]
     return ".".join(parts) or "body"
@@ -290,11 +281,11 @@ def _validation_response(exc: RequestValidationError, content_type: str) -> JSON
         e = next(e for e in errors if e.get("type") == "json_invalid")
         reason = (e.get("ctx") or {}).get("error", "JSON decode error")
         pos = e["loc"][-1] if e.get("loc") else "?"
-        return _error_response(400, f"the request body is not valid JSON: {reason} (at character {pos})")
+        return error_response(400, f"the request body is not valid JSON: {reason} (at character {pos})")
     if (len(errors) == 1 and tuple(errors[0].get("loc", ())) == ("body",) and "json" not in content_type
             and errors[0].get("type") in ("model_attributes_type", "dict_type", "model_type")):
         got = f"'{content_type}'" if content_type else "none"
-        return _error_response(422, "the body must be a JSON object sent with 'Content-Type: application/json' "
+        return error_response(422, "the body must be a JSON object sent with 'Content-Type: application/json' "
                                     f"(content type: {got})")
     clean, parts = [], []
     for e in errors:
@@ -308,7 +299,7 @@ def _validation_response(exc: RequestValidationError, content_type: str) -> JSON
             shown = ""
         parts.append(f"{_loc_text(loc)}: {msg}{shown}")
     head = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
-    return _error_response(422, f"invalid request: {head}", errors=clean)
+    return error_response(422, f"invalid request: {head}", errors=clean)
 
 
 def _call(fn, *args, unknown_status: int = 404, **kwargs):
@@ -409,7 +400,7 @@ class BodySizeLimit:
             try:
                 n = int(declared)
             except ValueError:
-                await _error_response(400, f"Content-Length {declared[:40]!r} is not a number")(scope, receive, send)
+                await error_response(400, f"Content-Length {declared[:40]!r} is not a number")(scope, receive, send)
                 return
             if n > self.max_bytes:
                 await self._too_large(scope, receive, send, f"{n} bytes")
@@ -436,16 +427,7 @@ class BodySizeLimit:
                     break
         finally:
             self._waiting -= 1
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
         if size > TRIM_AFTER_BYTES:  # a large body (images, many texts): give its memory back to the system
             release_memory()
 
@@ -453,12 +435,12 @@ class BodySizeLimit:
         self._stalled += 1
         if self._stalled & (self._stalled - 1) == 0:
             log.warning("dropped %d request(s) whose body did not arrive within %.0f s", self._stalled, self.timeout_s)
-        resp = _error_response(408, "the request body did not arrive in time")
+        resp = error_response(408, "the request body did not arrive in time")
         resp.headers["connection"] = "close"
         await resp(scope, receive, send)
 
     async def _too_large(self, scope, receive, send, size: str) -> None:
-        resp = _error_response(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} "
+        resp = error_response(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} "
                                     "bytes; send fewer items or smaller images per request")
         resp.headers["connection"] = "close"
         await resp(scope, receive, send)
@@ -493,11 +475,13 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     Writes (adding items) need ``token`` when one is given, never come from another site's page, and are
     refused on a ``read_only`` server (:mod:`modalrec.serve.security`). A body that has not arrived
     within ``body_timeout_s`` is answered 408 and its connection closed."""
+    from modalrec.serve.forms import StrictFormText
     from modalrec.serve.security import WriteGuard
 
     app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
                   lifespan=_tidy_memory)
     app.state.recommender = rec
+    app.add_middleware(StrictFormText)  # inside the size limit: it reads the body the limit has counted
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
 
@@ -508,7 +492,7 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
         keys = [k for k, _ in request.query_params.multi_items()]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
-            return _error_response(422, f"query parameter(s) given more than once: {', '.join(twice)[:200]}")
+            return error_response(422, f"query parameter(s) given more than once: {', '.join(twice)[:200]}")
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -517,17 +501,17 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
 
     @app.exception_handler(ApiError)
     async def _on_api_error(request: Request, exc: ApiError):
-        return _error_response(exc.status, exc.detail, **exc.extra)
+        return error_response(exc.status, exc.detail, **exc.extra)
 
     @app.exception_handler(Exception)
     async def _on_bug(request: Request, exc: Exception):  # a bug, never bad input: keep the JSON shape
         log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
-        return _error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
 
     @app.exception_handler(RequestError)
     async def _on_request_error(request: Request, exc: RequestError):  # raised outside _call
         status = 422 if exc.status == 400 else exc.status
-        return _error_response(status, str(exc), unknown_item_ids=getattr(exc, "item_ids", None))
+        return error_response(status, str(exc), unknown_item_ids=getattr(exc, "item_ids", None))
 
     def _item_out(info) -> ItemOut:
         return ItemOut(**info.to_dict())

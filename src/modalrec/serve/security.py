@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 
+from modalrec.serve.errors import error_response
+
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 READ_ONLY_POSTS = {"/recommend"}  # POSTs that change nothing (a JSON body, so browsers preflight them)
 SECURITY_HEADERS = {
@@ -96,18 +98,17 @@ class WriteGuard:
 
     def _refusal(self, scope) -> JSONResponse | None:
         if self.read_only:
-            return JSONResponse({"detail": "this server is read-only: it listens beyond this machine without a "
-                                           "token; restart it with --token (or MODALREC_TOKEN) to allow adding items"},
-                                status_code=403)
+            return error_response(403, "this server is read-only: it listens beyond this machine without a token; "
+                                       "restart it with --token (or MODALREC_TOKEN) to allow adding items")
         foreign = cross_site(scope)
         if foreign is not None:
-            return JSONResponse({"detail": f"a write from another site ({foreign[:100]}) is refused: add items "
-                                           "from this server's own page or with the API"}, status_code=403)
+            return error_response(403, f"a write from another site ({foreign[:100]}) is refused: add items from "
+                                       "this server's own page or with the API")
         if self.token is None:
             return None
         auth = _header(scope, b"authorization") or ""
         given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            return JSONResponse({"detail": "adding items needs the server's token: send 'Authorization: Bearer "
-                                           "<token>'"}, status_code=401, headers={"www-authenticate": "Bearer"})
+            return error_response(401, "adding items needs the server's token: send 'Authorization: Bearer <token>'",
+                                  headers={"www-authenticate": "Bearer"})
         return None
