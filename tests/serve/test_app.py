@@ -445,3 +445,30 @@ def test_cli_recommend_jsonl_file(served_runs, tmp_path, capsys):
     assert "--input needs --output" in capsys.readouterr().err
     assert main(["recommend", str(served_runs["sasrec"]), "--history", "1,2", "-k", "2", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_a_client_gone_before_its_body_arrived_raises_nothing(pmm):
+    """A client that disconnects mid-body gets no answer, and the app behind the size limit raises nothing
+    (Starlette's HTTP middleware used to fail with "No response returned", a traceback in the log)."""
+    import asyncio
+
+    app = create_app(pmm)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/items", "raw_path": b"/items", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", b"100")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": b'{"items": [', "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+
+    asyncio.run(go())  # raised RuntimeError before the fix
+    assert all(m["type"].startswith("http.response") for m in sent)

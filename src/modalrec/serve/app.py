@@ -416,6 +416,9 @@ class BodySizeLimit:
                     await self._stalled_body(scope, receive, send)
                     return
                 if message["type"] == "http.disconnect":
+                    # nobody reads this answer, but the HTTP middleware outside must see one (else it raises)
+                    gone = self._closing(400, "the client closed the connection before its request body arrived")
+                    await gone(scope, receive, send)
                     return
                 body = message.get("body", b"")
                 size += len(body)
@@ -431,19 +434,22 @@ class BodySizeLimit:
         if size > TRIM_AFTER_BYTES:  # a large body (images, many texts): give its memory back to the system
             release_memory()
 
+    @staticmethod
+    def _closing(status: int, detail: str):
+        """An error response that closes the connection (its stream cannot be trusted any more)."""
+        resp = error_response(status, detail)
+        resp.headers["connection"] = "close"
+        return resp
+
     async def _stalled_body(self, scope, receive, send) -> None:
         self._stalled += 1
         if self._stalled & (self._stalled - 1) == 0:
             log.warning("dropped %d request(s) whose body did not arrive within %.0f s", self._stalled, self.timeout_s)
-        resp = error_response(408, "the request body did not arrive in time")
-        resp.headers["connection"] = "close"
-        await resp(scope, receive, send)
+        await self._closing(408, "the request body did not arrive in time")(scope, receive, send)
 
     async def _too_large(self, scope, receive, send, size: str) -> None:
-        resp = error_response(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} "
-                                    "bytes; send fewer items or smaller images per request")
-        resp.headers["connection"] = "close"
-        await resp(scope, receive, send)
+        await self._closing(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} bytes; "
+                                 "send fewer items or smaller images per request")(scope, receive, send)
 
 
 # -- the app -------------------------------------------------------------------------------------
