@@ -57,7 +57,10 @@ class Server:
         self.log = Path(tempfile.mkstemp(prefix="modalrec-serve-", suffix=".log")[1])
         with open(self.log, "w") as out:  # a file, never a pipe: a full pipe would stall the server
             self.proc = subprocess.Popen([sys.executable, "-m", "modalrec.cli", "serve", str(run), "--port",
-                                          str(port), "--quiet", "--body-timeout", str(body_timeout)], env=env,
+                                          str(port), "--quiet", "--body-timeout", str(body_timeout),
+                                          # never replay or journal added items: a second run of the bench would
+                                          # meet its first run's items (409s), and --run must not be written into
+                                          "--forget-added"], env=env,
                                          stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         while time.time() < deadline:

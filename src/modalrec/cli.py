@@ -517,7 +517,7 @@ def cmd_serve(args) -> int:
     _few_malloc_arenas()
     # connections beyond this get a 503 and are closed at once: the process never runs out of file
     # descriptors (which would stop it accepting anything, /health included, and flood the log)
-    limit = max(64, files - 256) if files else None
+    limit = max(64, files - max(256, files // 10)) if files else None  # headroom: a flood is accepted before 503
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
                 timeout_keep_alive=5, server_header=False, limit_concurrency=limit, http=http_protocol())
     return 0

@@ -472,3 +472,46 @@ def test_a_client_gone_before_its_body_arrived_raises_nothing(pmm):
 
     asyncio.run(go())  # raised RuntimeError before the fix
     assert all(m["type"].startswith("http.response") for m in sent)
+
+
+def test_accept_errors_from_running_out_of_files_are_one_line_per_power_of_two(caplog):
+    """asyncio's traceback per refused connection (EMFILE) becomes a counted line; other errors still reach
+    the default handler."""
+    import asyncio
+    import errno
+
+    from modalrec.serve.app import quiet_accept_errors
+
+    loop = asyncio.new_event_loop()
+    try:
+        quiet_accept_errors(loop)
+        with caplog.at_level("WARNING"):
+            for _ in range(5):
+                loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                             "exception": OSError(errno.EMFILE, "Too many open files")})
+        lines = [r.getMessage() for r in caplog.records if "file descriptors" in r.getMessage()]
+        assert [ln.split(":")[1].split()[0] for ln in lines] == ["1", "2", "4"]
+        caplog.clear()
+        with caplog.at_level("ERROR"):
+            loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
+        assert "something else" in caplog.text
+    finally:
+        loop.close()
+
+
+def test_the_connection_limit_warning_is_counted_not_repeated(caplog):
+    import logging
+
+    from modalrec.serve.app import count_repeated_warning
+
+    name = "modalrec-test.uvicorn-like"
+    count_repeated_warning(name, "Exceeded concurrency limit.")
+    count_repeated_warning(name, "Exceeded concurrency limit.")  # installed once
+    log = logging.getLogger(name)
+    with caplog.at_level("WARNING", logger=name):
+        for _ in range(9):
+            log.warning("Exceeded concurrency limit.")
+        log.warning("something else")
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [f"Exceeded concurrency limit. ({n} so far; one line per power of two)" for n in (1, 2, 4, 8)] + [
+        "something else"]

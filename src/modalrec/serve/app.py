@@ -24,6 +24,7 @@ import asyncio
 import base64
 from contextlib import asynccontextmanager
 import binascii
+import errno
 import logging
 import uuid
 from collections import Counter
@@ -351,11 +352,60 @@ async def _tidy_memory(app):
                 seen["requests"] = BodySizeLimit.requests
                 await asyncio.to_thread(_collect_and_trim)
 
+    quiet_accept_errors(asyncio.get_running_loop())
+    count_repeated_warning("uvicorn.error", "Exceeded concurrency limit.")
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
         task.cancel()
+
+
+class _PowersOfTwo(logging.Filter):
+    """Lets one message through on its 1st, 2nd, 4th, 8th ... occurrence, with the count; other messages pass."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message, self.count = message, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != self.message:
+            return True
+        self.count += 1
+        if self.count & (self.count - 1):
+            return False
+        record.msg, record.args = f"{self.message} ({self.count} so far; one line per power of two)", ()
+        return True
+
+
+def count_repeated_warning(logger: str, message: str) -> None:
+    """uvicorn logs one line per connection it turns away at the connection limit: count them instead."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _PowersOfTwo) and f.message == message for f in target.filters):
+        target.addFilter(_PowersOfTwo(message))
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """When file descriptors run out, asyncio logs a traceback for every connection it cannot accept (a
+    flood of them fills the log). Those become one line per power of two; other errors go on as before."""
+    previous = loop.get_exception_handler()
+    refused = 0
+
+    def handler(loop, context):
+        nonlocal refused
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            refused += 1
+            if refused & (refused - 1) == 0:
+                log.warning("out of file descriptors: %d connection(s) could not be accepted yet (raise the "
+                            "open-files limit, or expect fewer connections at once)", refused)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _collect_and_trim() -> None:
