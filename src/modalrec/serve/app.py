@@ -361,6 +361,11 @@ async def _tidy_memory(app):
         task.cancel()
 
 
+def _is_power_of_two(n: int) -> bool:
+    """1, 2, 4, 8 ...: the counts at which a repeated event is logged, so a flood of them gives a few lines."""
+    return n & (n - 1) == 0
+
+
 class _PowersOfTwo(logging.Filter):
     """Lets one message through on its 1st, 2nd, 4th, 8th ... occurrence, with the count; other messages pass."""
 
@@ -372,7 +377,7 @@ class _PowersOfTwo(logging.Filter):
         if record.getMessage() != self.message:
             return True
         self.count += 1
-        if self.count & (self.count - 1):
+        if not _is_power_of_two(self.count):
             return False
         record.msg, record.args = f"{self.message} ({self.count} so far; one line per power of two)", ()
         return True
@@ -396,7 +401,7 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             refused += 1
-            if refused & (refused - 1) == 0:
+            if _is_power_of_two(refused):
                 log.warning("out of file descriptors: %d connection(s) could not be accepted yet (raise the "
                             "open-files limit, or expect fewer connections at once)", refused)
             return
@@ -487,13 +492,11 @@ class BodySizeLimit:
     @staticmethod
     def _closing(status: int, detail: str):
         """An error response that closes the connection (its stream cannot be trusted any more)."""
-        resp = error_response(status, detail)
-        resp.headers["connection"] = "close"
-        return resp
+        return error_response(status, detail, headers={"connection": "close"})
 
     async def _stalled_body(self, scope, receive, send) -> None:
         self._stalled += 1
-        if self._stalled & (self._stalled - 1) == 0:
+        if _is_power_of_two(self._stalled):
             log.warning("dropped %d request(s) whose body did not arrive within %.0f s", self._stalled, self.timeout_s)
         await self._closing(408, "the request body did not arrive in time")(scope, receive, send)
 
