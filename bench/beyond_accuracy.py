@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from harness.output import write_result
-from harness.runs import MODALREC, ROOT
+from harness.runs import ROOT, evaluate_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,13 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def beyond(run: str) -> dict:
     """`modalrec evaluate RUN --beyond --json` (test split) as a dict, with the command."""
-    cmd = ["evaluate", run, "--beyond", "--json", "--quiet"]
-    out = subprocess.run([*MODALREC, *cmd], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise SystemExit(f"modalrec {' '.join(cmd)} failed: {out.stderr.strip()}")
-    res = json.loads(out.stdout)
+    res = evaluate_json(run, "--beyond")
     made = json.loads((Path(run) / "results.json").read_text())
-    return {"run": run, "command": "modalrec " + " ".join(cmd), "metrics": res["metrics"], "beyond": res["beyond"],
+    return {"run": run, "command": f"modalrec evaluate {run} --beyond --json --quiet", "metrics": res["metrics"],
+            "beyond": res["beyond"],
             "dataset": made.get("dataset"), "model": made.get("model")}
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from harness.output import write_result
-from harness.runs import MODALREC, ROOT, run_cli
+from harness.runs import ROOT, evaluate_json, run_cli
 
 TARGETS = ("ml-100k", "ml-latest-small-2016")
 
@@ -40,15 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def evaluate(run: Path, *flags: str) -> dict:
-    """`modalrec evaluate RUN --json` (test split) as a dict."""
-    out = subprocess.run([*MODALREC, "evaluate", str(run), "--json", "--quiet", *flags], capture_output=True,
-                         text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"evaluate {run} {' '.join(flags)} failed: {out.stderr.strip()}")
-    return json.loads(out.stdout)
-
-
 def candidate(args: argparse.Namespace, pretrain: str, target: str, pop_ndcg: float) -> dict:
     """One pre-trained run moved to ``target`` with no gradient step: test plain and with the prior."""
     work = Path(args.work)
@@ -56,7 +46,7 @@ def candidate(args: argparse.Namespace, pretrain: str, target: str, pop_ndcg: fl
     zs_args = ["finetune", "--from", str(Path(pretrain).resolve()), "--dataset", target, "--out", str(zs_dir),
                "--quiet", "train.epochs=0", *args.extra]
     zs = run_cli(zs_args, zs_dir, work / "logs" / f"{zs_dir.name}.log")
-    plain, prior = evaluate(zs_dir), evaluate(zs_dir, "--pop-prior")
+    plain, prior = evaluate_json(zs_dir), evaluate_json(zs_dir, "--pop-prior")
     choice = prior["protocol"]["popularity_prior"]
     by_beta = {float(b): v for b, v in choice["valid_ndcg@10_by_beta"].items()}
     return {"zero_shot": plain["metrics"], "zero_shot_prior": prior["metrics"], "prior": choice,

@@ -74,3 +74,12 @@ def curve(out: Path) -> dict:
     """{"epochs": [...], "ndcg@10": [...]}: the validation NDCG@10 of every evaluated epoch of the run in ``out``."""
     epochs, values = validation_curve(out / "metrics.jsonl", "ndcg@10")
     return {"epochs": epochs, "ndcg@10": [round(v, 5) for v in values]}
+
+
+def evaluate_json(run: Path | str, *flags: str) -> dict:
+    """`modalrec evaluate RUN --json --quiet FLAGS` (test split) as a dict; a failure raises naming the command."""
+    out = subprocess.run([*MODALREC, "evaluate", str(run), "--json", "--quiet", *flags], capture_output=True,
+                         text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"modalrec evaluate {run} {' '.join(flags)} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
