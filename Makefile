@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+MLFLOW := $(VENV)/.installed-mlflow
 
 .PHONY: install demo demo-full test test-fast lint docs bench report fetch clean help
 
@@ -25,6 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# the tests of train.loggers=[mlflow] need MLflow, which `make demo` does not (it is kept out of its install)
+$(MLFLOW): $(STAMP)
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[mlflow]"
+	touch $(MLFLOW)
+
 fetch: install
 	$(VENV)/bin/modalrec data fetch
 	$(VENV)/bin/modalrec weights fetch
@@ -35,7 +41,7 @@ demo: install
 demo-full: install
 	$(PY) scripts/demo.py --full
 
-test: install
+test: install $(MLFLOW)
 	$(PY) -m pytest -q
 
 lint: install
@@ -46,7 +52,7 @@ docs: install
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[docs]"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-test-fast: install
+test-fast: install $(MLFLOW)
 	$(PY) -m pytest -q -m "not slow and not builtin"
 
 bench: install

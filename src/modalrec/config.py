@@ -83,6 +83,9 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """Optimisation, schedule, early stopping, device, and where per-epoch metrics go (``loggers``:
+    :mod:`modalrec.train.loggers`)."""
+
     epochs: int = 50
     batch_size: int = 128  # windows (sequences of up to model.max_len items) per step
     window_stride: int = 0  # targets per training window (0 = model.max_len, no overlap); smaller
@@ -100,6 +103,8 @@ class TrainConfig:
     cpu_bf16: bool = False  # on a CPU, autocast to bfloat16 too (faster where the CPU has bf16 instructions;
     # losses stay float32)
     threads: int = 0  # torch intra-op threads (0 = leave as is)
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])  # where per-epoch metrics go besides
+    # metrics.jsonl (always written): tensorboard (RUN/tensorboard), mlflow (RUN/mlruns or $MLFLOW_TRACKING_URI)
 
 
 @dataclass
@@ -147,9 +152,20 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def _suggest(key: str, options: list[str]) -> str:
+def _suggest(key: str, options: list[str] | tuple[str, ...], known: str = "keys") -> str:
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(sorted(options))}."
+    return f" Did you mean '{close[0]}'?" if close else f" Known {known}: {', '.join(sorted(options))}."
+
+
+def flatten(tree: dict, prefix: str = "", sep: str = ".") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty mapping stays a value)."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}{sep}", sep))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -428,6 +444,9 @@ RANGES: dict[str, Range] = {
     "trainable_layers": AT_LEAST_0,
 }
 
+# train.loggers: where per-epoch metrics go (modalrec.train.loggers); metrics.jsonl is written whatever is listed
+LOGGERS = ("jsonl", "tensorboard", "mlflow")
+
 # (size, heads): attention heads must split the width evenly, wherever both fields occur
 DIVIDES = (("hidden_size", "n_heads"), ("hidden_size", "fusion_heads"))
 
@@ -472,6 +491,9 @@ def validate(cfg: RunConfig) -> None:
     for key, (val, allowed) in choices.items():
         if val not in allowed:
             raise ConfigError(f"{key}={val!r}: choose one of {', '.join(allowed)}")
+    for name in t.loggers:
+        if name not in LOGGERS:
+            raise ConfigError(f"train.loggers: unknown logger {name!r}.{_suggest(name, LOGGERS, 'loggers')}")
     if not e.ks:
         raise ConfigError(f"eval.ks={e.ks}: give positive cut-offs, e.g. [10,20,50]")
 

@@ -32,14 +32,15 @@ class RunDir:
         self.assets = self.path / "assets"
         self.card = self.path / "README.md"
         self.learning_curve = self.path / "learning_curve.png"
-        self.tensorboard = self.path / "tensorboard"
+        self.tensorboard = self.path / "tensorboard"  # train.loggers=[tensorboard]
+        self.mlflow = self.path / "mlruns"  # train.loggers=[mlflow] without MLFLOW_TRACKING_URI
         self.lock = self.path / ".lock"
 
     def entries(self) -> list[Path]:
         """Everything a run writes (what --overwrite and a fresh restart remove)."""
         return [self.config, self.config_json, self.metrics, self.checkpoints, self.best, self.results, self.dataset,
                 self.weights, self.item_state, self.catalogue, self.histories, self.assets, self.card,
-                self.learning_curve, self.tensorboard]
+                self.learning_curve, self.tensorboard, self.mlflow]
 
     @property
     def started(self) -> bool:

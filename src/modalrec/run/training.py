@@ -102,6 +102,7 @@ def train(
     from modalrec.run.data import checked_data
     from modalrec.run.paths import resolve_paths
     from modalrec.run.store import save_run
+    from modalrec.train.loggers import require as require_loggers
     from modalrec.train.trainer import fit, select_key
 
     rd = RunDir(out)
@@ -116,6 +117,7 @@ def train(
         cfg = resolve_paths(build_config(load_yaml(rd.config), overrides))
     else:
         cfg = resolve_paths(cfg)
+    require_loggers(cfg.train.loggers)  # before the data is prepared
     dist_info = init_from_env(cfg.train.device)
     show = progress and dist_info.is_main
     if note and dist_info.is_main:
@@ -180,13 +182,13 @@ def train_or_resume(cfg, out: str | Path, *, overwrite: bool = False, progress: 
 
 
 # settings that change how a run computes, not what it computes (a run is reused whatever they are)
-HOW_NOT_WHAT = ("train.threads", "train.device", "eval.batch_size", "eval.item_chunk", "data.cache")
+HOW_NOT_WHAT = ("train.threads", "train.device", "train.loggers", "eval.batch_size", "eval.item_chunk", "data.cache")
 
 
 def config_difference(rd: RunDir, cfg) -> str:
     """The first setting in which ``cfg`` differs from the run saved in ``rd`` ("train.epochs: 3 in the
     run, 5 asked"), ignoring :data:`HOW_NOT_WHAT`; "" when they agree."""
-    from modalrec.config import load_yaml, to_dict
+    from modalrec.config import flatten, load_yaml, to_dict
 
     if rd.config_json.is_file():
         saved = json.loads(rd.config_json.read_text())
@@ -194,7 +196,7 @@ def config_difference(rd: RunDir, cfg) -> str:
         saved = load_yaml(rd.config)
     else:
         return "it has no config.json or config.yaml"
-    saved, asked = _flat(saved), _flat(json.loads(json.dumps(to_dict(cfg))))  # tuples as lists, as saved
+    saved, asked = flatten(saved), flatten(json.loads(json.dumps(to_dict(cfg))))  # tuples as lists, as saved
     for key in sorted(set(saved) | set(asked)):
         if key in HOW_NOT_WHAT:
             continue
@@ -202,13 +204,3 @@ def config_difference(rd: RunDir, cfg) -> str:
         if a != b:
             return f"{key}: {a!r} in the run, {b!r} asked"
     return ""
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

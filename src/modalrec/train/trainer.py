@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -24,6 +24,9 @@ from modalrec.config import RunConfig
 from modalrec.core import checkpoint as ckpt_io
 from modalrec.core.distributed import DistInfo, barrier, init_from_env
 from modalrec.utils import bars_on, resolve_device, seed_everything
+
+if TYPE_CHECKING:
+    from modalrec.train.loggers import MetricLogger
 
 log = logging.getLogger("modalrec.train")
 
@@ -89,11 +92,15 @@ class Trainer:
         self.stopped_early = False
         self.transfer_info = None
         self._cold = None  # items never seen in training (the cold-item metrics), made at the first evaluation
+        self.loggers: list[MetricLogger] = []  # the train.loggers back-ends, while training (rank 0)
 
     # ------------------------------------------------------------------------------------ the run
 
     def fit(self, resume: bool = False):
         """Train (or continue, with ``resume``); ``(results, model, dataset)`` with the best weights loaded."""
+        from modalrec.train.loggers import require
+
+        require(self.cfg.train.loggers)  # a missing package stops the run before any work
         if self.cfg.train.threads > 0:
             torch.set_num_threads(self.cfg.train.threads)
         self._load_data()
@@ -158,15 +165,26 @@ class Trainer:
         self._make_optimizer()
         if resume:
             self._restore()
-        self.writer = _tensorboard(self.rd.path) if self.dist.is_main else None
-        while self.state["epoch"] < self.cfg.train.epochs and not self.stopped_early:
-            epoch = self.state["epoch"] + 1
-            record = self._train_epoch(epoch)
-            if epoch % self.cfg.train.eval_every == 0 or epoch == self.cfg.train.epochs:
-                self._validate(epoch, record)
-            self._end_epoch(epoch, record)
-        if self.writer is not None:
-            self.writer.close()
+        self.loggers = self._open_loggers(resume) if self.dist.is_main else []
+        ok = False
+        try:
+            while self.state["epoch"] < self.cfg.train.epochs and not self.stopped_early:
+                epoch = self.state["epoch"] + 1
+                record = self._train_epoch(epoch)
+                if epoch % self.cfg.train.eval_every == 0 or epoch == self.cfg.train.epochs:
+                    self._validate(epoch, record)
+                self._end_epoch(epoch, record)
+            ok = True
+        finally:
+            for logger in self.loggers:
+                logger.close(ok)
+
+    def _open_loggers(self, resume: bool) -> list[MetricLogger]:
+        """The ``train.loggers`` back-ends; an MLflow experiment is named ``dataset/model``."""
+        from modalrec.train.loggers import open_loggers
+
+        return open_loggers(self.cfg.train.loggers, self.rd, self.cfg.to_dict(),
+                            f"{self.dataset.name}/{self.cfg.model.name}", resume)
 
     def _make_loader(self) -> None:
         from modalrec.data.batches import MultiDomainLoader, train_loader
@@ -265,24 +283,18 @@ class Trainer:
                 self.stopped_early = True
 
     def _end_epoch(self, epoch: int, record: dict) -> None:
-        """metrics.jsonl, TensorBoard, checkpoints/last.pt and the epoch line; then the callbacks."""
+        """metrics.jsonl, the train.loggers back-ends, checkpoints/last.pt and the epoch line; then the callbacks."""
         record["elapsed_s"] = round(self.state["elapsed"], 3)
         self.state["stopped_early"] = self.stopped_early
         if self.dist.is_main:
             _append_jsonl(self.rd.metrics, record)
-            self._log_tensorboard(epoch, record)
+            for logger in self.loggers:
+                logger.log_epoch(record)
             self._checkpoint()
             log.info(self._epoch_line(epoch, record))  # every mode, --quiet too: one line per epoch
         barrier(self.dist)
         for cb in self.callbacks:
             cb(epoch, record)
-
-    def _log_tensorboard(self, epoch: int, record: dict) -> None:
-        if self.writer is None:
-            return
-        self.writer.add_scalar("train/loss", record["train_loss"], epoch)
-        for k, v in record.get("valid", {}).items():
-            self.writer.add_scalar(f"valid/{k}", v, epoch)
 
     def _checkpoint(self) -> None:
         ckpt_io.save(self.rd.last, {
@@ -387,11 +399,3 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch
             and not json.loads(ln).get("final")]
     path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: metrics.jsonl is always written
-        return None
-    return SummaryWriter(str(path / "tensorboard"))
