@@ -133,21 +133,25 @@ def test_evaluate_with_a_popularity_prior_chosen_on_validation(tmp_path, capsys)
     assert f"popularity prior (beta {prior['beta']:g}, chosen on validation)" in capsys.readouterr().out
 
 
-def test_a_training_log_has_one_line_per_epoch_and_no_progress_frames(tmp_path):
-    """`modalrec train ... > log 2>&1`: no carriage-return frames, a summary line for every epoch, with
-    and without --quiet (which only turns bars off)."""
+@pytest.mark.parametrize("model", ["sasrec", "unisrec"])
+def test_a_training_log_has_one_line_per_epoch_and_no_progress_frames(model, tmp_path, tiny_text_model):
+    """`modalrec train ... > log 2>&1`: no carriage-return frames (ours, nor the "Loading weights" bar of
+    transformers when a content model loads its text encoder), a summary line for every epoch, with and
+    without --quiet (which only turns bars off)."""
     import os
     import subprocess
     import sys
 
+    text = [f"model.text.model={tiny_text_model}"] if model == "unisrec" else []
     for quiet in ([], ["--quiet"]):
         out = tmp_path / f"run{len(quiet)}"
-        done = subprocess.run([sys.executable, "-m", "modalrec.cli", "train", "--model", "sasrec", "--dataset",
+        done = subprocess.run([sys.executable, "-m", "modalrec.cli", "train", "--model", model, "--dataset",
                                "synthetic", "--out", str(out), *quiet, "train.epochs=3", "model.hidden_size=16",
-                               "model.inner_size=32", "model.max_len=8"], capture_output=True, text=True,
-                              env={**os.environ, "MODALREC_PROGRESS": ""})
-        assert done.returncode == 0, done.stderr
-        log = done.stdout + done.stderr
+                               "model.inner_size=32", "model.max_len=8", *text], capture_output=True,
+                              env={**os.environ, "MODALREC_PROGRESS": "", "MODALREC_HOME": str(tmp_path / "home")})
+        # bytes, decoded here: text=True would translate every "\r" into "\n" and hide the frames
+        log = (done.stdout + done.stderr).decode()
+        assert done.returncode == 0, log
         assert "\r" not in log
         assert [ln.split(":")[0] for ln in log.splitlines() if ln.startswith("epoch ")] == ["epoch 1", "epoch 2",
                                                                                             "epoch 3"]

@@ -46,10 +46,21 @@ def _hf_model(folder):
     """The model of a Hugging Face folder; a folder without weight files (see :meth:`TextTower.save_architecture`)
     gives the architecture with random weights, for a caller that loads a state dict next."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
-    if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
-        return AutoModel.from_pretrained(str(folder))
-    return AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
+    from modalrec.utils import bars_on
+
+    # transformers draws a "Loading weights" bar of its own: like ours, only on a terminal
+    hide_bar = hf_logging.is_progress_bar_enabled() and not bars_on(True)
+    if hide_bar:
+        hf_logging.disable_progress_bar()
+    try:
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+            return AutoModel.from_pretrained(str(folder))
+        return AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
+    finally:
+        if hide_bar:
+            hf_logging.enable_progress_bar()
 
 
 class TextTower(nn.Module):
