@@ -42,6 +42,16 @@ def test_added_item_shows_its_own_fields(run_copy):
     assert rec.recommend([HEAT["item_id"]], k=3)[0].title
 
 
+def test_a_saved_recommender_keeps_the_catalogue_fields(run_copy):
+    rec = Recommender.load(run_copy)
+    fields = {k: v.tolist() for k, v in rec.dataset.catalogue.fields.items()}
+    assert "title" in fields
+    rec.add_items([HEAT])
+    saved = Recommender.load(rec.save(run_copy.parent / "saved")).dataset.catalogue
+    assert {k: v.tolist() for k, v in saved.fields.items()} == {k: v + [""] for k, v in fields.items()}
+    assert saved.item_ids[-1] == "new-heat"
+
+
 def test_same_content_names_the_existing_item(run_copy):
     rec = Recommender.load(run_copy)
     cat = rec.dataset.catalogue

@@ -236,23 +236,21 @@ class Recommender:
     def _catalogue_with_new_items(self, rd) -> "object":
         """The catalogue plus the items added since loading (their images written to ``rd/images``)."""
         from modalrec.data.dataset import Catalogue
-        from modalrec.run.store import catalogue_arrays
 
         cat = self.dataset.catalogue
         n_old, n_new = len(cat.item_ids), len(self._ids) - len(cat.item_ids)
-        paths = None if cat.image_paths is None and not self._new_images else (
-            list(cat.image_paths) if cat.image_paths is not None else [""] * n_old) + [""] * n_new
-        for row, data in self._new_images.items():
-            path = rd.path / "images" / f"{self._ids[row]}.img"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            paths[row] = str(path.resolve())
-        fields = {}
-        for key, a in catalogue_arrays(cat).items():  # other columns: empty for the new rows
-            if key in ("item_ids", "text", "image_paths") or "__" in key or len(a) != n_old:
-                continue
-            fields[key] = np.concatenate([a, np.zeros(n_new, dtype=a.dtype)])
-        return Catalogue(item_ids=np.asarray(self._ids), text=np.asarray(self._text), image_paths=paths, **fields)
+        paths = None
+        if cat.image_paths is not None or self._new_images:
+            paths = (list(cat.image_paths) if cat.image_paths is not None else [""] * n_old) + [""] * n_new
+            for row, data in self._new_images.items():
+                path = rd.path / "images" / f"{self._ids[row]}.img"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                paths[row] = str(path.resolve())
+        fields = {k: np.concatenate([v, np.zeros(n_new, dtype=v.dtype)])  # raw columns: empty for the new rows
+                  for k, v in cat.fields.items()}
+        return Catalogue(item_ids=np.asarray(self._ids), text=np.asarray(self._text),
+                         image_paths=None if paths is None else np.asarray(paths), fields=fields)
 
     # -- catalogue -----------------------------------------------------------------------------
 
