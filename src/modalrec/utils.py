@@ -138,14 +138,9 @@ def hash_strings(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
-def file_sha256(path: str | Path) -> str:
-    """The full SHA-256 of a file's bytes, in hex."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (first 16 hex digits)."""
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The full SHA-256 of a file's bytes, in hex (read ``chunk`` bytes at a time; ``hashlib.file_digest``
+    is Python 3.11+)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -153,7 +148,12 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
             if not b:
                 break
             h.update(b)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits)."""
+    return file_sha256(path, chunk)[:16]
 
 
 def image_file_stem(item_id: str) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modalrec.utils import atomic_dir, atomic_path, modalrec_home
+from modalrec.utils import atomic_dir, atomic_path, file_sha256, modalrec_home
 
 PACKAGE = "bokeh-sampledata==2026.1"
 WHEEL_SHA256 = "f40331a40ca30c64a1c1471835aad9006b61b0d9731a3f649ee8cbbf48d3822f"
@@ -211,7 +211,7 @@ def ensure_rich_items(name: str, items_csv: Path, *, quiet: bool = False) -> tup
     stale; returns its path and the match statistics recorded in ``items_rich.json``."""
     out, stats_file = items_csv.with_name("items_rich.csv"), items_csv.with_name("items_rich.json")
     credits_csv = ensure_credits(quiet=quiet)
-    source = {"items": _sha256(items_csv), "credits": _sha256(credits_csv), "format": FORMAT}
+    source = {"items": file_sha256(items_csv), "credits": file_sha256(credits_csv), "format": FORMAT}
     try:
         stats = json.loads(stats_file.read_text())
         if stats.get("source") == source and out.is_file():
@@ -228,8 +228,3 @@ def ensure_rich_items(name: str, items_csv: Path, *, quiet: bool = False) -> tup
     with atomic_path(stats_file) as tmp:
         tmp.write_text(json.dumps(stats, indent=2) + "\n")
     return out, stats
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
