@@ -599,7 +599,7 @@ def _add_cache_parser(sub) -> None:
     pr.add_argument("--json", action="store_true", help="print JSON lines")
 
 
-def _human_size(n: int) -> str:
+def _human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -676,10 +676,10 @@ def _setup_logging(verbose: bool) -> None:
     import logging
 
     logger = logging.getLogger("modalrec")
-    for h in [h for h in logger.handlers if getattr(h, "modalrec_cli", False)]:
+    for h in [h for h in logger.handlers if h.get_name() == "modalrec-cli"]:
         logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
-    handler.modalrec_cli = True
+    handler.set_name("modalrec-cli")
     handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -15,9 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from modalrec.models.base import ModelConfig
 
 
 class ConfigError(ValueError):
@@ -289,7 +292,7 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def model_config_class(name: str) -> type:
+def model_config_class(name: str) -> type[ModelConfig]:
     """The config class of the registered model ``name``; an unknown name is a ConfigError with a suggestion."""
     from modalrec.core.registry import UnknownModelError, get_model_class
 

@@ -8,6 +8,7 @@ import os
 import sys
 import random
 import shutil
+import tarfile
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (first 16 hex digits)."""
     return file_sha256(path, chunk)[:16]
+
+
+def tar_member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The contents of a regular file in ``tar``; a ``tarfile.TarError`` for anything else (a link, a folder)."""
+    f = tar.extractfile(member)
+    if f is None:
+        raise tarfile.TarError(f"{member.name} is not a regular file in the archive")
+    return f.read()
 
 
 def image_file_stem(item_id: str) -> str:

@@ -140,6 +140,9 @@ def _efficientnet_lite0(weights_path: str) -> ImageBackbone:
 class ImageTower(nn.Module):
     """``prefix`` (frozen stages) -> ``top`` (trainable stages) -> pooled ``[n, C]`` or tokens ``[n, h*w, C]``."""
 
+    _mean: torch.Tensor  # buffers [1, 3, 1, 1]: the backbone's input normalisation
+    _std: torch.Tensor
+
     def __init__(self, cfg: ImageTowerConfig | None = None, *, pretrained: bool = True, quiet: bool = False):
         super().__init__()
         from modalrec.content.weights import WEIGHTS, resolve
@@ -170,11 +173,11 @@ class ImageTower(nn.Module):
         self.out_dim = self.backbone.out_dim
         self.register_buffer("_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
+        for param in self.backbone.parameters():
+            param.requires_grad_(False)
         for s in self.backbone.stages[self.split:]:
-            for p in s.parameters():
-                p.requires_grad_(True)
+            for param in s.parameters():
+                param.requires_grad_(True)
         self.eval()
 
     def identity(self) -> dict:
@@ -339,12 +342,11 @@ def decode_image(data: bytes, size: int, max_pixels: int | None = None) -> np.nd
             raise ImageTowerError(f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than the "
                                   f"{max_pixels / 1e6:g} allowed; send a smaller image")
         im.load()
-        im = im.convert("RGB")
-        w, h = im.size
+        rgb = im.convert("RGB")
+        w, h = rgb.size
         s = size / min(w, h)
         nw, nh = max(size, round(w * s)), max(size, round(h * s))
         if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.BILINEAR)
+            rgb = rgb.resize((nw, nh), getattr(Image, "Resampling", Image).BILINEAR)
         left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8)
+        return np.asarray(rgb.crop((left, top, left + size, top + size)), dtype=np.uint8)

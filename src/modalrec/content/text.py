@@ -161,7 +161,7 @@ class TextTower(nn.Module):
     def prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Hidden states after the frozen layers ``[n, T, H]`` (no gradient)."""
         with torch.no_grad():
-            if not self._splittable:
+            if not self._splittable or self._layers is None:  # (splittable: it has layers)
                 return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             if self._mpnet:
                 h = self.model.embeddings(input_ids=ids)

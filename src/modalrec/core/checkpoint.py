@@ -20,7 +20,9 @@ class CheckpointError(ValueError):
 
 
 def rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    if not isinstance(np_state, tuple):  # a dict only when the global generator is not the legacy MT19937
+        raise CheckpointError("NumPy's global random generator is not MT19937: its state cannot be checkpointed")
     state = {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-_MODELS: dict[str, type] = {}
+if TYPE_CHECKING:  # for the types only: the models sit layers above
+    from modalrec.models.base import SequentialRecommender
+
+    M = TypeVar("M", bound=type[SequentialRecommender])
+
+_MODELS: dict[str, type[SequentialRecommender]] = {}
 _BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec", "modalrec.models.pmmrec",
                     "modalrec.models.missrec", "modalrec.models.unisrec")
 
@@ -22,8 +28,8 @@ class UnknownModelError(KeyError):
         return self.args[0]
 
 
-def register_model(name: str):
-    def deco(cls):
+def register_model(name: str) -> Callable[[M], M]:
+    def deco(cls: M) -> M:
         if name in _MODELS and _MODELS[name] is not cls:
             raise ValueError(f"model name '{name}' is already registered by {_MODELS[name].__name__}")
         cls.name = name
@@ -43,7 +49,7 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model_class(name: str) -> type:
+def get_model_class(name: str) -> type[SequentialRecommender]:
     _load_builtins()
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=1)

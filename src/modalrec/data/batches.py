@@ -87,7 +87,8 @@ def train_loader(
     ds = WindowDataset(train, max_len, stride)
     if len(ds) == 0:
         raise ValueError("no training targets: every training sequence has fewer than 2 items")
-    sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    sampler: DistributedSampler[int] = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                                          drop_last=False)
     loader = DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
     return loader, sampler
 

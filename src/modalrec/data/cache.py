@@ -238,9 +238,9 @@ def run_uses(run: str | Path) -> RunUses:
     record, cfg = _read_json(run / "dataset.json"), _run_config(run)
     if not record and not cfg:
         raise CacheError(f"--keep-run {run}: not a run folder (no readable dataset.json or config.json/yaml)")
-    names = {record.get(k, {}).get("name") for k in ("fingerprint", "meta", "summary")
-             if isinstance(record.get(k), dict)}
-    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    names = {record[k].get("name") for k in ("fingerprint", "meta", "summary") if isinstance(record.get(k), dict)}
+    data = cfg.get("data")
+    data = data if isinstance(data, dict) else {}
     names |= {data.get("dataset")} | set(data.get("extra_sources") or [])
     names = {str(n) for n in names if isinstance(n, str) and n}
     names |= {Path(n).stem for n in names}  # a data-spec YAML or folder: its stem is the default name

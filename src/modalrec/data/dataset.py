@@ -87,6 +87,12 @@ class SeqSet:
     def sequence(self, s: int) -> np.ndarray:
         return self.items[self.start[s] : self.end[s]]
 
+    def target_items(self) -> np.ndarray:
+        """``targets``, which an evaluation set has; a ValueError for a set without them (training)."""
+        if self.targets is None:
+            raise ValueError("these sequences have no targets: evaluate a validation or test split, not training")
+        return self.targets
+
     def subset(self, mask_or_idx) -> "SeqSet":
         idx = np.asarray(mask_or_idx)
         return SeqSet(
@@ -143,7 +149,7 @@ class PreparedDataset:
 
     def save(self, path: str | Path) -> None:
         """Write atomically to a folder: ``arrays.npz`` + ``manifest.json``."""
-        arrays = {
+        arrays: dict = {  # not dict[str, ndarray]: np.savez's stub would match it to its allow_pickle
             "item_ids": self.catalogue.item_ids,
             "text": self.catalogue.text,
             "user_ids": np.asarray(self.user_ids, dtype=str),

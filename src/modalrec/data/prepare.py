@@ -474,12 +474,13 @@ def _check_options(cfg: DataConfig) -> None:
 
 
 def _source_meta(src: Source, digests: dict[str, str]) -> dict:
-    out = {"kind": src.kind, "interactions": {**to_dict(src.interactions),
+    out: dict[str, dict | str | None] = {"kind": src.kind, "interactions": {**to_dict(src.interactions),
                                                "digest": digests[src.interactions.path]}}
     if src.items is not None:
-        out["items"] = {**to_dict(src.items), "digest": digests[src.items.path]}
+        items = {**to_dict(src.items), "digest": digests[src.items.path]}
         if src.items.image_dir:
-            out["items"]["image_dir_fingerprint"] = _dir_fingerprint(src.items.image_dir)
+            items["image_dir_fingerprint"] = _dir_fingerprint(src.items.image_dir)
+        out["items"] = items
     else:
         out["items"] = None
     return out

@@ -439,8 +439,8 @@ def parse_timestamps(values: pd.Series, path: str | Path, col: str) -> np.ndarra
     num = pd.to_numeric(s, errors="coerce")
     arr = np.asarray(num.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     bad = ~_fits_int64(arr)
-    for i in np.flatnonzero(bad & np.isfinite(arr)):  # an integer literal next to 2**63 rounds past it as a float
-        bad[i] = not _int64_literal(s.iloc[i])
+    for k in np.flatnonzero(bad & np.isfinite(arr)):  # an integer literal next to 2**63 rounds past it as a float
+        bad[k] = not _int64_literal(s.iloc[k])
     if not bad.any():
         if np.all(np.abs(arr) < 2**53):
             return np.floor(arr).astype(np.int64)

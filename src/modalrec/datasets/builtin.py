@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from modalrec.config import InteractionsSpec, ItemsSpec
-from modalrec.utils import atomic_dir, file_digest, file_sha256, modalrec_home
+from modalrec.utils import atomic_dir, file_digest, file_sha256, modalrec_home, tar_member_bytes
 
 POSTERS_NOTE = "rendered from metadata, not real posters"
 RAW_FORMAT = 1  # version of the normalised files; a different version in a manifest is re-converted
@@ -466,7 +466,7 @@ def _extract_deb(deb: Path, dest: Path, members: tuple[str, ...]) -> None:
                     if mname in members and m.isfile():
                         target = dest / mname
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(tar.extractfile(m).read())
+                        target.write_bytes(tar_member_bytes(tar, m))
             return
     raise FetchError(f"{deb}: no data.tar member; delete it and retry")
 
@@ -632,12 +632,11 @@ def make_synthetic(
     adjective = rng.integers(len(_ADJECTIVES), size=n_items)
     popularity = 1.0 / (rng.permutation(n_items) + 1.0) ** 1.0
 
-    by_keyword: dict[tuple[int, int], np.ndarray] = {}
+    keyword_items: dict[tuple[int, int], list[int]] = {}
     for k in range(n_items):
         for w in kw[k]:
-            by_keyword.setdefault((int(topic[k]), int(w)), [])
-            by_keyword[(int(topic[k]), int(w))].append(k)
-    by_keyword = {key: np.asarray(v) for key, v in by_keyword.items()}
+            keyword_items.setdefault((int(topic[k]), int(w)), []).append(k)
+    by_keyword = {key: np.asarray(v) for key, v in keyword_items.items()}
     by_topic = [np.flatnonzero(topic == t) for t in range(n_topics)]
 
     def pick(cands: np.ndarray, power: float) -> int:

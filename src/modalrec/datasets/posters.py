@@ -38,7 +38,8 @@ import numpy as np
 
 from modalrec.datasets import builtin
 from modalrec.datasets.builtin import FetchError, downloads_dir
-from modalrec.utils import atomic_path, atomic_write_json, file_digest, image_file_stem, modalrec_home, replace_dir
+from modalrec.utils import (atomic_path, atomic_write_json, file_digest, image_file_stem, modalrec_home, replace_dir,
+                            tar_member_bytes)
 
 RENDERER_VERSION = 1  # bump when the drawing changes: existing poster folders are then re-rendered
 NOTE = builtin.POSTERS_NOTE
@@ -256,7 +257,8 @@ def _font(role: str, px: int):
 
     path = find_fonts()[role]
     if path:
-        basic = ImageFont.Layout.BASIC if hasattr(ImageFont, "Layout") else ImageFont.LAYOUT_BASIC
+        # Pillow < 9.1 has only the constant (gone from newer Pillow and its type hints)
+        basic = ImageFont.Layout.BASIC if hasattr(ImageFont, "Layout") else getattr(ImageFont, "LAYOUT_BASIC")
         return ImageFont.truetype(path, px, layout_engine=basic)
     try:
         return ImageFont.load_default(size=px)  # Pillow >= 10.1: a scalable font
@@ -517,9 +519,9 @@ def render_poster(title: str, year, genres, size: int = SIZE, *, icons: IconSet 
     if lay.year:
         draw.rounded_rectangle(lay.year_box, radius=round(8 * s), fill=(255, 255, 255, 215))
     img = Image.alpha_composite(img.convert("RGBA"), overlay)
-    for e, box in zip(have, lay.icon_boxes):
-        ic = icons.get(e, box[2] - box[0])
-        img.alpha_composite(ic, (box[0], box[1]))
+    if icons is not None:
+        for e, box in zip(have, lay.icon_boxes):
+            img.alpha_composite(icons.get(e, box[2] - box[0]), (box[0], box[1]))
     draw = ImageDraw.Draw(img)
     for text, role, px, x, y in lay.text_origins:
         font = _font(role, px)
@@ -618,8 +620,8 @@ def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
             members = {m.name: m for m in tar.getmembers() if m.isfile()}
             if "package/emoji.json" not in members:
                 raise FetchError(f"{tgz}: no package/emoji.json inside; delete the file and retry")
-            table = json.load(tar.extractfile(members["package/emoji.json"]))
-            by_name = {}
+            table = json.loads(tar_member_bytes(tar, members["package/emoji.json"]))
+            by_name: dict[str, str] = {}
             for e in table:
                 if e.get("has_img_google") is False or not e.get("image"):
                     continue
@@ -631,7 +633,7 @@ def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
             for n in names:
                 img = by_name.get(n)
                 m = members.get(f"package/img/google/64/{img}") if img else None
-                if m is None:
+                if img is None or m is None:
                     warnings.warn(f"{tgz.name}: no Google image for emoji {n!r}; that genre gets no icon",
                                   RuntimeWarning, stacklevel=3)
                     continue
@@ -641,7 +643,7 @@ def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
                 fname = os.path.basename(img)
                 if not (dest / fname).is_file():
                     with atomic_path(dest / fname) as tmp:
-                        tmp.write_bytes(tar.extractfile(m).read())
+                        tmp.write_bytes(tar_member_bytes(tar, m))
                 index[n] = fname
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         raise FetchError(f"{tgz}: cannot read the emoji package ({e}); delete the file and retry") from e

@@ -37,7 +37,7 @@ def top_k_lists(model, seqset: SeqSet, k: int, *, max_len: int, exclude_history:
         start, end = seqset.start[b0:b1], seqset.end[b0:b1]
         users = model.user_embeddings({"items": pad_histories(seqset.items, start, end, max_len),
                                        "users": torch.from_numpy(np.asarray(seqset.users[b0:b1], dtype=np.int64))})
-        targets = torch.from_numpy(np.asarray(seqset.targets[b0:b1], dtype=np.int64))
+        targets = torch.from_numpy(np.asarray(seqset.target_items()[b0:b1], dtype=np.int64))
         ex = (_history_exclusions(seqset.items, start, end, torch.zeros_like(targets), V.shape[0])
               if exclude_history else Exclusions.none("cpu"))
         out.append(top_k(model.score, users, V, k, ex, chunk)[1])

@@ -14,10 +14,14 @@ log-count rides along as one extra item column and ``beta`` as one extra user co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from modalrec.models.base import SequentialRecommender
 
 BETAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -27,8 +31,9 @@ class PopularityPrior(nn.Module):
 
     score_is_dot = False  # the prior is not a dot product of the model's own vectors
     trainable = False
+    prior: torch.Tensor  # buffer [N+1]: log(1 + count)
 
-    def __init__(self, model: nn.Module, counts, weight: float):
+    def __init__(self, model: SequentialRecommender, counts, weight: float):
         super().__init__()
         self.model = model
         self.weight = float(weight)

@@ -107,7 +107,8 @@ def rank_targets(
     elif isinstance(exclude, torch.Tensor):
         if exclude.shape != scores.shape or exclude.dtype != torch.bool:
             raise ValueError("exclude must be a BoolTensor shaped like scores, or (rows, cols) pairs")
-        ex = exclusions(*torch.nonzero(exclude, as_tuple=True), B, n_cols, targets, scores.device)
+        rows, cols = torch.nonzero(exclude, as_tuple=True)
+        ex = exclusions(rows, cols, B, n_cols, targets, scores.device)
     else:
         ex = exclusions(exclude[0], exclude[1], B, n_cols, targets, scores.device)
     t = scores.gather(1, targets[:, None]).squeeze(1)
@@ -189,7 +190,7 @@ def _batch_ranks(model, V, seqset: SeqSet, b0: int, b1: int, opts: dict) -> tupl
     """(ranks, targets), LongTensor [b1 - b0] each, of examples ``b0..b1`` (the shared chunked scorer)."""
     device = opts["device"]
     start, end = seqset.start[b0:b1], seqset.end[b0:b1]
-    targets = torch.from_numpy(np.asarray(seqset.targets[b0:b1], dtype=np.int64)).to(device)
+    targets = torch.from_numpy(np.asarray(seqset.target_items()[b0:b1], dtype=np.int64)).to(device)
     labels = np.asarray(seqset.users[b0:b1])
     batch = {
         "items": pad_histories(seqset.items, start, end, opts["max_len"]).to(device),

@@ -199,7 +199,7 @@ def target_scores(score: Scorer, queries: torch.Tensor, items: torch.Tensor, tar
     Each query is scored against one chunk only (its target's), so the cost is one chunk's worth,
     and the score is the one the walk will see (same chunk, same arithmetic).
     """
-    t = None
+    t: torch.Tensor | None = None
     chunk_of = targets // chunk
     for c in torch.unique(chunk_of).tolist():
         r = torch.nonzero(chunk_of == c).reshape(-1)
@@ -208,7 +208,7 @@ def target_scores(score: Scorer, queries: torch.Tensor, items: torch.Tensor, tar
         if t is None:
             t = torch.empty(len(targets), dtype=block.dtype, device=block.device)
         t[r] = block[torch.arange(len(r), device=block.device), targets[r] - c0]
-    return t
+    return queries.new_empty(0) if t is None else t  # no targets: no scores
 
 
 def target_ranks(score: Scorer, queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,

@@ -24,8 +24,9 @@ is always at position ``L-1``:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,6 +67,9 @@ def init_normal(module: nn.Module, std: float) -> None:
     module.apply(init)  # post-order, as nn.Module.apply always was here: same numbers for a seed
 
 
+C = TypeVar("C", bound=ModelConfig)  # a model's own config class
+
+
 class CapabilityError(ValueError):
     """A model asked for something its design cannot do (e.g. an ID model asked to encode a new item)."""
 
@@ -75,9 +79,9 @@ class NewItems:
     """Raw content of items a model never saw: ``texts`` [n] ("" = no text), ``images`` uint8
     ``[n, S, S, 3]`` already decoded at the image tower's size (or None), ``present`` [n] bool."""
 
-    texts: list
-    images: "object | None" = None
-    present: "object | None" = None
+    texts: list[str]
+    images: np.ndarray | None = None
+    present: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -179,6 +183,13 @@ class SequentialRecommender(nn.Module):
     @classmethod
     def config_from_assets(cls, config: ModelConfig, folder) -> ModelConfig:
         """A copy of ``config`` whose parts are built from the files :meth:`save_assets` wrote. Default: as is."""
+        return config
+
+    @classmethod
+    def own_config(cls, config: ModelConfig, kind: type[C]) -> C:
+        """``config``, checked to be of this model's config class ``kind`` (a TypeError names both otherwise)."""
+        if not isinstance(config, kind):
+            raise TypeError(f"{cls.__name__} takes a {kind.__name__}, not a {type(config).__name__}")
         return config
 
     def num_parameters(self, trainable_only: bool = False) -> int:

@@ -107,6 +107,11 @@ class _Sharpness(nn.Module):
 @register_model("missrec")
 class MISSRec(SequentialRecommender):
     config_class = MISSRecConfig
+    config: MISSRecConfig
+    centroids: torch.Tensor  # buffers: interest centroids [K, d], each item's interest [N+1], seen in training [N+1]
+    text_interest: torch.Tensor
+    image_interest: torch.Tensor
+    in_training: torch.Tensor
     score_is_dot = False  # dynamic fusion of per-modality cosines
 
     def __init__(self, config: MISSRecConfig, dataset):
@@ -235,10 +240,11 @@ class MISSRec(SequentialRecommender):
             self._tower("text").save_architecture(Path(folder) / "text", weights=True)
 
     @classmethod
-    def config_from_assets(cls, config: MISSRecConfig, folder) -> MISSRecConfig:
+    def config_from_assets(cls, config: ModelConfig, folder) -> ModelConfig:
         from dataclasses import replace
         from pathlib import Path
 
+        config = cls.own_config(config, MISSRecConfig)
         if not (Path(folder) / "text").is_dir():
             return config
         return replace(config, text=replace(config.text, model=str(Path(folder) / "text")))
@@ -402,10 +408,13 @@ class MISSRec(SequentialRecommender):
         if l > self.config.max_len:
             raise ValueError(f"history of length {l} is longer than the model's max_len={self.config.max_len}")
         uniq, inv = torch.unique(items.reshape(-1), return_inverse=True)  # adapt each distinct item once
-        x = 0
+        parts = []
         for m in self.modalities:
             p = (self._present[m].to(items.device)[uniq] & (uniq != 0))[:, None]
-            x = x + self._adapted(m, uniq, noise=text_noise if m == "text" else 0.0) * p
+            parts.append(self._adapted(m, uniq, noise=text_noise if m == "text" else 0.0) * p)
+        x = parts[0]
+        for part in parts[1:]:
+            x = x + part
         x = x[inv].reshape(b, l, -1)
         if self.config.mode == "transductive":
             x = x + self.item_embedding(items)

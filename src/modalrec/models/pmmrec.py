@@ -31,6 +31,7 @@ encodes each *unique* item of the batch once (never padding) through the trainab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,6 +96,10 @@ class PMMRecConfig(ModelConfig):
 @register_model("pmmrec")
 class PMMRec(SequentialRecommender):
     config_class = PMMRecConfig
+    config: PMMRecConfig
+    text_encoder: TextItemEncoder  # each present when its modality is used
+    image_encoder: ImageItemEncoder
+    log_q: torch.Tensor  # buffer [N+1]: the active domain's log item frequency (logQ correction)
     id_free = True
 
     def __init__(self, config: PMMRecConfig, dataset, *, quiet: bool = False):
@@ -134,7 +139,7 @@ class PMMRec(SequentialRecommender):
 
     COMPONENTS = ("text_encoder", "image_encoder", "fusion", "user_encoder", "nicl_head", "nid_head")
 
-    def content_encoders(self) -> list[nn.Module]:
+    def content_encoders(self) -> list[TextItemEncoder | ImageItemEncoder]:
         return [getattr(self, f"{m}_encoder") for m in self.modalities]
 
     min_group = 64  # items per length group at least (smaller groups make the matrix products slow)
@@ -231,7 +236,7 @@ class PMMRec(SequentialRecommender):
         k = self.config.encode_buckets
         if "text" not in self.modalities or k <= 1 or len(rows) < self.min_group * k:
             return [torch.arange(len(rows), device=rows.device)]
-        lengths = self.text_encoder.aux[rows.cpu()]
+        lengths = self.text_encoder.active()[1][rows.cpu()]
         order = torch.argsort(lengths, stable=True).to(rows.device)
         return list(torch.tensor_split(order, k))
 
@@ -271,10 +276,13 @@ class PMMRec(SequentialRecommender):
                     raise ValueError("this PMMRec model uses text: give the new items' texts")
                 parts.append(self.text_encoder.encode_raw(list(texts), dev))
             else:
-                n = len(texts) if texts is not None else len(images)
-                if images is None:
-                    images = np.zeros((n, self.config.image.image_size, self.config.image.image_size, 3), np.uint8)
-                    present = np.zeros(n, dtype=bool)
+                if images is None:  # text only: every image absent
+                    if texts is None:
+                        raise ValueError("give the new items' texts or images")
+                    size = self.config.image.image_size
+                    images, present = np.zeros((len(texts), size, size, 3), np.uint8), np.zeros(len(texts), dtype=bool)
+                if present is None:
+                    raise ValueError("give which of the new items have an image (present) with their images")
                 parts.append(self.image_encoder.encode_raw(images, present, dev))
         return self.fusion(parts)
 
@@ -305,17 +313,18 @@ class PMMRec(SequentialRecommender):
             self.text_encoder.tower.save_architecture(Path(folder) / "text")
 
     @classmethod
-    def config_from_assets(cls, config: PMMRecConfig, folder) -> PMMRecConfig:
+    def config_from_assets(cls, config: ModelConfig, folder) -> ModelConfig:
         from dataclasses import replace
         from pathlib import Path
 
+        config = cls.own_config(config, PMMRecConfig)
         text = replace(config.text, model=str(Path(folder) / "text")) if (Path(folder) / "text").is_dir() else config.text
         return replace(config, text=text, image=replace(config.image, pretrained=False))
 
     @torch.no_grad()
-    def _rebuilt_add(self, features: ItemFeatures) -> torch.Tensor:
+    def _rebuilt_add(self, features: ItemFeatures, table: torch.Tensor) -> torch.Tensor:
         """add_items on a model rebuilt from a run: encode the new items alone (as a one-off domain of
-        ``n`` items) and append their vectors."""
+        ``n`` items) and append their vectors to its item ``table``."""
         n, n0 = _n_new(features, self.modalities), self.n_items
         dom = {"name": "new", "n_items": n, "log_q": torch.zeros(n + 1)}
         if "text" in self.modalities:
@@ -339,7 +348,7 @@ class PMMRec(SequentialRecommender):
             self._domains.pop()
             self._active = -1
             self._use(0)
-        self._fixed_table = torch.cat([self._fixed_table, vecs.float().cpu()])
+        self._fixed_table = torch.cat([table, vecs.float().cpu()])
         self.n_items = self._domains[0]["n_items"] = n0 + n
         return torch.arange(n0 + 1, n0 + n + 1, device=self.log_q.device)
 
@@ -351,7 +360,7 @@ class PMMRec(SequentialRecommender):
         if self.training:
             raise RuntimeError("add_items is for serving: call model.eval() first")
         if self._fixed_table is not None:
-            return self._rebuilt_add(features)
+            return self._rebuilt_add(features, self._fixed_table)
         self._use(0)
         dom, n0, n = self._domains[0], self._domains[0]["n_items"], _n_new(features, self.modalities)
         old_table = self._table
@@ -448,10 +457,10 @@ class PMMRec(SequentialRecommender):
         dev = items.device
         full = torch.cat([items, targets[:, -1:]], 1)  # the window's B x (L+1) items
         need_noise = (c.nid and c.nid_weight > 0) or (c.rcl and c.rcl_weight > 0)
-        noised, changed = self._noise(items) if need_noise else (None, None)
+        noise = self._noise(items) if need_noise else None  # (noised items, changed)
         ids = [torch.zeros(1, dtype=items.dtype, device=dev), full.reshape(-1), targets.reshape(-1)]
-        if noised is not None:
-            ids.append(noised.reshape(-1))
+        if noise is not None:
+            ids.append(noise[0].reshape(-1))
         uniq, inv = torch.unique(torch.cat(ids), return_inverse=True)  # uniq[0] == 0 (padding)
         vec, parts = self._encode(uniq[1:], return_parts=True)
         table = torch.cat([vec.new_zeros(1, vec.shape[1]), vec])  # indexed by position in uniq
@@ -484,7 +493,8 @@ class PMMRec(SequentialRecommender):
             nicl = self._nicl(parts, full, full_pos, member)
             loss = loss + c.nicl_weight * nicl
             logs["nicl"] = nicl.detach()
-        if noised is not None:
+        if noise is not None:
+            noised, changed = noise
             noised_pos = inv[-noised.numel():].view(b, l)
             hn = self.user_encoder(table[noised_pos], noised)
             if c.nid and c.nid_weight > 0:
@@ -529,7 +539,7 @@ class PMMRec(SequentialRecommender):
         pos = torch.zeros_like(neg)
         pos[n, a] = True
         pos[n[second], nxt[second]] = True
-        total, count = 0.0, 0
+        total, count = full.new_zeros((), dtype=torch.float32), 0
         for src, dst in ((0, 1), (1, 0)):
             ok = has[src][a] & has[dst][a]
             if not ok.any():
@@ -548,7 +558,7 @@ class PMMRec(SequentialRecommender):
         return total / count
 
 
-def _n_new(features: ItemFeatures, modalities: list[str]) -> int:
+def _n_new(features: ItemFeatures, modalities: Sequence[str]) -> int:
     """How many new items ``features`` describes (every modality the model reads, the same number)."""
     missing = [m for m in modalities if m not in features]
     if missing:

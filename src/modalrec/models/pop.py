@@ -25,6 +25,7 @@ class Pop(SequentialRecommender):
 
     config_class = PopConfig
     trainable = False
+    counts: torch.Tensor  # buffer [N+1]: training occurrences per item
 
     def __init__(self, config: PopConfig, dataset):
         super().__init__(config, dataset)

@@ -39,6 +39,7 @@ class SASRecConfig(ModelConfig):
 @register_model("sasrec")
 class SASRec(SequentialRecommender):
     config_class = SASRecConfig
+    config: SASRecConfig
 
     def __init__(self, config: SASRecConfig, dataset):
         super().__init__(config, dataset)

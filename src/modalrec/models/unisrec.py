@@ -39,6 +39,7 @@ Deliberate deviations from the reference (each with a reason):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -117,10 +118,14 @@ class MoEAdaptor(nn.Module):
         self.gate_noise = nn.Linear(d_in, n_experts, bias=False)
         self.drop = nn.Dropout(dropout)
         self.d_out = d_out
-        for e in self.experts:
+        for e in self.expert_list():
             nn.init.normal_(e.proj.weight, std=init_std)
         nn.init.zeros_(self.gate.weight)  # uniform gates at start, as the reference
         nn.init.zeros_(self.gate_noise.weight)
+
+    def expert_list(self) -> list[WhiteningExpert]:
+        """The experts, typed (``nn.ModuleList`` is not generic)."""
+        return [cast(WhiteningExpert, e) for e in self.experts]
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.gate(x)
@@ -130,8 +135,9 @@ class MoEAdaptor(nn.Module):
 
     def expert_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., K, d]``: every expert on the same dropped-out input, as one matrix product."""
-        w = torch.stack([e.proj.weight for e in self.experts])  # [K, d, D]
-        b = torch.stack([e.bias for e in self.experts])  # [K, D]
+        experts = self.expert_list()
+        w = torch.stack([e.proj.weight for e in experts])  # [K, d, D]
+        b = torch.stack([e.bias for e in experts])  # [K, D]
         k, d, dim = w.shape
         y = self.drop(x) @ w.reshape(k * d, dim).T  # [..., K*d]
         centre = torch.einsum("kD,kdD->kd", b, w)  # b_k W_k
@@ -146,6 +152,11 @@ class MoEAdaptor(nn.Module):
 @register_model("unisrec")
 class UniSRec(SequentialRecommender):
     config_class = UniSRecConfig
+    config: UniSRecConfig
+    text_feat: torch.Tensor  # buffers: frozen text vectors [N+1, t], which items have text, seen in training,
+    text_present: torch.Tensor  # and (hybrid mode) which have a trained ID vector
+    in_training: torch.Tensor
+    has_id: torch.Tensor
     modalities = ("text",)
 
     def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False):
@@ -235,10 +246,11 @@ class UniSRec(SequentialRecommender):
         self.text_encoder.save_architecture(Path(folder) / "text")
 
     @classmethod
-    def config_from_assets(cls, config: UniSRecConfig, folder) -> UniSRecConfig:
+    def config_from_assets(cls, config: ModelConfig, folder) -> ModelConfig:
         from dataclasses import replace
         from pathlib import Path
 
+        config = cls.own_config(config, UniSRecConfig)
         return replace(config, text=replace(config.text, model=str(Path(folder) / "text")))
 
     # -- item tower --------------------------------------------------------------------------

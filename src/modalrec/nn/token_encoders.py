@@ -16,7 +16,21 @@ from modalrec.content.image import ImageTowerConfig
 from modalrec.content.text import TextTowerConfig
 
 
-class TextItemEncoder(nn.Module):
+class _Cached(nn.Module):
+    """An encoder reading the frozen prefix of the active catalogue from ``cache`` and ``aux``."""
+
+    cache: torch.Tensor | None
+    aux: torch.Tensor | None
+
+    def active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cache, aux)`` of the active catalogue; a RuntimeError before item features are attached."""
+        if self.cache is None or self.aux is None:
+            raise RuntimeError(f"{type(self).__name__}: no item features yet (build_model attaches the catalogue's, "
+                               "a model loaded from a run has them from load_item_state)")
+        return self.cache, self.aux
+
+
+class TextItemEncoder(_Cached):
     """Text tower (frozen prefix cached, trainable top) + per-token projection to ``d``."""
 
     def __init__(self, cfg: TextTowerConfig, d: int, quiet: bool):
@@ -36,9 +50,10 @@ class TextItemEncoder(nn.Module):
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Catalogue rows [U] -> (tokens [U, T, d], mask [U, T]); T = the longest of these items."""
         r = rows.cpu()
-        lengths = self.aux[r]
+        cache, aux = self.active()
+        lengths = aux[r]
         t = max(int(lengths.max()) if len(r) else 1, 1)
-        h, mask = self.tower.from_cache(self.cache[r, :t].to(rows.device), lengths.to(rows.device),
+        h, mask = self.tower.from_cache(cache[r, :t].to(rows.device), lengths.to(rows.device),
                                         output="tokens")
         return self.proj(h), mask
 
@@ -50,7 +65,7 @@ class TextItemEncoder(nn.Module):
         return self.proj(h), mask.bool() & ~empty[:, None]
 
 
-class ImageItemEncoder(nn.Module):
+class ImageItemEncoder(_Cached):
     """Image tower (frozen prefix cached, trainable top) -> grid x grid tokens -> projection."""
 
     def __init__(self, cfg: ImageTowerConfig, d: int, grid: int, quiet: bool):
@@ -78,10 +93,11 @@ class ImageItemEncoder(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = rows.cpu()
-        x = self.cache[r].to(rows.device).float()
+        cache, present = self.active()
+        x = cache[r].to(rows.device).float()
         fmap = self.tower.top(x) if self.tower.split < len(self.tower.backbone.stages) else x
         tok = self._tokens(fmap)
-        mask = self.aux[r].to(rows.device)[:, None].expand(-1, tok.shape[1])
+        mask = present[r].to(rows.device)[:, None].expand(-1, tok.shape[1])
         return tok, mask
 
     def encode_raw(self, images: np.ndarray, present: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

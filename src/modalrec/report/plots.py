@@ -18,7 +18,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeGuard
 
 from modalrec.utils import atomic_path
 
@@ -97,7 +97,7 @@ def read_epochs(metrics: str | Path) -> list[dict]:
     return out
 
 
-def _finite(x) -> bool:
+def _finite(x) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 

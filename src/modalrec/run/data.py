@@ -20,7 +20,7 @@ def describe_data(record: dict, data_cfg) -> str:
     if origin.get("kind") == "given":
         return (f"the data set {name!r} that was given in Python (train(cfg, out, dataset=...)); pass the same "
                 "prepared data set again")
-    files = [v.get("path") for v in (record.get("meta", {}).get("source") or {}).values()
+    files = [str(v["path"]) for v in (record.get("meta", {}).get("source") or {}).values()
              if isinstance(v, dict) and v.get("path")]
     where = f"data.dataset={data_cfg.dataset}" + (
         f", interactions {data_cfg.interactions.path}" if data_cfg.interactions.path else "")

@@ -11,14 +11,19 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from modalrec.core import checkpoint as ckpt_io
 from modalrec.run.fingerprint import check_data, data_fingerprint
 from modalrec.run.folder import RunDir
 from modalrec.utils import atomic_dir, atomic_path, atomic_write_json
+
+if TYPE_CHECKING:
+    from modalrec.config import RunConfig
+    from modalrec.data.dataset import PreparedDataset
+    from modalrec.models.base import SequentialRecommender
 
 SEP = "__"  # catalogue.npz key of a dict-valued catalogue field's entry: <field>__<key>
 
@@ -33,9 +38,9 @@ class LoadedRun:
     histories), enough to recommend; evaluation reads the real data (:func:`modalrec.run.data.run_data`)."""
 
     path: Path
-    cfg: object
-    model: torch.nn.Module
-    dataset: object
+    cfg: RunConfig
+    model: SequentialRecommender
+    dataset: PreparedDataset
     record: dict = field(default_factory=dict)  # dataset.json
     results: dict = field(default_factory=dict)
 

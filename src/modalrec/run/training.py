@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -85,7 +86,7 @@ def train(
     overrides=(),
     dataset=None,
     progress: bool = True,
-    callbacks: list[Callable[[int, dict], None]] = (),
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
     command: str = "",
 ) -> dict:
     """Train ``cfg`` (or, with ``resume``, the run's saved config plus train/eval ``overrides``) into

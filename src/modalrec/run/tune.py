@@ -42,6 +42,8 @@ class Param:
     def suggest(self, trial) -> Any:
         if self.kind == "choice":
             return trial.suggest_categorical(self.key, list(self.choices))
+        if self.low is None or self.high is None:
+            raise TuneError(f"{self.key}: a {self.kind} range needs both ends")
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log, step=self.step)

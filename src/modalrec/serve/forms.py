@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-try:
+if TYPE_CHECKING:  # checked against the current package; the older one has the same names
     from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import MultipartParser, QuerystringParser, parse_options_header
-except ImportError:  # python-multipart before 0.0.13
-    from multipart.exceptions import FormParserError
-    from multipart.multipart import MultipartParser, QuerystringParser, parse_options_header
+    from python_multipart.multipart import (MultipartCallbacks, MultipartParser, QuerystringParser,
+                                            parse_options_header)
+else:
+    try:
+        from python_multipart.exceptions import FormParserError
+        from python_multipart.multipart import MultipartParser, QuerystringParser, parse_options_header
+    except ImportError:  # python-multipart before 0.0.13
+        from multipart.exceptions import FormParserError
+        from multipart.multipart import MultipartParser, QuerystringParser, parse_options_header
 
 from modalrec.serve.asgi import read_body, replaying, with_content_length
 from modalrec.serve.errors import error_response
@@ -42,7 +49,7 @@ def _decode(raw: bytes, codec: str, what: str) -> str:
                             "send the form's text in UTF-8") from None
 
 
-def _check_fields(fields: list[tuple[bytes, bytes | None]], codec: str) -> None:
+def _check_fields(fields: Sequence[tuple[bytes, bytes | None]], codec: str) -> None:
     """Each (name, value) decodes with ``codec``; a None value (a file) is not text."""
     for name, value in fields:
         shown = _decode(name, codec, "a form field name")
@@ -50,7 +57,7 @@ def _check_fields(fields: list[tuple[bytes, bytes | None]], codec: str) -> None:
             _decode(value, codec, f"form field {shown[:100]!r}")
 
 
-def _unquote_plus(raw: bytes) -> bytes:
+def _unquote_plus(raw: bytes | bytearray) -> bytes:
     return unquote_to_bytes(bytes(raw).replace(b"+", b" "))
 
 
@@ -80,7 +87,7 @@ class _Parts:
         self.header, self.value, self.data = bytearray(), bytearray(), bytearray()
         self.name, self.is_file = b"", False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {"on_part_begin": self.headers.clear, "on_header_field": self._extend(self.header),
                 "on_header_value": self._extend(self.value), "on_header_end": self._header_end,
                 "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
@@ -147,7 +154,8 @@ class StrictFormText:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        kind, params = b"", {}
+        kind: bytes = b""
+        params: dict[bytes, bytes] = {}
         if scope["type"] == "http":
             kind, params = parse_options_header(next((v for k, v in scope.get("headers", ()) if k == b"content-type"),
                                                      None))

@@ -609,6 +609,7 @@ class FaissIndex(Index):
             else:
                 self.ef_search = 2 * self.ef_search
             r = self.measure_recall(queries, k)
+        assert self.recall is not None  # measure_recall above recorded it
         self.recall["target"] = target
         return r
 
@@ -655,6 +656,7 @@ def build_index(items, kind: str = "auto", scorer: Scorer | None = None, thresho
                           "but faiss is not installed: searching exactly (slower). "
                           "pip install 'modalrec[faiss]' for FAISS.", stacklevel=2)
             kind = "exact"
+    index: Index
     if kind == "exact":
         index = ExactIndex(items, scorer, **{k: v for k, v in opts.items() if k in _EXACT_OPTS})
     else:

@@ -10,11 +10,18 @@ other error has (:mod:`modalrec.serve.errors`), the security headers every respo
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from modalrec.serve.errors import error_response
 from modalrec.serve.security import SECURITY_HEADERS
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from uvicorn.server import ServerState
 
 MAX_REASON = 200  # characters of the parser's own message kept in the detail
 
@@ -27,7 +34,7 @@ def _parser_reason(fallback: str) -> str:
     return (reason or fallback.rstrip("."))[:MAX_REASON]
 
 
-def bad_request_bytes(reason: str, default_headers: list[tuple[bytes, bytes]] = ()) -> bytes:
+def bad_request_bytes(reason: str, default_headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
     """The whole HTTP/1.1 400 response (status line, headers, JSON body) for a request that is not valid HTTP."""
     resp = error_response(400, f"the request is not valid HTTP ({reason}); send a well-formed HTTP/1.1 request",
                           headers={**SECURITY_HEADERS, "connection": "close"})
@@ -38,6 +45,9 @@ def bad_request_bytes(reason: str, default_headers: list[tuple[bytes, bytes]] = 
 
 class _JsonBadRequest:
     """Mixin for a uvicorn HTTP protocol: its 400 for an unparsable request is a JSON error."""
+
+    transport: asyncio.Transport  # both set by the uvicorn protocol it is mixed into
+    server_state: ServerState
 
     def send_400_response(self, msg: str) -> None:
         self.transport.write(bad_request_bytes(_parser_reason(msg), self.server_state.default_headers))
@@ -53,10 +63,12 @@ try:  # the C parser, when installed
 
     class HttpToolsJsonErrors(_JsonBadRequest, HttpToolsProtocol):
         """uvicorn's httptools protocol."""
+
+    _HTTPTOOLS: type | None = HttpToolsJsonErrors
 except ImportError:
-    HttpToolsJsonErrors = None
+    _HTTPTOOLS = None
 
 
 def http_protocol() -> type:
     """The protocol uvicorn's ``http="auto"`` would pick (httptools when installed, else h11), with JSON 400s."""
-    return HttpToolsJsonErrors or H11JsonErrors
+    return _HTTPTOOLS or H11JsonErrors

@@ -29,6 +29,10 @@ from modalrec.serve.validation import RequestError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from modalrec.data.dataset import Catalogue
+    from modalrec.run.store import LoadedRun
+    from modalrec.serve.index import ExactIndex
+
 MAX_K = 1000  # the largest k a caller may ask for (the HTTP service enforces the same bound)
 
 
@@ -139,6 +143,7 @@ class Recommender:
         from modalrec.content.image import MAX_SERVED_PIXELS
 
         self.cfg, self.dataset, self.model = cfg, dataset, model
+        self._run: LoadedRun | None = None  # the run folder's record when loaded from one (Recommender.load)
         self.max_image_pixels = MAX_SERVED_PIXELS  # images in requests: refused above this, from their header
         self.model.eval()
         self._lock = threading.RLock()
@@ -173,7 +178,7 @@ class Recommender:
             u, v = torch.randn(1, table.shape[1], generator=g), torch.randn(1, table.shape[1], generator=g)
             with torch.no_grad():
                 self._scale = float(model.score(u, v)[0, 0]) / float((u @ v.T)[0, 0])
-        self._sim_index = None
+        self._sim_index: ExactIndex | None = None  # cosine index of the item vectors (similar_items), made on first use
         if hasattr(self.index, "tune"):  # an approximate index: calibrated on real users
             self.index.tune(self.calibration_users(), target=recall_target)
 
@@ -226,14 +231,14 @@ class Recommender:
                 raise UnsupportedError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
                                        "the model cannot rebuild them, so this recommender cannot be saved")
             dataset = dataclasses.replace(self.dataset, catalogue=self._catalogue_with_new_items(rd))
-            run = getattr(self, "_run", None)
+            run = self._run
             record = run.record if run is not None and run.record.get("fingerprint") else data_record(
                 self.dataset, {"kind": "given"})
             save_run(rd, self.cfg, self.model, dataset, run.results if run is not None else {},
                      origin=record.get("origin", {"kind": "given"}), command="Recommender.save", record=record)
         return rd.path
 
-    def _catalogue_with_new_items(self, rd) -> "object":
+    def _catalogue_with_new_items(self, rd) -> Catalogue:
         """The catalogue plus the items added since loading (their images written to ``rd/images``)."""
         from modalrec.data.dataset import Catalogue
 
@@ -273,8 +278,9 @@ class Recommender:
         against exact search measured when it was tuned (``recall``, on validation users)."""
         index = self.index
         info = dict(getattr(index, "params", {"kind": "exact"}))
-        if getattr(index, "recall", None):
-            info["recall@10"] = round(float(index.recall["recall"]), 4)
+        recall = getattr(index, "recall", None)
+        if recall:
+            info["recall@10"] = round(float(recall["recall"]), 4)
         return info
 
     def _display(self, row: int) -> tuple[str, str, str]:
@@ -500,16 +506,16 @@ class Recommender:
         with self._lock:
             if self._keys is None:
                 self._keys = {}
-                self._add_keys(range(1, len(self._ids)))
+                self._add_keys(self._keys, range(1, len(self._ids)))
             return self._keys
 
-    def _add_keys(self, rows) -> None:
+    def _add_keys(self, keys: dict, rows) -> None:
         for row in rows:
             if row in self._removed:
                 continue
             title, year, _ = self._display(row)
-            self._keys.setdefault(_norm(self._text[row]), row)
-            self._keys.setdefault(("title", _norm(title), year), row)
+            keys.setdefault(_norm(self._text[row]), row)
+            keys.setdefault(("title", _norm(title), year), row)
 
     def _features(self, new: NewItems):
         """The item features the model reads, of items given as content (computed without the lock)."""
@@ -535,7 +541,7 @@ class Recommender:
             if display is not None:
                 self._new_fields[first + k] = display[k]
         if self._keys is not None:
-            self._add_keys(range(first, first + len(ids)))
+            self._add_keys(self._keys, range(first, first + len(ids)))
         self._has_image = np.concatenate([self._has_image, [d is not None for d in raw]])
         if self._sim_index is not None:
             self._sim_index.add(self._similarity(vec))
@@ -780,6 +786,7 @@ class Recommender:
         with self._lock:
             if self._sim_index is None:
                 self._sim_index = ExactIndex(self._similarity(self._catalogue_matrix()))
+            sim = self._sim_index
             if features is not None:
                 n0 = self.model.n_items
                 idx = self.model.add_items(features)
@@ -791,11 +798,10 @@ class Recommender:
                 skip = []
             else:
                 row = self._rows([item])[0]
-                q = self._sim_index.items[row:row + 1]
+                q = sim.items[row:row + 1]
                 skip = [row]
         allowed = self._allowed(include, exclude)
-        scores, idx = self._sim_index.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)],
-                                             allowed=allowed)
+        scores, idx = sim.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)], allowed=allowed)
         return self._results(scores[0], idx[0], k, None)
 
 

@@ -14,7 +14,8 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Callable, TypedDict
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -31,13 +32,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("modalrec.train")
 
 
+class TrainState(TypedDict):
+    """Where training stands (saved in every checkpoint, restored on resume)."""
+
+    epoch: int  # epochs done
+    step: int  # optimizer steps done
+    best: float | None  # best validation score so far (None before the first validation)
+    best_epoch: int
+    bad_evals: int  # validations since the best one (early stopping)
+    elapsed: float  # training and validation seconds
+    time_to_best: float
+    stopped_early: bool
+
+
 def select_key(ks: list[int]) -> str:
     """Model selection metric: NDCG@10 (or NDCG at the smallest cut-off if 10 is not asked for)."""
     return f"ndcg@{10 if 10 in ks else min(ks)}"
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -78,7 +93,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, rd, *, dataset=None, dist_info: DistInfo | None = None,
-                 progress: bool = True, callbacks: list[Callable[[int, dict], None]] = ()):
+                 progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()):
         self.cfg, self.rd, self.callbacks = cfg, rd, list(callbacks)
         self.dist = dist_info or init_from_env(cfg.train.device)
         self.show = progress and self.dist.is_main
@@ -87,11 +102,12 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.dataset = dataset
         self.key = select_key(cfg.eval.ks)
-        self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0, "elapsed": 0.0,
-                      "time_to_best": 0.0}
+        self.state: TrainState = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0,
+                                  "elapsed": 0.0, "time_to_best": 0.0, "stopped_early": False}
         self.stopped_early = False
-        self.transfer_info = None
-        self._cold = None  # items never seen in training (the cold-item metrics), made at the first evaluation
+        self.transfer_info: dict | None = None
+        # items never seen in training (the cold-item metrics), made at the first evaluation
+        self._cold: torch.Tensor | None = None
         self.loggers: list[MetricLogger] = []  # the train.loggers back-ends, while training (rank 0)
 
     # ------------------------------------------------------------------------------------ the run
@@ -274,7 +290,7 @@ class Trainer:
         record["valid"] = res.metrics
         score = res.metrics[self.key]
         if state["best"] is None or score > state["best"]:
-            state.update(best=score, best_epoch=epoch, bad_evals=0, time_to_best=state["elapsed"])
+            state.update({"best": score, "best_epoch": epoch, "bad_evals": 0, "time_to_best": state["elapsed"]})
             if self.dist.is_main:
                 _save_best(self.rd.best, self.model, self.cfg, epoch, res.metrics)
         else:
@@ -346,7 +362,7 @@ class Trainer:
 
 
 def fit(cfg: RunConfig, rd, *, resume: bool = False, dataset=None, dist_info: DistInfo | None = None,
-        progress: bool = True, callbacks: list[Callable[[int, dict], None]] = ()):
+        progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()):
     """Train ``cfg.model`` on ``cfg.data`` (or ``dataset``) into the run folder ``rd``; returns
     ``(results, model, dataset)`` with the best weights loaded into ``model``. See :class:`Trainer`."""
     trainer = Trainer(cfg, rd, dataset=dataset, dist_info=dist_info, progress=progress, callbacks=callbacks)
