@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--out", required=True, help="folder of the search (trials, study.db, best.yaml)")
     tu.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     tu.add_argument("--timeout", type=float, default=None, metavar="S", help="stop starting trials after S seconds")
+    tu.add_argument("--epoch-budget", type=int, default=None, metavar="N",
+                    help="training epochs of all trials together, pruned ones included (the last trial is cut "
+                         "to what is left)")
     _add_common(tu)
 
     e = sub.add_parser("evaluate", help="exact full-ranking evaluation of a trained run")
@@ -362,6 +365,9 @@ def cmd_tune(args) -> int:
     if args.trials < 1:
         print(f"error: --trials must be at least 1, not {args.trials}", file=sys.stderr)
         return 2
+    if args.epoch_budget is not None and args.epoch_budget < 1:
+        print(f"error: --epoch-budget must be at least 1, not {args.epoch_budget}", file=sys.stderr)
+        return 2
     space = read_space(args.space)
     keys = {p.key for p in space}
     fixed = [o for o in args.overrides if o.split("=", 1)[0] not in keys]
@@ -371,9 +377,9 @@ def cmd_tune(args) -> int:
 
     make_config([])  # a bad --dataset or override fails before the first trial
     res = tune(make_config, space, args.out, trials=args.trials, seed=args.seed, timeout=args.timeout,
-               log=lambda m: print(m, flush=True))
+               epoch_budget=args.epoch_budget, log=lambda m: print(m, flush=True))
     print(f"best: trial {res['best_trial']}, valid {res['best_value']:.4f} with {res['best_params']} "
-          f"({res['trials']} trials); config in {os.path.join(args.out, 'best.yaml')}")
+          f"({res['trials']} trials, {res['epochs']} epochs); config in {os.path.join(args.out, 'best.yaml')}")
     return 0
 
 

@@ -73,3 +73,21 @@ def test_a_trial_left_running_by_a_killed_search_is_marked_failed(tmp_path):
     study.ask()  # as a killed process leaves it: RUNNING forever
     again = _study(optuna, tmp_path, seed=0)
     assert [t.state for t in again.get_trials()] == [optuna.trial.TrialState.FAIL]
+
+
+def test_an_epoch_budget_caps_the_epochs_of_all_trials(tmp_path, capsys):
+    """--epoch-budget 5 with 3-epoch trials: a full trial, a second cut to 2 epochs, then the search stops
+    (and a second call with the budget spent trains nothing)."""
+    space = _space(tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n")
+    out = tmp_path / "search"
+    args = ["tune", "--model", "sasrec", "--dataset", "synthetic", "--space", str(space), "--out", str(out),
+            "--quiet", "--trials", "10", "--epoch-budget", "5", *TINY, "train.patience=10"]
+    assert main(args) == 0
+    import json
+
+    epochs = [sum(1 for ln in (out / f"trial-{i:03d}" / "metrics.jsonl").read_text().splitlines()
+                  if "final" not in json.loads(ln)) for i in range(2)]
+    assert epochs == [3, 2] and not (out / "trial-002").exists()
+    assert "(2 trials, 5 epochs)" in capsys.readouterr().out
+    assert main(args) == 0 and not (out / "trial-002").exists()
+    assert main([a if a != "5" else "0" for a in args]) == 2  # --epoch-budget 0

@@ -101,6 +101,7 @@ def _study(optuna, out: Path, seed: int):
 
 def _pruning(optuna, trial, key: str) -> Callable[[int, dict], None]:
     def report(epoch: int, record: dict) -> None:
+        trial.set_user_attr("epochs", epoch)  # before a prune: the epoch budget counts pruned trials' epochs too
         if "valid" in record:
             trial.report(record["valid"][key], epoch)
             if trial.should_prune():
@@ -109,12 +110,20 @@ def _pruning(optuna, trial, key: str) -> Callable[[int, dict], None]:
     return report
 
 
+def epochs_spent(study) -> int:
+    """Training epochs run by every trial of the study so far (finished, pruned, failed or interrupted)."""
+    return sum(int(t.user_attrs.get("epochs", 0)) for t in study.get_trials(deepcopy=False))
+
+
 def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str | Path, *, trials: int,
-         seed: int = 0, timeout: float | None = None, log: Callable[[str], None] = print) -> dict:
-    """Run the search until ``trials`` trials are finished or pruned (counting earlier runs of the study).
+         seed: int = 0, timeout: float | None = None, epoch_budget: int | None = None,
+         log: Callable[[str], None] = print) -> dict:
+    """Run the search until ``trials`` trials are finished or pruned (counting earlier runs of the study),
+    or until the trials have run ``epoch_budget`` training epochs in all: the last trial's ``train.epochs``
+    is cut to what is left, so the search never trains more epochs than the budget.
 
     ``make_config(overrides)`` builds a trial's RunConfig from the sampled ``key=value`` overrides.
-    Returns ``{"best_value", "best_params", "best_trial", "trials"}``.
+    Returns ``{"best_value", "best_params", "best_trial", "trials", "epochs"}``.
     """
     from modalrec.config import save_config
     from modalrec.run.training import train
@@ -128,6 +137,8 @@ def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str |
     def objective(trial) -> float:
         values = {p.key: p.suggest(trial) for p in space}
         cfg = make_config([f"{k}={v}" for k, v in values.items()])
+        if epoch_budget is not None:
+            cfg.train.epochs = min(cfg.train.epochs, epoch_budget - epochs_spent(study))
         key = select_key(cfg.eval.ks)
         folder = out / f"trial-{trial.number:03d}"
         res = train(cfg, folder, overwrite=True, progress=False, callbacks=[_pruning(optuna, trial, key)],
@@ -137,9 +148,16 @@ def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str |
         log(f"trial {trial.number}: valid {key} {value:.4f}  {values}")
         return value
 
+    def budget_left() -> bool:
+        return epoch_budget is None or epochs_spent(study) < epoch_budget
+
+    def stop_when_spent(_study, _trial) -> None:
+        if not budget_left():
+            study.stop()
+
     remaining = trials - len(study.get_trials(deepcopy=False, states=done))
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=())
+    if remaining > 0 and budget_left():
+        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(), callbacks=[stop_when_spent])
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise TuneError(f"no trial of {out} finished (all pruned or failed): widen the ranges or add trials")
@@ -148,5 +166,5 @@ def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str |
     save_config(best_cfg, out / "best.yaml")
     study.trials_dataframe().to_csv(out / "trials.csv", index=False)
     return {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
-            "trials": len(study.get_trials(deepcopy=False, states=done))}
+            "trials": len(study.get_trials(deepcopy=False, states=done)), "epochs": epochs_spent(study)}
 
