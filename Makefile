@@ -12,7 +12,7 @@ help:
 	@echo "make demo    install, fetch, pre-train UniSRec (text) on ml-1m, transfer to ml-100k, compare with SASRec and Pop, recommend (~6 min)"
 	@echo "make demo-full  the same with PMMRec (text + poster images) pre-trained for 2 epochs (roughly half an hour on 2 cores)"
 	@echo "make test    install and run the whole test suite"
-	@echo "make lint    ruff, the import-linter layer contract and mypy on src/modalrec (all configured in pyproject.toml)"
+	@echo "make lint    ruff (lint and format check), the import-linter layer contract and mypy on src/modalrec (pyproject.toml)"
 	@echo "make docs    the documentation site (MkDocs Material + API reference from the docstrings) into site/, warnings as errors"
 	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json), then make report (BENCH_ARGS=--quick: short run)"
 	@echo "make report  regenerate docs/results.md, docs/img/*.png and the README's results block from bench/results/*.json"
@@ -46,6 +46,7 @@ test: install $(MLFLOW)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 

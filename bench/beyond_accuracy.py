@@ -36,18 +36,25 @@ def beyond(run: str) -> dict:
     """`modalrec evaluate RUN --beyond --json` (test split) as a dict, with the command."""
     res = evaluate_json(run, "--beyond")
     made = json.loads((Path(run) / "results.json").read_text())
-    return {"run": run, "command": f"modalrec evaluate {run} --beyond --json --quiet", "metrics": res["metrics"],
-            "beyond": res["beyond"],
-            "dataset": made.get("dataset"), "model": made.get("model")}
+    return {
+        "run": run,
+        "command": f"modalrec evaluate {run} --beyond --json --quiet",
+        "metrics": res["metrics"],
+        "beyond": res["beyond"],
+        "dataset": made.get("dataset"),
+        "model": made.get("model"),
+    }
 
 
 def print_table(rows: dict) -> None:
     print(f"\n{'run':<22}{'NDCG@10':>9}{'coverage':>10}{'avg pop':>9}{'novelty':>9}{'diversity':>10}{'mean cos':>10}")
     for name, r in rows.items():
         lists, k = r["beyond"]["lists"], r["beyond"]["k"]
-        print(f"{name:<22}{r['metrics'][f'ndcg@{k}']:>9.4f}{lists[f'coverage@{k}']:>10.4f}"
-              f"{lists[f'avg_popularity@{k}']:>9.1f}{lists[f'novelty@{k}']:>9.2f}{lists[f'diversity@{k}']:>10.4f}"
-              f"{r['beyond']['catalogue_mean_cosine']:>10.4f}")
+        print(
+            f"{name:<22}{r['metrics'][f'ndcg@{k}']:>9.4f}{lists[f'coverage@{k}']:>10.4f}"
+            f"{lists[f'avg_popularity@{k}']:>9.1f}{lists[f'novelty@{k}']:>9.2f}{lists[f'diversity@{k}']:>10.4f}"
+            f"{r['beyond']['catalogue_mean_cosine']:>10.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,9 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         name, _, run = spec.partition("=")
         rows[name] = beyond(run)
     print_table(rows)
-    write_result(args.out, {"rows": rows, "protocol": "test split, history excluded, top-10 lists of the exact scorer",
-                            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+    write_result(
+        args.out,
+        {
+            "rows": rows,
+            "protocol": "test split, history excluded, top-10 lists of the exact scorer",
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        },
+    )
     return 0
 
 

@@ -43,7 +43,7 @@ def _text_raw(tower, texts, batch):
     n = 0
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            ids, mask = tower.tokenize(texts[i:i + batch])
+            ids, mask = tower.tokenize(texts[i : i + batch])
             h = tower.model(input_ids=ids, attention_mask=mask).last_hidden_state
             tower.pool(h, mask)
             n += len(ids)
@@ -54,7 +54,7 @@ def _image_raw(tower, reader, rows, batch):
     size = tower.cfg.image_size
     with torch.no_grad():
         for i in range(0, len(rows), batch):
-            imgs, ok = reader.load(rows[i:i + batch], size)
+            imgs, ok = reader.load(rows[i : i + batch], size)
             x = tower.normalise(torch.from_numpy(imgs[ok]))
             tower.pool(tower.top(tower.prefix(x)))
     return len(rows)
@@ -80,9 +80,16 @@ def part_a(ds, repeats: int, image_items: int) -> dict:
         times["raw"].append(time.perf_counter() - t0)
     n = len(texts)
     p, raw = statistics.median(times["pipeline"]), statistics.median(times["raw"])
-    out["text"] = {"tower": "all-MiniLM-L6-v2", "items": n, "pipeline_s": round(p, 2), "raw_s": round(raw, 2),
-                   "pipeline_items_per_s": round(n / p, 1), "raw_items_per_s": round(n / raw, 1),
-                   "ratio": round(raw / p, 3), "all_runs": times}
+    out["text"] = {
+        "tower": "all-MiniLM-L6-v2",
+        "items": n,
+        "pipeline_s": round(p, 2),
+        "raw_s": round(raw, 2),
+        "pipeline_items_per_s": round(n / p, 1),
+        "raw_items_per_s": round(n / raw, 1),
+        "ratio": round(raw / p, 3),
+        "all_runs": times,
+    }
 
     itower = ImageTower()
     paths = cat.image_paths if cat.image_paths is not None else None
@@ -105,9 +112,17 @@ def part_a(ds, repeats: int, image_items: int) -> dict:
         times["raw"].append(time.perf_counter() - t0)
     n = len(rows)
     p, raw = statistics.median(times["pipeline"]), statistics.median(times["raw"])
-    out["image"] = {"tower": "efficientnet-lite0", "items": int(n), "image": "posters rendered from metadata, 224 px",
-                    "pipeline_s": round(p, 2), "raw_s": round(raw, 2), "pipeline_items_per_s": round(n / p, 1),
-                    "raw_items_per_s": round(n / raw, 1), "ratio": round(raw / p, 3), "all_runs": times}
+    out["image"] = {
+        "tower": "efficientnet-lite0",
+        "items": int(n),
+        "image": "posters rendered from metadata, 224 px",
+        "pipeline_s": round(p, 2),
+        "raw_s": round(raw, 2),
+        "pipeline_items_per_s": round(n / p, 1),
+        "raw_items_per_s": round(n / raw, 1),
+        "ratio": round(raw / p, 3),
+        "all_runs": times,
+    }
     return out
 
 
@@ -120,8 +135,8 @@ def _batch(ds, b: int, l: int, seed: int = 0) -> torch.Tensor:
     for r, u in enumerate(users):
         seq = tr.sequence(u)[-l:]
         if r % 4 == 0:
-            seq = seq[-rng.integers(3, l):]
-        out[r, l - len(seq):] = seq
+            seq = seq[-rng.integers(3, l) :]
+        out[r, l - len(seq) :] = seq
     return torch.from_numpy(out)
 
 
@@ -143,8 +158,7 @@ def part_b(ds, steps: int) -> dict:
     items = _batch(ds, 64, 20)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        feats, _ = encode_text(tower, cat.item_ids, cat.text, dataset="bench", what="prefix", root=tmp,
-                               progress=False)
+        feats, _ = encode_text(tower, cat.item_ids, cat.text, dataset="bench", what="prefix", root=tmp, progress=False)
         build_s = time.perf_counter() - t0
         cache = feats.tensor()  # fp16 [N+1, T, H]
         lengths = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
@@ -195,19 +209,26 @@ def part_b(ds, steps: int) -> dict:
 
     def gdiff(ga, gb):
         num = torch.sqrt(sum(((x - y) ** 2).sum() for x, y in zip(ga, gb)))
-        den = torch.sqrt(sum((x ** 2).sum() for x in ga))
+        den = torch.sqrt(sum((x**2).sum() for x in ga))
         return {"max_abs": float(max((x - y).abs().max() for x, y in zip(ga, gb))), "rel_norm": float(num / den)}
 
     slots = items.numel()
     return {
         "setting": "MiniLM top 2 of 6 layers trainable; 64 ml-1m sequences x 20 slots; in-batch softmax loss",
-        "slots": slots, "padding_slots": int((items == 0).sum()), "unique_items": int(len(u)),
-        "naive_step_s": round(statistics.median(tn), 3), "cached_step_s": round(statistics.median(tc), 3),
+        "slots": slots,
+        "padding_slots": int((items == 0).sum()),
+        "unique_items": int(len(u)),
+        "naive_step_s": round(statistics.median(tn), 3),
+        "cached_step_s": round(statistics.median(tc), 3),
         "speedup": round(statistics.median(tn) / statistics.median(tc), 2),
         "prefix_store_build_s": round(build_s, 1),
-        "loss_naive": ln, "loss_cached_fp16": lc, "loss_cached_fp32": l32,
-        "grad_diff_fp16_cache": gdiff(gn, gc), "grad_diff_fp32_cache": gdiff(gn, g32),
-        "all_naive_s": tn, "all_cached_s": tc,
+        "loss_naive": ln,
+        "loss_cached_fp16": lc,
+        "loss_cached_fp32": l32,
+        "grad_diff_fp16_cache": gdiff(gn, gc),
+        "grad_diff_fp32_cache": gdiff(gn, g32),
+        "all_naive_s": tn,
+        "all_cached_s": tc,
     }
 
 
@@ -236,22 +257,40 @@ def main() -> int:
         if "skipped" in v:
             print(f"| {k} | skipped: {v['skipped']} | | | |")
         else:
-            print(f"| {k} ({v['tower']}) | {v['items']} | {v['pipeline_items_per_s']} | {v['raw_items_per_s']} | "
-                  f"{v['ratio']} |")
-    print(f"\nall {a['text']['items']} ml-1m items with MiniLM (pipeline): {a['text']['pipeline_s']} s (target < 120 s)")
-    print(f"\ntraining step ({b['setting']}; {b['padding_slots']} padding slots, {b['unique_items']} unique items "
-          f"of {b['slots']} slots)")
-    print(f"  naive {b['naive_step_s']} s   cached+dedup {b['cached_step_s']} s   speed-up {b['speedup']}x "
-          "(target >= 3x)")
-    print(f"  loss naive {b['loss_naive']:.6f}  cached(fp16) {b['loss_cached_fp16']:.6f}  "
-          f"cached(fp32) {b['loss_cached_fp32']:.6f}")
-    print(f"  gradients: fp16 cache rel {b['grad_diff_fp16_cache']['rel_norm']:.2e}; "
-          f"fp32 cache rel {b['grad_diff_fp32_cache']['rel_norm']:.2e}")
-    res = {"encoding": a, "train_step": b,
-           "machine": {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "python": platform.python_version()},
-           "note": "the machine may be shared with other jobs; both sides of every ratio run alternately in one process",
-           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            print(
+                f"| {k} ({v['tower']}) | {v['items']} | {v['pipeline_items_per_s']} | {v['raw_items_per_s']} | "
+                f"{v['ratio']} |"
+            )
+    print(
+        f"\nall {a['text']['items']} ml-1m items with MiniLM (pipeline): {a['text']['pipeline_s']} s (target < 120 s)"
+    )
+    print(
+        f"\ntraining step ({b['setting']}; {b['padding_slots']} padding slots, {b['unique_items']} unique items "
+        f"of {b['slots']} slots)"
+    )
+    print(
+        f"  naive {b['naive_step_s']} s   cached+dedup {b['cached_step_s']} s   speed-up {b['speedup']}x (target >= 3x)"
+    )
+    print(
+        f"  loss naive {b['loss_naive']:.6f}  cached(fp16) {b['loss_cached_fp16']:.6f}  "
+        f"cached(fp32) {b['loss_cached_fp32']:.6f}"
+    )
+    print(
+        f"  gradients: fp16 cache rel {b['grad_diff_fp16_cache']['rel_norm']:.2e}; "
+        f"fp32 cache rel {b['grad_diff_fp32_cache']['rel_norm']:.2e}"
+    )
+    res = {
+        "encoding": a,
+        "train_step": b,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "note": "the machine may be shared with other jobs; both sides of every ratio run alternately in one process",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     write_result(args.out, res)
     return 0
 

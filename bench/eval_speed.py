@@ -75,8 +75,7 @@ def bare_topk(U: torch.Tensor, V: torch.Tensor, batch_size: int, k: int = 50) ->
 
 def ours(model, ss: SeqSet, batch_size: int, item_chunk: int) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    res = evaluate(model, ss, max_len=50, ks=(10, 20, 50), batch_size=batch_size,
-                   item_chunk=item_chunk, progress=False)
+    res = evaluate(model, ss, max_len=50, ks=(10, 20, 50), batch_size=batch_size, item_chunk=item_chunk, progress=False)
     return time.perf_counter() - t0, res.metrics
 
 
@@ -103,11 +102,20 @@ def run_case(name: str, batch_size: int, item_chunk: int, repeats: int, seed: in
     bare = min(timings["bare topk"])
     for method, ts in timings.items():
         sec = min(ts)
-        rows.append({
-            "case": name, "users": n_users, "items": n_items, "dim": d, "method": method,
-            "seconds": round(sec, 4), "pairs_per_s": pairs / sec, "ratio_vs_bare": bare / sec,
-            "repeats": repeats, "item_chunk": item_chunk if method.startswith("ours chunk") else 0,
-        })
+        rows.append(
+            {
+                "case": name,
+                "users": n_users,
+                "items": n_items,
+                "dim": d,
+                "method": method,
+                "seconds": round(sec, 4),
+                "pairs_per_s": pairs / sec,
+                "ratio_vs_bare": bare / sec,
+                "repeats": repeats,
+                "item_chunk": item_chunk if method.startswith("ours chunk") else 0,
+            }
+        )
     rows[-1]["mean_history"] = float(ss.lengths.mean())
     rows[-1]["ndcg@10"] = metrics["ndcg@10"]
     return rows
@@ -135,13 +143,18 @@ def main(argv=None) -> None:
 
     print(f"{'case':<6} {'users x items':>16} {'method':<20} {'seconds':>8} {'pairs/s':>10} {'ours/bare':>9}")
     for r in rows:
-        print(f"{r['case']:<6} {r['users']:>7} x {r['items']:<6} {r['method']:<20} {r['seconds']:>8.3f} "
-              f"{r['pairs_per_s']:>10.3g} {r['ratio_vs_bare']:>9.2f}")
+        print(
+            f"{r['case']:<6} {r['users']:>7} x {r['items']:<6} {r['method']:<20} {r['seconds']:>8.3f} "
+            f"{r['pairs_per_s']:>10.3g} {r['ratio_vs_bare']:>9.2f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "machine": platform.machine(), "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
         "batch_size": args.batch_size,
         # other processes on the same cores slow every method, small multi-threaded ops the most
         "loadavg_1min_before": load_before,

@@ -49,8 +49,14 @@ def load_grid(path: Path) -> dict:
 def command(grid: dict, variant: str, seed: int, threads: int) -> list[str]:
     out = ROOT / "runs" / "grid" / grid["name"] / f"{variant}-s{seed}"
     # the variant's key=value overrides and these must stay contiguous (argparse positionals)
-    return [*shlex.split(grid["variants"][variant]), f"train.seed={seed}", f"train.threads={threads}",
-            "--out", str(out), "--quiet"]
+    return [
+        *shlex.split(grid["variants"][variant]),
+        f"train.seed={seed}",
+        f"train.threads={threads}",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def out_dir(cmd: list[str]) -> Path:
@@ -73,9 +79,13 @@ def summarise(grid: dict, runs: dict) -> dict:
         valid = [r["valid"]["metrics"][KEY] for r in by_seed.values()]
         test = [r["test"]["metrics"][KEY] for r in by_seed.values()]
         hr = [r["test"]["metrics"]["hr@10"] for r in by_seed.values()]
-        table[variant] = {"valid_ndcg@10": _ms(valid), "test_ndcg@10": _ms(test), "test_hr@10": _ms(hr),
-                          "best_epochs": [r["best_epoch"] for r in by_seed.values()],
-                          "wall_s": round(float(np.mean([r["wall_s"] for r in by_seed.values()])), 1)}
+        table[variant] = {
+            "valid_ndcg@10": _ms(valid),
+            "test_ndcg@10": _ms(test),
+            "test_hr@10": _ms(hr),
+            "best_epochs": [r["best_epoch"] for r in by_seed.values()],
+            "wall_s": round(float(np.mean([r["wall_s"] for r in by_seed.values()])), 1),
+        }
         cold = [(r["test"].get("cold_metrics") or {}).get("hr@10") for r in by_seed.values()]
         if all(c is not None for c in cold):  # examples whose target is a cold item (cold split, cold items)
             table[variant]["test_cold_hr@10"] = _ms(cold)
@@ -99,8 +109,10 @@ def print_table(grid: dict, summary: dict) -> None:
     for v, row in summary["variants"].items():
         diff = row.get("paired_test_diff_vs_baseline")
         mark = " *" if v == summary["winner_on_validation"] else ""
-        cells = [f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}".rjust(18)
-                 for k in ("valid_ndcg@10", "test_ndcg@10", "test_hr@10")]
+        cells = [
+            f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}".rjust(18)
+            for k in ("valid_ndcg@10", "test_ndcg@10", "test_hr@10")
+        ]
         print(f"{v + mark:<24}" + "".join(cells) + (f"{diff['mean']:>+20.4f}" if diff else ""))
     print("* chosen on mean validation NDCG@10")
 
@@ -119,17 +131,29 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         done = dict(zip(cmds, pool.map(run_one, cmds.values())))
     runs = {v: {s: done[(v, s)] for s in grid["seeds"]} for v in variants}
-    summary = summarise({**grid, "baseline": grid.get("baseline") if grid.get("baseline") in variants else None},
-                        runs)
+    summary = summarise({**grid, "baseline": grid.get("baseline") if grid.get("baseline") in variants else None}, runs)
     print_table(grid, summary)
     out = ROOT / "bench" / "results" / f"grid_{grid['name']}.json"
-    record = {"grid": grid, "grid_file": str(args.grid), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-              "commands": {f"{v}-s{s}": "modalrec " + shlex.join(c) for (v, s), c in cmds.items()},
-              "summary": summary,
-              "runs": {v: {str(s): {"valid": r["valid"]["metrics"], "test": r["test"]["metrics"],
-                                    "best_epoch": r["best_epoch"], "wall_s": round(r["wall_s"], 1),
-                                    "curve": r["curve"]}
-                           for s, r in by_seed.items()} for v, by_seed in runs.items()}}
+    record = {
+        "grid": grid,
+        "grid_file": str(args.grid),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "commands": {f"{v}-s{s}": "modalrec " + shlex.join(c) for (v, s), c in cmds.items()},
+        "summary": summary,
+        "runs": {
+            v: {
+                str(s): {
+                    "valid": r["valid"]["metrics"],
+                    "test": r["test"]["metrics"],
+                    "best_epoch": r["best_epoch"],
+                    "wall_s": round(r["wall_s"], 1),
+                    "curve": r["curve"],
+                }
+                for s, r in by_seed.items()
+            }
+            for v, by_seed in runs.items()
+        },
+    }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"-> {out.relative_to(ROOT)}")
     return 0

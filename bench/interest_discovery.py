@@ -57,17 +57,35 @@ def main() -> int:
             times.append(model.last_discovery_s)
         k = int(model.centroids.shape[0] - 1)
         used = len(torch.unique(torch.cat([model.text_interest[1:], model.image_interest[1:]])))
-        rows.append({"ratio": ratio, "items": ds.n_items, "vectors": n_vec, "dim": cfg.model.hidden_size, "k": k,
-                     "clusters_used": used, "kmeans_steps": cfg.model.kmeans_steps,
-                     "median_s": round(statistics.median(times), 3), "times_s": [round(t, 3) for t in times]})
+        rows.append(
+            {
+                "ratio": ratio,
+                "items": ds.n_items,
+                "vectors": n_vec,
+                "dim": cfg.model.hidden_size,
+                "k": k,
+                "clusters_used": used,
+                "kmeans_steps": cfg.model.kmeans_steps,
+                "median_s": round(statistics.median(times), 3),
+                "times_s": [round(t, 3) for t in times],
+            }
+        )
     print(f"\nMISSRec interest discovery on {args.dataset} ({args.threads} thread(s), median of {args.repeats})")
     print(f"{'ratio':>6} {'items':>7} {'vectors':>8} {'K':>6} {'used':>6} {'median s':>9}")
     for r in rows:
-        print(f"{r['ratio']:>6} {r['items']:>7} {r['vectors']:>8} {r['k']:>6} {r['clusters_used']:>6} {r['median_s']:>9.3f}")
-    out = {"dataset": args.dataset, "overrides": overrides, "threads": args.threads, "rows": rows,
-           "target": "default ratio under 2 s",
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load0},
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "python bench/interest_discovery.py"}
+        print(
+            f"{r['ratio']:>6} {r['items']:>7} {r['vectors']:>8} {r['k']:>6} {r['clusters_used']:>6} {r['median_s']:>9.3f}"
+        )
+    out = {
+        "dataset": args.dataset,
+        "overrides": overrides,
+        "threads": args.threads,
+        "rows": rows,
+        "target": "default ratio under 2 s",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load0},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python bench/interest_discovery.py",
+    }
     write_result(args.out, out)
     return 0
 

@@ -68,7 +68,9 @@ def child(name: str, split: str) -> None:
 def run(name: str, split: str) -> dict:
     t0 = time.perf_counter()
     res = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--split", split], capture_output=True, text=True,
+        [sys.executable, __file__, "--child", name, "--split", split],
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - t0
     if res.returncode != 0:
@@ -109,15 +111,19 @@ def main(argv=None) -> int:
             )
         rows.append(best)
 
-    head = f"{'data set':<22}{'events':>10}{'users':>7}{'items':>7}{'kept':>10}{'read s':>8}{'prep s':>8}" \
-           f"{'proc s':>8}{'peak MiB':>10}{'base MiB':>10}  target"
+    head = (
+        f"{'data set':<22}{'events':>10}{'users':>7}{'items':>7}{'kept':>10}{'read s':>8}{'prep s':>8}"
+        f"{'proc s':>8}{'peak MiB':>10}{'base MiB':>10}  target"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         ok = "" if "meets_target" not in r else ("ok" if r["meets_target"] else "MISSED")
-        print(f"{r['name']:<22}{r['events_read']:>10,}{r['users']:>7,}{r['items']:>7,}{r['interactions']:>10,}"
-              f"{r['read_seconds']:>8.2f}{r['prepare_seconds']:>8.2f}{r['process_wall_seconds']:>8.2f}"
-              f"{r['peak_rss_mib']:>10.0f}{r['base_rss_mib']:>10.0f}  {ok}")
+        print(
+            f"{r['name']:<22}{r['events_read']:>10,}{r['users']:>7,}{r['items']:>7,}{r['interactions']:>10,}"
+            f"{r['read_seconds']:>8.2f}{r['prepare_seconds']:>8.2f}{r['process_wall_seconds']:>8.2f}"
+            f"{r['peak_rss_mib']:>10.0f}{r['base_rss_mib']:>10.0f}  {ok}"
+        )
 
     import numpy
     import pandas
@@ -133,8 +139,8 @@ def main(argv=None) -> int:
         "split": args.split,
         "repeat": args.repeat,
         "note": "prepare() from the normalised raw files, cache=False, first call in a fresh process; "
-                "read_seconds = reading the tables again (warm); peak_rss_mib = max RSS of the subprocess "
-                "after prepare (base_rss_mib = after imports)",
+        "read_seconds = reading the tables again (warm); peak_rss_mib = max RSS of the subprocess "
+        "after prepare (base_rss_mib = after imports)",
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

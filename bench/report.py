@@ -43,8 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"), help="folder of the benchmark JSON files")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"), help="the page to write")
-    ap.add_argument("--img", default="", help="folder of the plots (default: img/ beside --out; "
-                                              "img/<name>/ for a page not called results.md)")
+    ap.add_argument(
+        "--img",
+        default="",
+        help="folder of the plots (default: img/ beside --out; img/<name>/ for a page not called results.md)",
+    )
     ap.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose marked block is replaced")
     ap.add_argument("--no-readme", action="store_true", help="leave the README alone")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")

@@ -34,8 +34,21 @@ from modalrec.utils import modalrec_home
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "modalrec.cli"]
-TRAIN = ["train", "--model", "sasrec", "--dataset", "synthetic", "--quiet", "--reuse", "model.hidden_size=16",
-         "model.inner_size=32", "model.max_len=8", "train.batch_size=32", "train.epochs=4", "train.threads=1"]
+TRAIN = [
+    "train",
+    "--model",
+    "sasrec",
+    "--dataset",
+    "synthetic",
+    "--quiet",
+    "--reuse",
+    "model.hidden_size=16",
+    "model.inner_size=32",
+    "model.max_len=8",
+    "train.batch_size=32",
+    "train.epochs=4",
+    "train.threads=1",
+]
 ENCODE = ["encode", "--dataset", "ml-100k", "--towers", "text", "--quiet", "--json"]
 PREPARE = ["data", "prepare", "--dataset", "ml-100k", "--quiet"]
 
@@ -54,8 +67,7 @@ def fresh_home(parent: Path) -> Path:
 
 def start(args: list[str], home: Path) -> subprocess.Popen:
     env = {**os.environ, "MODALREC_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 def finish(p: subprocess.Popen) -> tuple[int, str]:
@@ -72,8 +84,9 @@ def clean_failure(err: str) -> bool:
 def train_outcome(out: Path) -> dict:
     """The seed, the epochs of metrics.jsonl and the test metrics of the run in ``out``."""
     cfg = json.loads((out / "config.json").read_text())
-    epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()
-              if "epoch" in json.loads(ln)]
+    epochs = [
+        json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines() if "epoch" in json.loads(ln)
+    ]
     res = json.loads((out / "results.json").read_text())
     return {"seed": cfg["train"]["seed"], "epochs": epochs, "test": res["test"]["metrics"]}
 
@@ -134,11 +147,21 @@ def concurrent_trains(work: Path, ref: dict, trials: int) -> list[dict]:
         ends = [finish(p) for p in procs]
         ok = [code == 0 for code, _ in ends]
         got = train_outcome(out) if (out / "results.json").is_file() else None
-        consistent = (got is not None and got["epochs"] == sorted(set(got["epochs"]))
-                      and got["test"] == ref["train"][got["seed"]]["test"])
+        consistent = (
+            got is not None
+            and got["epochs"] == sorted(set(got["epochs"]))
+            and got["test"] == ref["train"][got["seed"]]["test"]
+        )
         clean = all(code == 0 or clean_failure(err) for code, err in ends)
-        rows.append({"trial": t, "succeeded": sum(ok), "consistent": consistent, "clean_errors": clean,
-                     "errors": [err.strip().splitlines()[-1] for code, err in ends if code][:2]})
+        rows.append(
+            {
+                "trial": t,
+                "succeeded": sum(ok),
+                "consistent": consistent,
+                "clean_errors": clean,
+                "errors": [err.strip().splitlines()[-1] for code, err in ends if code][:2],
+            }
+        )
         shutil.rmtree(home)
     return rows
 
@@ -150,9 +173,15 @@ def concurrent_encodes(work: Path, ref: dict, trials: int) -> list[dict]:
         finish(start(PREPARE, home))
         ends = [finish(p) for p in [start(ENCODE, home) for _ in range(2)]]
         same = store_bytes(home) == ref["encode"]
-        rows.append({"trial": t, "succeeded": sum(code == 0 for code, _ in ends), "identical_store": same,
-                     "clean_errors": all(code == 0 or clean_failure(err) for code, err in ends),
-                     "errors": [err.strip().splitlines()[-1] for code, err in ends if code][:2]})
+        rows.append(
+            {
+                "trial": t,
+                "succeeded": sum(code == 0 for code, _ in ends),
+                "identical_store": same,
+                "clean_errors": all(code == 0 or clean_failure(err) for code, err in ends),
+                "errors": [err.strip().splitlines()[-1] for code, err in ends if code][:2],
+            }
+        )
         shutil.rmtree(home)
     return rows
 
@@ -162,8 +191,9 @@ def kill_trials(work: Path, ref: dict, kills: int, rng: random.Random) -> list[d
     for k in range(kills):
         what = ("train", "encode", "prepare")[k % 3]
         home = fresh_home(work)
-        args = {"train": [*TRAIN, "train.seed=1", "--out", str(home / "run")], "encode": ENCODE,
-                "prepare": PREPARE}[what]
+        args = {"train": [*TRAIN, "train.seed=1", "--out", str(home / "run")], "encode": ENCODE, "prepare": PREPARE}[
+            what
+        ]
         if what == "encode":
             finish(start(PREPARE, home))
         delay = rng.uniform(0.2, 0.7) * max(1.0, ref["seconds"][what])
@@ -178,8 +208,11 @@ def kill_trials(work: Path, ref: dict, kills: int, rng: random.Random) -> list[d
                 break
             shutil.rmtree(home)
             home = fresh_home(work)
-            args = {"train": [*TRAIN, "train.seed=1", "--out", str(home / "run")], "encode": ENCODE,
-                    "prepare": PREPARE}[what]
+            args = {
+                "train": [*TRAIN, "train.seed=1", "--out", str(home / "run")],
+                "encode": ENCODE,
+                "prepare": PREPARE,
+            }[what]
             if what == "encode":
                 finish(start(PREPARE, home))
             delay /= 2
@@ -188,8 +221,16 @@ def kill_trials(work: Path, ref: dict, kills: int, rng: random.Random) -> list[d
             same = code == 0 and train_outcome(home / "run")["test"] == ref["train"][1]["test"]
         else:
             same = code == 0 and (store_bytes if what == "encode" else prepared_arrays)(home) == ref[what]
-        rows.append({"trial": k, "what": what, "delay_s": round(delay, 2), "killed": killed, "recovered": same,
-                     "error": err.strip().splitlines()[-1] if code else ""})
+        rows.append(
+            {
+                "trial": k,
+                "what": what,
+                "delay_s": round(delay, 2),
+                "killed": killed,
+                "recovered": same,
+                "error": err.strip().splitlines()[-1] if code else "",
+            }
+        )
         shutil.rmtree(home)
     return rows
 
@@ -210,26 +251,54 @@ def main(argv: list[str] | None = None) -> int:
         encodes = concurrent_encodes(work, ref, trials)
         crashes = kill_trials(work, ref, kills, random.Random(args.seed))
     summary = {
-        "concurrent_train": {"trials": trials, "consistent": sum(r["consistent"] for r in trains),
-                             "clean_errors": sum(r["clean_errors"] for r in trains)},
-        "concurrent_encode": {"trials": trials, "identical_store": sum(r["identical_store"] for r in encodes),
-                              "clean_errors": sum(r["clean_errors"] for r in encodes)},
-        "kill_9": {"trials": kills, "killed": sum(r["killed"] for r in crashes),
-                   "recovered": sum(r["recovered"] for r in crashes)},
+        "concurrent_train": {
+            "trials": trials,
+            "consistent": sum(r["consistent"] for r in trains),
+            "clean_errors": sum(r["clean_errors"] for r in trains),
+        },
+        "concurrent_encode": {
+            "trials": trials,
+            "identical_store": sum(r["identical_store"] for r in encodes),
+            "clean_errors": sum(r["clean_errors"] for r in encodes),
+        },
+        "kill_9": {
+            "trials": kills,
+            "killed": sum(r["killed"] for r in crashes),
+            "recovered": sum(r["recovered"] for r in crashes),
+        },
     }
     print(f"{'case':<20}{'trials':>8}{'good':>8}{'clean errors':>14}")
-    print(f"{'concurrent train':<20}{trials:>8}{summary['concurrent_train']['consistent']:>8}"
-          f"{summary['concurrent_train']['clean_errors']:>14}")
-    print(f"{'concurrent encode':<20}{trials:>8}{summary['concurrent_encode']['identical_store']:>8}"
-          f"{summary['concurrent_encode']['clean_errors']:>14}")
-    print(f"{'kill -9, rerun':<20}{kills:>8}{summary['kill_9']['recovered']:>8}{'':>14}"
-          f"   ({summary['kill_9']['killed']} killed while running)")
-    write_result(args.out, {"summary": summary, "reference_seconds": {k: round(v, 1) for k, v in ref["seconds"].items()},
-                            "concurrent_train": trains, "concurrent_encode": encodes, "kill_9": crashes,
-                            "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                            "seed": args.seed, "numpy": np.__version__})
-    bad = (summary["concurrent_train"]["consistent"] < trials or summary["concurrent_encode"]["identical_store"] < trials
-           or summary["kill_9"]["recovered"] < kills)
+    print(
+        f"{'concurrent train':<20}{trials:>8}{summary['concurrent_train']['consistent']:>8}"
+        f"{summary['concurrent_train']['clean_errors']:>14}"
+    )
+    print(
+        f"{'concurrent encode':<20}{trials:>8}{summary['concurrent_encode']['identical_store']:>8}"
+        f"{summary['concurrent_encode']['clean_errors']:>14}"
+    )
+    print(
+        f"{'kill -9, rerun':<20}{kills:>8}{summary['kill_9']['recovered']:>8}{'':>14}"
+        f"   ({summary['kill_9']['killed']} killed while running)"
+    )
+    write_result(
+        args.out,
+        {
+            "summary": summary,
+            "reference_seconds": {k: round(v, 1) for k, v in ref["seconds"].items()},
+            "concurrent_train": trains,
+            "concurrent_encode": encodes,
+            "kill_9": crashes,
+            "quick": args.quick,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "seed": args.seed,
+            "numpy": np.__version__,
+        },
+    )
+    bad = (
+        summary["concurrent_train"]["consistent"] < trials
+        or summary["concurrent_encode"]["identical_store"] < trials
+        or summary["kill_9"]["recovered"] < kills
+    )
     return 1 if bad else 0
 
 

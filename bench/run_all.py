@@ -35,10 +35,22 @@ from modalrec.utils import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SCRIPTS = ["cli_startup.py", "prepare_speed.py", "eval_speed.py", "content_speed.py", "train_speed.py",
-           "interest_discovery.py",
-           "serve_index.py", "sasrec_vs_recbole.py", "pmmrec_transfer.py", "missrec_unisrec_transfer.py",
-           "zero_shot_prior.py", "serve_latency.py", "serve_abuse.py", "robustness.py"]
+SCRIPTS = [
+    "cli_startup.py",
+    "prepare_speed.py",
+    "eval_speed.py",
+    "content_speed.py",
+    "train_speed.py",
+    "interest_discovery.py",
+    "serve_index.py",
+    "sasrec_vs_recbole.py",
+    "pmmrec_transfer.py",
+    "missrec_unisrec_transfer.py",
+    "zero_shot_prior.py",
+    "serve_latency.py",
+    "serve_abuse.py",
+    "robustness.py",
+]
 RESULTS = HERE / "results"
 QUICK_RESULTS = RESULTS / "quick"
 QUICK_RUNS = ROOT / "runs" / "bench" / "quick"  # quick runs never reuse (or overwrite) the full runs' folders
@@ -53,13 +65,30 @@ QUICK_ARGS: dict[str, list[str]] = {
     "interest_discovery.py": ["--ratios", "0.1", "--repeats", "2"],
     "serve_index.py": ["--quick"],
     # one RecBole epoch alone takes about 4 minutes here: the quick report has our side only
-    "sasrec_vs_recbole.py": ["--seeds", "0", "--skip-ml1m", "--skip-recbole", "--ours-epochs", "10",
-                             "--work", str(QUICK_RUNS / "sasrec")],
+    "sasrec_vs_recbole.py": [
+        "--seeds",
+        "0",
+        "--skip-ml1m",
+        "--skip-recbole",
+        "--ours-epochs",
+        "10",
+        "--work",
+        str(QUICK_RUNS / "sasrec"),
+    ],
     "pmmrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "pmmrec")],
-    "missrec_unisrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "missrec_unisrec"),
-                                    "--baselines", str(QUICK_RUNS / "pmmrec")],
-    "zero_shot_prior.py": ["--pretrain", str(QUICK_RUNS / "missrec_unisrec" / "unisrec-pretrain-ml1m"),
-                           "--work", str(QUICK_RUNS / "zero_shot")],
+    "missrec_unisrec_transfer.py": [
+        "--quick",
+        "--work",
+        str(QUICK_RUNS / "missrec_unisrec"),
+        "--baselines",
+        str(QUICK_RUNS / "pmmrec"),
+    ],
+    "zero_shot_prior.py": [
+        "--pretrain",
+        str(QUICK_RUNS / "missrec_unisrec" / "unisrec-pretrain-ml1m"),
+        "--work",
+        str(QUICK_RUNS / "zero_shot"),
+    ],
     "serve_latency.py": ["--sizes", "10000", "100000", "--requests", "100"],
     "serve_abuse.py": ["--quick", "--work", str(QUICK_RUNS / "serve_abuse"), "--port", "8767"],
     "robustness.py": ["--quick"],
@@ -114,10 +143,14 @@ def run_no_out(cmd: list[str], script: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 allow_abbrev=False)  # unknown options go to sasrec_vs_recbole.py whole
-    ap.add_argument("--quick", action="store_true",
-                    help="reduced settings; JSON to bench/results/quick/, report to docs/results-quick.md")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )  # unknown options go to sasrec_vs_recbole.py whole
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced settings; JSON to bench/results/quick/, report to docs/results-quick.md",
+    )
     ap.add_argument("--report-only", action="store_true", help="run no benchmark: only regenerate the report")
     ap.add_argument("--only", nargs="+", metavar="SCRIPT", choices=SCRIPTS, help="run only these benchmarks")
     args, extra = ap.parse_known_args(argv)
@@ -125,12 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if not args.report_only:
         work = QUICK_RUNS if args.quick else FULL_RUNS
-        record = {"quick": args.quick, "only": args.only, "argv": sys.argv[1:],
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                  "finished_runs_before": finished_runs(work), "work": str(work.relative_to(ROOT)),
-                  "target_s": TARGET_S[args.quick], "scripts": [],
-                  "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                              "loadavg_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}}
+        record = {
+            "quick": args.quick,
+            "only": args.only,
+            "argv": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "finished_runs_before": finished_runs(work),
+            "work": str(work.relative_to(ROOT)),
+            "target_s": TARGET_S[args.quick],
+            "scripts": [],
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "loadavg_1min_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            },
+        }
         timing = (QUICK_RESULTS if args.quick else RESULTS) / TIMING
         t_all = time.perf_counter()
         for script in args.only or SCRIPTS:
@@ -141,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             rc = run_no_out(cmd, script) if args.quick and script in NO_OUT else subprocess.run(cmd).returncode
             wall = time.perf_counter() - t0
             print(f"--- bench/{script}: {wall:.0f} s, exit {rc}", flush=True)
-            record["scripts"].append({"script": script, "command": "python " + " ".join(
-                [os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd[1:]]),
-                "wall_s": round(wall, 1), "returncode": rc})
+            record["scripts"].append(
+                {
+                    "script": script,
+                    "command": "python "
+                    + " ".join([os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd[1:]]),
+                    "wall_s": round(wall, 1),
+                    "returncode": rc,
+                }
+            )
             if rc != 0:
                 failed.append(script)
             record["total_s"] = round(time.perf_counter() - t_all, 1)
@@ -151,14 +199,23 @@ def main(argv: list[str] | None = None) -> int:
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         record["complete"] = True
         atomic_write_json(timing, record)
-        print(f"\nall benchmarks: {record['total_s']:.0f} s ({record['total_s'] / 60:.1f} min); "
-              f"{record['finished_runs_before']} finished run folder(s) under {record['work']} were there before "
-              f"(reused, not recomputed)", flush=True)
+        print(
+            f"\nall benchmarks: {record['total_s']:.0f} s ({record['total_s'] / 60:.1f} min); "
+            f"{record['finished_runs_before']} finished run folder(s) under {record['work']} were there before "
+            f"(reused, not recomputed)",
+            flush=True,
+        )
 
     report = [sys.executable, str(HERE / "report.py")]
     if args.quick:
-        report += ["--results", str(QUICK_RESULTS), "--out", str(ROOT / "docs" / "results-quick.md"), "--no-readme",
-                   "--quick"]
+        report += [
+            "--results",
+            str(QUICK_RESULTS),
+            "--out",
+            str(ROOT / "docs" / "results-quick.md"),
+            "--no-readme",
+            "--quick",
+        ]
     print("\n=== bench/report.py", flush=True)
     if subprocess.run(report).returncode != 0:
         failed.append("report.py")

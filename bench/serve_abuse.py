@@ -56,12 +56,26 @@ class Server:
         self.port = port
         self.log = Path(tempfile.mkstemp(prefix="modalrec-serve-", suffix=".log")[1])
         with open(self.log, "w") as out:  # a file, never a pipe: a full pipe would stall the server
-            self.proc = subprocess.Popen([sys.executable, "-m", "modalrec.cli", "serve", str(run), "--port",
-                                          str(port), "--quiet", "--body-timeout", str(body_timeout),
-                                          # never replay or journal added items: a second run of the bench would
-                                          # meet its first run's items (409s), and --run must not be written into
-                                          "--forget-added"], env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modalrec.cli",
+                    "serve",
+                    str(run),
+                    "--port",
+                    str(port),
+                    "--quiet",
+                    "--body-timeout",
+                    str(body_timeout),
+                    # never replay or journal added items: a second run of the bench would
+                    # meet its first run's items (409s), and --run must not be written into
+                    "--forget-added",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
@@ -100,7 +114,7 @@ def recommend_latency(srv: Server, ids: list[str], n: int = 20) -> float:
     ts = []
     for i in range(n):
         t = time.perf_counter()
-        status, _ = srv.request("POST", "/recommend", {"history": ids[i % len(ids):][:3] or ids[:3], "k": 10})
+        status, _ = srv.request("POST", "/recommend", {"history": ids[i % len(ids) :][:3] or ids[:3], "k": 10})
         ts.append(time.perf_counter() - t)
         assert status == 200
     return sorted(ts)[len(ts) // 2]
@@ -125,8 +139,13 @@ def heavy_content(srv: Server, ids: list[str], idle: float) -> dict:
     heavy_s = time.perf_counter() - t0
     done.set()
     th.join()
-    return {"status": status, "body_mib": round(len(json.dumps(body)) / 2**20, 2), "heavy_request_s": round(heavy_s, 2),
-            "reader_calls": len(waits), "reader_longest_wait_beyond_idle_ms": round((max(waits) - idle) * 1000, 1)}
+    return {
+        "status": status,
+        "body_mib": round(len(json.dumps(body)) / 2**20, 2),
+        "heavy_request_s": round(heavy_s, 2),
+        "reader_calls": len(waits),
+        "reader_longest_wait_beyond_idle_ms": round((max(waits) - idle) * 1000, 1),
+    }
 
 
 def bombs(srv: Server) -> dict:
@@ -134,8 +153,11 @@ def bombs(srv: Server) -> dict:
     out = []
 
     def upload(i):
-        out.append(srv.request("POST", "/items", {"items": [{"item_id": f"bomb-{i}", "title": "Bomb",
-                                                             "image_base64": bomb}]})[0])
+        out.append(
+            srv.request("POST", "/items", {"items": [{"item_id": f"bomb-{i}", "title": "Bomb", "image_base64": bomb}]})[
+                0
+            ]
+        )
 
     ths = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
     [t.start() for t in ths]
@@ -178,8 +200,9 @@ def stalled(srv: Server, n: int, body_timeout: float) -> dict:
     """N stalled uploads held by another process (its own file descriptors), /health asked meanwhile from
     this one; then how the server had answered each stalled connection."""
     wait = body_timeout + 5
-    helper = subprocess.Popen([sys.executable, "-c", STALLER, str(srv.port), str(n), str(wait)],
-                              stdout=subprocess.PIPE, text=True)
+    helper = subprocess.Popen(
+        [sys.executable, "-c", STALLER, str(srv.port), str(n), str(wait)], stdout=subprocess.PIPE, text=True
+    )
     t0 = time.time()
     opened = json.loads(helper.stdout.readline())["opened"]
     health = []
@@ -194,10 +217,16 @@ def stalled(srv: Server, n: int, body_timeout: float) -> dict:
     answers = json.loads(helper.stdout.readline())["answers"]
     helper.wait(timeout=600)
     ok = [ms for code, ms in health if code == 200]
-    return {"opened": opened, "open_s": round(time.time() - t0, 1), "health_checks": len(health),
-            "health_ok": len(ok), "health_slowest_ms": max(ok) if ok else None,
-            "health_failures": [c for c, _ in health if c != 200][:5], "answers": answers,
-            "dropped_by_server": opened - answers.get("still open", 0)}
+    return {
+        "opened": opened,
+        "open_s": round(time.time() - t0, 1),
+        "health_checks": len(health),
+        "health_ok": len(ok),
+        "health_slowest_ms": max(ok) if ok else None,
+        "health_failures": [c for c, _ in health if c != 200][:5],
+        "answers": answers,
+        "dropped_by_server": opened - answers.get("still open", 0),
+    }
 
 
 def storm(srv: Server, ids: list[str], seconds: float) -> dict:
@@ -224,8 +253,13 @@ def storm(srv: Server, ids: list[str], seconds: float) -> dict:
     [t.start() for t in ths]
     [t.join() for t in ths]
     served = sum(srv.get(f"/items/{i}")[0] == 200 for i in added)
-    return {"seconds": seconds, "errors": len(errors), "error_examples": errors[:5], "added": len(added),
-            "added_and_served": served}
+    return {
+        "seconds": seconds,
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "added": len(added),
+        "added_and_served": served,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process opens the stalled sockets
     run = Path(args.run) if args.run else Path(args.work) / "pmmrec-synthetic"
     if not args.run:
-        run_cli(["train", "--model", "pmmrec", "--dataset", "synthetic", "--out", str(run), "--quiet",
-                 "train.epochs=1"], run, Path(args.work) / "logs" / "pmmrec-synthetic.log")
+        run_cli(
+            ["train", "--model", "pmmrec", "--dataset", "synthetic", "--out", str(run), "--quiet", "train.epochs=1"],
+            run,
+            Path(args.work) / "logs" / "pmmrec-synthetic.log",
+        )
     srv = Server(run, args.port, args.body_timeout)
     try:
         ids = [r["item_id"] for r in json.loads(srv.get("/items/search?q=a&limit=50")[1])["items"]]
@@ -254,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         small = base64.b64encode(png(64, 64)).decode()  # warm-up: the towers' first run allocates for good
         srv.request("POST", "/recommend", {"history": [ids[0], {"title": "warm-up", "image_base64": small}], "k": 10})
         idle_rss, idle = srv.rss_mib(), recommend_latency(srv, ids)
-        res = {"idle": {"rss_mib_before_warm_up": round(cold_rss, 1), "rss_mib": round(idle_rss, 1),
-                        "recommend_ms": round(idle * 1000, 1)}}
+        res = {
+            "idle": {
+                "rss_mib_before_warm_up": round(cold_rss, 1),
+                "rss_mib": round(idle_rss, 1),
+                "recommend_ms": round(idle * 1000, 1),
+            }
+        }
         res["heavy_content"] = heavy_content(srv, ids, idle)
         res["bombs"] = bombs(srv)
         res["stalled"] = stalled(srv, n_stalled, args.body_timeout)
@@ -271,8 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     res["peak_over_idle"] = round(res["peak_rss_mib"] / idle_rss, 2)
     res["after_over_idle"] = round(res["rss_a_minute_after_mib"] / idle_rss, 2)
     print(json.dumps({k: v for k, v in res.items()}, indent=1))
-    write_result(args.out, {**res, "quick": args.quick, "run": str(run), "stalled_asked": n_stalled,
-                            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+    write_result(
+        args.out,
+        {
+            **res,
+            "quick": args.quick,
+            "run": str(run),
+            "stalled_asked": n_stalled,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        },
+    )
     return 0
 
 

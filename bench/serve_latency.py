@@ -51,8 +51,7 @@ class Server:
         from modalrec.serve.app import create_app
 
         self.port = free_port()
-        cfg = uvicorn.Config(create_app(rec), host="127.0.0.1", port=self.port, log_level="warning",
-                             access_log=False)
+        cfg = uvicorn.Config(create_app(rec), host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -114,9 +113,16 @@ def load_clients(port: int, histories: list[list[str]], clients: int, requests: 
         t.join()
     wall = time.perf_counter() - t0
     arr = np.array(lat)
-    return {"clients": clients, "requests": len(lat), "errors": len(errors), "first_error": errors[0] if errors else None,
-            "p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-            "mean_ms": float(arr.mean()), "throughput_rps": len(lat) / wall}
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "mean_ms": float(arr.mean()),
+        "throughput_rps": len(lat) / wall,
+    }
 
 
 def grow(rec, n_items: int, seed: int = 0):
@@ -166,9 +172,16 @@ def add_and_find(rec, port: int, history: list[str], new_id: str, kind: str) -> 
     rank_orig = ids.index(top) + 1 if top in ids else None
     score = {i["item_id"]: i["score"] for i in after.get("items", [])}
     same = new_id in score and top in score and abs(score[new_id] - score[top]) <= 1e-3 * abs(score[top])
-    return {"items": rec.n_items, "kind": kind, "copied_item": top, "add_s": round(t_add, 3),
-            "recommended_after_s": round(t_seen, 3), "rank": rank, "rank_of_original": rank_orig,
-            "ok": st == 201 and st2 == 200 and same}
+    return {
+        "items": rec.n_items,
+        "kind": kind,
+        "copied_item": top,
+        "add_s": round(t_add, 3),
+        "recommended_after_s": round(t_seen, 3),
+        "rank": rank,
+        "rank_of_original": rank_orig,
+        "ok": st == 201 and st2 == 200 and same,
+    }
 
 
 def main() -> int:
@@ -198,8 +211,10 @@ def main() -> int:
         rec = Recommender.load(run, index="exact")
         ds = rec.dataset
         test = ds.split.test
-        histories = [[str(ds.catalogue.item_ids[i]) for i in test.sequence(s)[-rec.cfg.model.max_len:]]
-                     for s in range(len(test))]
+        histories = [
+            [str(ds.catalogue.item_ids[i]) for i in test.sequence(s)[-rec.cfg.model.max_len :]]
+            for s in range(len(test))
+        ]
         grow(rec, size)
         with torch.no_grad():
             users, _ = rec._users(histories[:200])
@@ -216,35 +231,67 @@ def main() -> int:
             with Server(rec) as srv:
                 for clients in args.clients:
                     r = load_clients(srv.port, histories, clients, args.requests)
-                    r.update({"items": rec.n_items, "kind": kind, "build_s": round(build_s, 2), "recall@10": recall,
-                              "index": getattr(index, "params", {"kind": "exact"})})
+                    r.update(
+                        {
+                            "items": rec.n_items,
+                            "kind": kind,
+                            "build_s": round(build_s, 2),
+                            "recall@10": recall,
+                            "index": getattr(index, "params", {"kind": "exact"}),
+                        }
+                    )
                     rows.append(r)
-                    print(f"{rec.n_items:>9,} {kind:>6} clients {clients:>2}: p50 {r['p50_ms']:7.1f} ms  "
-                          f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  recall@10 {recall:.3f}"
-                          f"  errors {r['errors']}", flush=True)
+                    print(
+                        f"{rec.n_items:>9,} {kind:>6} clients {clients:>2}: p50 {r['p50_ms']:7.1f} ms  "
+                        f"p99 {r['p99_ms']:7.1f} ms  {r['throughput_rps']:7.1f} req/s  recall@10 {recall:.3f}"
+                        f"  errors {r['errors']}",
+                        flush=True,
+                    )
                 if rec.can_add_items:  # an item added through the API, then recommended without restriction
                     added.append(add_and_find(rec, srv.port, histories[0], f"new-{kind}-{size}", kind))
                     a = added[-1]
-                    print(f"{'':>9} {kind:>6} POST /items {a['add_s']:.3f} s, then rank {a['rank']} "
-                          f"(original {a['rank_of_original']}) in "
-                          f"/recommend after {a['recommended_after_s']:.3f} s (ok={a['ok']})", flush=True)
+                    print(
+                        f"{'':>9} {kind:>6} POST /items {a['add_s']:.3f} s, then rank {a['rank']} "
+                        f"(original {a['rank_of_original']}) in "
+                        f"/recommend after {a['recommended_after_s']:.3f} s (ok={a['ok']})",
+                        flush=True,
+                    )
         model_name = rec.model_name
         del rec, exact, table
     print("\n| items | index | clients | p50 ms | p99 ms | req/s | recall@10 |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['items']:,} | {r['kind']} | {r['clients']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{r['throughput_rps']:.1f} | {r['recall@10']:.3f} |")
-    out = {"run": str(run), "model": model_name, "rows": rows, "added_item": added,
-           "requests_per_setting": args.requests, "server_torch_threads": args.threads,
-           "targets": {"exact_100k_p99_ms_1_client": 50, "faiss_1m_recall@10": 0.95, "faiss_1m_p99_ms": 50,
-                       "added_item_visible_s": 1.0},
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load0,
-                       "torch": torch.__version__},
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "command": "python bench/serve_latency.py " + " ".join(
-               f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-               for k, v in vars(args).items() if k != "out" and v not in ("", None))}
+        print(
+            f"| {r['items']:,} | {r['kind']} | {r['clients']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['throughput_rps']:.1f} | {r['recall@10']:.3f} |"
+        )
+    out = {
+        "run": str(run),
+        "model": model_name,
+        "rows": rows,
+        "added_item": added,
+        "requests_per_setting": args.requests,
+        "server_torch_threads": args.threads,
+        "targets": {
+            "exact_100k_p99_ms_1_client": 50,
+            "faiss_1m_recall@10": 0.95,
+            "faiss_1m_p99_ms": 50,
+            "added_item_visible_s": 1.0,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load0,
+            "torch": torch.__version__,
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python bench/serve_latency.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k != "out" and v not in ("", None)
+        ),
+    }
     write_result(args.out, out)
     return 0
 

@@ -47,6 +47,7 @@ PMMREC_LOSSES = ("nicl", "nid", "rcl")
 
 # ------------------------------------------------------------------------------------------ worker
 
+
 def _trainer(model: str, dataset: str, overrides: list[str]):
     """A Trainer set up as `modalrec train` sets it up, short of running epochs."""
     from modalrec.config import build_config
@@ -98,9 +99,16 @@ def measure(model: str, dataset: str, overrides: list[str], warmup: int, steps: 
         windows += _windows(batch)
         losses.append(float(tr._train_step(batch, 1)))
     wall = time.perf_counter() - t0
-    return {"windows": windows, "steps": steps, "wall_s": wall, "windows_per_s": windows / wall,
-            "batch_size": tr.cfg.train.batch_size, "loss_first": losses[0], "loss_last": losses[-1],
-            "steps_per_epoch": len(tr.loader)}
+    return {
+        "windows": windows,
+        "steps": steps,
+        "wall_s": wall,
+        "windows_per_s": windows / wall,
+        "batch_size": tr.cfg.train.batch_size,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "steps_per_epoch": len(tr.loader),
+    }
 
 
 def breakdown(model: str, dataset: str, overrides: list[str], warmup: int, steps: int) -> dict:
@@ -114,11 +122,13 @@ def breakdown(model: str, dataset: str, overrides: list[str], warmup: int, steps
     def pre(name):
         def hook(_m, _a):
             starts.setdefault(name, []).append(time.perf_counter())
+
         return hook
 
     def post(name):
         def hook(_m, _a, _o):
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - starts[name].pop()
+
         return hook
 
     for name, child in tr.model.named_children():
@@ -150,8 +160,7 @@ def breakdown(model: str, dataset: str, overrides: list[str], warmup: int, steps
     per = {k: v / timed for k, v in phases.items()}
     components = {k: v / timed for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
     per["forward: losses and glue"] = per["forward"] - sum(components.values())
-    return {"steps": timed, "batch_size": tr.cfg.train.batch_size, "phases_s": per,
-            "forward_components_s": components}
+    return {"steps": timed, "batch_size": tr.cfg.train.batch_size, "phases_s": per, "forward_components_s": components}
 
 
 def worker(args) -> None:
@@ -165,24 +174,38 @@ def worker(args) -> None:
 
 # ------------------------------------------------------------------------------------------ driver
 
+
 def _run_worker(kind: str, model: str, args, overrides: list[str], src: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src), TQDM_DISABLE="1")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", model,
-           "--dataset", args.dataset, "--warmup", str(args.warmup), "--steps", str(args.steps),
-           "--overrides", json.dumps(overrides)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--model",
+        model,
+        "--dataset",
+        args.dataset,
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--overrides",
+        json.dumps(overrides),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"worker {kind} {model} ({src}) failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _baseline_tree(ref: str) -> tuple[Path, str]:
-    commit = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     tree = Path(tempfile.mkdtemp(prefix="train-speed-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True, capture_output=True)
     return tree, commit
 
 
@@ -212,12 +235,18 @@ def _speed_rows(args, baseline: Path | None) -> list[dict]:
         med = {name: statistics.median(r["windows_per_s"] for r in rs) for name, rs in runs.items()}
         row = {"model": model, "current_windows_per_s": med["current"], "current_runs": runs["current"]}
         if baseline:
-            row.update(baseline_windows_per_s=med["baseline"], baseline_runs=runs["baseline"],
-                       speedup=med["current"] / med["baseline"])
-        for name, ov in (variants.items() if model == "pmmrec" else []):
+            row.update(
+                baseline_windows_per_s=med["baseline"],
+                baseline_runs=runs["baseline"],
+                speedup=med["current"] / med["baseline"],
+            )
+        for name, ov in variants.items() if model == "pmmrec" else []:
             row.setdefault("variants", {})[name] = {
-                "overrides": ov, "windows_per_s": med[name], "runs": runs[name],
-                "speedup": med[name] / med["baseline"] if baseline else None}
+                "overrides": ov,
+                "windows_per_s": med[name],
+                "runs": runs[name],
+                "speedup": med[name] / med["baseline"] if baseline else None,
+            }
         rows.append(row)
     return rows
 
@@ -248,12 +277,23 @@ def quality_of(run_dirs: list[str]) -> list[dict]:
         res = json.loads((Path(run) / "results.json").read_text())
         default = build_config(model=cfg["model"]["name"], overrides=[f"data.dataset={cfg['data']['dataset']}"])
         changed = [f"train.{k}={v}" for k, v in cfg["train"].items() if getattr(default.train, k, v) != v]
-        out.append({"run": str(run), "model": cfg["model"]["name"], "dataset": res["dataset"],
-                    "train_overrides": changed, "epochs_run": res["epochs_run"], "best_epoch": res["best_epoch"],
-                    "train_time_s": res["train_time_s"], "valid_ndcg@10": res["valid"]["metrics"]["ndcg@10"],
-                    "test_ndcg@10": res["test"]["metrics"]["ndcg@10"]})
-        print(f"  {out[-1]['model']} {' '.join(changed) or 'defaults':28s} valid NDCG@10 "
-              f"{out[-1]['valid_ndcg@10']:.4f}  test {out[-1]['test_ndcg@10']:.4f}  {res['train_time_s']:.0f} s")
+        out.append(
+            {
+                "run": str(run),
+                "model": cfg["model"]["name"],
+                "dataset": res["dataset"],
+                "train_overrides": changed,
+                "epochs_run": res["epochs_run"],
+                "best_epoch": res["best_epoch"],
+                "train_time_s": res["train_time_s"],
+                "valid_ndcg@10": res["valid"]["metrics"]["ndcg@10"],
+                "test_ndcg@10": res["test"]["metrics"]["ndcg@10"],
+            }
+        )
+        print(
+            f"  {out[-1]['model']} {' '.join(changed) or 'defaults':28s} valid NDCG@10 "
+            f"{out[-1]['valid_ndcg@10']:.4f}  test {out[-1]['test_ndcg@10']:.4f}  {res['train_time_s']:.0f} s"
+        )
     return out
 
 
@@ -262,16 +302,23 @@ def _print(rows: list[dict], parts: dict) -> None:
     print(f"{'model':10s}{'current':>10s}{'baseline':>10s}{'speed-up':>10s}")
     for r in rows:
         base = r.get("baseline_windows_per_s")
-        print(f"{r['model']:10s}{r['current_windows_per_s']:10.1f}" + (
-            f"{base:10.1f}{r['speedup']:9.2f}x" if base else f"{'-':>10s}{'-':>10s}"))
+        print(
+            f"{r['model']:10s}{r['current_windows_per_s']:10.1f}"
+            + (f"{base:10.1f}{r['speedup']:9.2f}x" if base else f"{'-':>10s}{'-':>10s}")
+        )
         for name, v in r.get("variants", {}).items():
-            print(f"  + {name:6s}{v['windows_per_s']:10.1f}{'':10s}" + (f"{v['speedup']:9.2f}x" if v["speedup"] else "")
-                  + f"  ({' '.join(v['overrides'])})")
+            print(
+                f"  + {name:6s}{v['windows_per_s']:10.1f}{'':10s}"
+                + (f"{v['speedup']:9.2f}x" if v["speedup"] else "")
+                + f"  ({' '.join(v['overrides'])})"
+            )
     for model, b in parts.items():
         print(f"\n{model}: seconds per step ({b['steps']} steps)")
-        for k, v in {**b["phases_s"], **{f"  forward of {n}": s for n, s in b["forward_components_s"].items()},
-                     **{f"  loss {n} (fwd+bwd, by switching it off)": s for n, s in b.get("loss_cost_s", {}).items()}
-                     }.items():
+        for k, v in {
+            **b["phases_s"],
+            **{f"  forward of {n}": s for n, s in b["forward_components_s"].items()},
+            **{f"  loss {n} (fwd+bwd, by switching it off)": s for n, s in b.get("loss_cost_s", {}).items()},
+        }.items():
             print(f"  {k:48s}{v:8.3f}")
 
 
@@ -284,12 +331,21 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--baseline", default="", help="git commit to measure side by side (temporary worktree)")
     ap.add_argument("--breakdown", action="store_true", help="also time each phase of a step (current code)")
-    ap.add_argument("--quality-from", nargs="+", metavar="RUN",
-                    help="finished pre-training runs of the settings (e.g. `modalrec train --model pmmrec --dataset "
-                         "ml-1m data.posters=true train.cpu_bf16=true`): record their validation quality in --out")
+    ap.add_argument(
+        "--quality-from",
+        nargs="+",
+        metavar="RUN",
+        help="finished pre-training runs of the settings (e.g. `modalrec train --model pmmrec --dataset "
+        "ml-1m data.posters=true train.cpu_bf16=true`): record their validation quality in --out",
+    )
     ap.add_argument("--breakdown-models", default="", help="models to break down (default: --models)")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
-                    help="PMMRec with these overrides too, e.g. bf16:train.cpu_bf16=true (repeatable)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:OVERRIDES",
+        help="PMMRec with these overrides too, e.g. bf16:train.cpu_bf16=true (repeatable)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
     ap.add_argument("--quick", action="store_true", help="pmmrec and sasrec, 5 steps")
     ap.add_argument("--worker", choices=["measure", "breakdown"], help=argparse.SUPPRESS)
@@ -322,15 +378,29 @@ def main() -> int:
 
     from harness.output import write_result
 
-    write_result(args.out, {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "dataset": args.dataset,
-        "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
-        "baseline_commit": commit, "current_commit": _head(), "rows": rows, "breakdown": parts,
-        "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
-        "wall_s": round(time.time() - t0, 1), "load_average": os.getloadavg(),
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "platform": platform.platform()},
-    })
+    write_result(
+        args.out,
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "dataset": args.dataset,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "baseline_commit": commit,
+            "current_commit": _head(),
+            "rows": rows,
+            "breakdown": parts,
+            "command": "python bench/train_speed.py " + " ".join(sys.argv[1:]),
+            "wall_s": round(time.time() - t0, 1),
+            "load_average": os.getloadavg(),
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+            },
+        },
+    )
     return 0
 
 

@@ -28,9 +28,19 @@ from sasrec_vs_recbole import OURS_100K
 SPACE = ROOT / "bench" / "tune" / "sasrec-ml100k.yaml"
 # bench/recbole/README.md, "Our side's settings" (declared rounds of 2026-12-04): mean validation NDCG@10 of
 # seeds 0-2 per setting; the grid's runs are not kept, so these are quoted from that table
-GRID = {"runs": 15, "min_epochs": 15 * 11, "best": "stride 10 + model.norm_first=false", "best_valid": 0.0663,
-        "valid_by_setting": {"stride 25": 0.0639, "+ weight_decay 0.1": 0.0642, "+ cosine schedule": 0.0623,
-                             "stride 10": 0.0648, "stride 10 + norm_first=false": 0.0663}}
+GRID = {
+    "runs": 15,
+    "min_epochs": 15 * 11,
+    "best": "stride 10 + model.norm_first=false",
+    "best_valid": 0.0663,
+    "valid_by_setting": {
+        "stride 25": 0.0639,
+        "+ weight_decay 0.1": 0.0642,
+        "+ cosine schedule": 0.0623,
+        "stride 10": 0.0648,
+        "stride 10 + norm_first=false": 0.0663,
+    },
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,9 +59,26 @@ def epochs_of(run: Path) -> int:
 
 def search(args: argparse.Namespace, work: Path) -> list[dict]:
     """Run (or continue) the study; one record per trial."""
-    cmd = [*MODALREC, "tune", "--model", "sasrec", "--dataset", "ml-100k", "--space", str(SPACE),
-           "--out", str(work / "search"), "--trials", "100", "--epoch-budget", str(args.budget), "--quiet",
-           *OURS_100K, "train.seed=0", f"train.threads={args.threads}"]
+    cmd = [
+        *MODALREC,
+        "tune",
+        "--model",
+        "sasrec",
+        "--dataset",
+        "ml-100k",
+        "--space",
+        str(SPACE),
+        "--out",
+        str(work / "search"),
+        "--trials",
+        "100",
+        "--epoch-budget",
+        str(args.budget),
+        "--quiet",
+        *OURS_100K,
+        "train.seed=0",
+        f"train.threads={args.threads}",
+    ]
     print("$ modalrec " + " ".join(cmd[3:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     import csv
@@ -61,10 +88,15 @@ def search(args: argparse.Namespace, work: Path) -> list[dict]:
     trials = []
     for r in rows:
         folder = work / "search" / f"trial-{int(r['number']):03d}"
-        trials.append({"trial": int(r["number"]), "state": r["state"],
-                       "valid_ndcg@10": float(r["value"]) if r["value"] else None,
-                       "epochs": epochs_of(folder) if (folder / "metrics.jsonl").is_file() else 0,
-                       "params": {k[len("params_"):]: r[k] for k in r if k.startswith("params_")}})
+        trials.append(
+            {
+                "trial": int(r["number"]),
+                "state": r["state"],
+                "valid_ndcg@10": float(r["value"]) if r["value"] else None,
+                "epochs": epochs_of(folder) if (folder / "metrics.jsonl").is_file() else 0,
+                "params": {k[len("params_") :]: r[k] for k in r if k.startswith("params_")},
+            }
+        )
     return trials
 
 
@@ -73,12 +105,32 @@ def confirm(args: argparse.Namespace, work: Path) -> list[dict]:
     runs = []
     for seed in (0, 1, 2):
         out = work / f"best-s{seed}"
-        res = run_cli(["train", "--config", str(work / "search" / "best.yaml"), "--dataset", "ml-100k",
-                       f"train.seed={seed}", f"train.threads={args.threads}", "--out", str(out), "--quiet"],
-                      out, work / "logs" / f"best-s{seed}.log")
-        runs.append({"seed": seed, "valid_ndcg@10": res["valid"]["metrics"]["ndcg@10"],
-                     "test_ndcg@10": res["test"]["metrics"]["ndcg@10"], "epochs": epochs_of(out),
-                     "wall_s": res["wall_s"], "command": res["command"]})
+        res = run_cli(
+            [
+                "train",
+                "--config",
+                str(work / "search" / "best.yaml"),
+                "--dataset",
+                "ml-100k",
+                f"train.seed={seed}",
+                f"train.threads={args.threads}",
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            out,
+            work / "logs" / f"best-s{seed}.log",
+        )
+        runs.append(
+            {
+                "seed": seed,
+                "valid_ndcg@10": res["valid"]["metrics"]["ndcg@10"],
+                "test_ndcg@10": res["test"]["metrics"]["ndcg@10"],
+                "epochs": epochs_of(out),
+                "wall_s": res["wall_s"],
+                "command": res["command"],
+            }
+        )
     return runs
 
 
@@ -92,25 +144,39 @@ def main(argv: list[str] | None = None) -> int:
     confirm_epochs = sum(r["epochs"] for r in runs)
     mean_valid = sum(r["valid_ndcg@10"] for r in runs) / len(runs)
     mean_test = sum(r["test_ndcg@10"] for r in runs) / len(runs)
-    best = max((t for t in trials if t["valid_ndcg@10"] is not None and t["state"] == "COMPLETE"),
-               key=lambda t: t["valid_ndcg@10"])
+    best = max(
+        (t for t in trials if t["valid_ndcg@10"] is not None and t["state"] == "COMPLETE"),
+        key=lambda t: t["valid_ndcg@10"],
+    )
     result = {
         "question": "Does modalrec tune, within the grid's epochs, find a validation NDCG@10 at least as high as "
-                    "the hand-declared grid of the SASRec-vs-RecBole bench?",
-        "space": SPACE.read_text(), "fixed": [*OURS_100K, "train.seed=0 (search)"], "budget": args.budget,
-        "grid": GRID, "trials": trials, "best_trial": best, "confirm": runs,
-        "epochs": {"search": search_epochs, "confirm": confirm_epochs, "total": search_epochs + confirm_epochs,
-                   "grid_at_least": GRID["min_epochs"]},
+        "the hand-declared grid of the SASRec-vs-RecBole bench?",
+        "space": SPACE.read_text(),
+        "fixed": [*OURS_100K, "train.seed=0 (search)"],
+        "budget": args.budget,
+        "grid": GRID,
+        "trials": trials,
+        "best_trial": best,
+        "confirm": runs,
+        "epochs": {
+            "search": search_epochs,
+            "confirm": confirm_epochs,
+            "total": search_epochs + confirm_epochs,
+            "grid_at_least": GRID["min_epochs"],
+        },
         "valid_ndcg@10": {"tuned_mean_3_seeds": round(mean_valid, 4), "grid_best_mean_3_seeds": GRID["best_valid"]},
         "test_ndcg@10_tuned_mean_3_seeds": round(mean_test, 4),
         "met": mean_valid >= GRID["best_valid"] and search_epochs + confirm_epochs <= GRID["min_epochs"],
-        "wall_s": round(time.time() - t0, 1), "command": "python bench/tune_sasrec.py " + " ".join(argv or sys.argv[1:]),
+        "wall_s": round(time.time() - t0, 1),
+        "command": "python bench/tune_sasrec.py " + " ".join(argv or sys.argv[1:]),
     }
     print(f"{'':24}{'epochs':>8}{'valid NDCG@10':>15}")
     print(f"{'grid (15 runs)':24}{'>=' + str(GRID['min_epochs']):>8}{GRID['best_valid']:>15.4f}")
     print(f"{'tune + 3-seed confirm':24}{search_epochs + confirm_epochs:>8}{mean_valid:>15.4f}")
-    print(f"best trial {best['trial']}: {best['params']} (valid {best['valid_ndcg@10']:.4f}); "
-          f"test of the confirmed config {mean_test:.4f}")
+    print(
+        f"best trial {best['trial']}: {best['params']} (valid {best['valid_ndcg@10']:.4f}); "
+        f"test of the confirmed config {mean_test:.4f}"
+    )
     write_result(args.out, result)
     print(f"wrote {args.out}")
     return 0

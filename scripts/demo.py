@@ -39,8 +39,12 @@ SASREC = ["model.norm_first=false", *BUDGET]
 # is scored from its text alone
 HYBRID = ["model.mode=transductive", "model.id_dropout=0.5", *BUDGET]
 # a brand-new movie (2003): in neither data set, so no model here has seen it
-NEW_MOVIE = {"item_id": "new-finding-nemo", "title": "Finding Nemo", "year": 2003,
-             "genres": ["Animation", "Children's", "Comedy"]}
+NEW_MOVIE = {
+    "item_id": "new-finding-nemo",
+    "title": "Finding Nemo",
+    "year": 2003,
+    "genres": ["Animation", "Children's", "Comedy"],
+}
 
 
 @dataclass
@@ -59,16 +63,22 @@ class Progress:
     def run(self) -> dict:
         results = {}
         for k, st in enumerate(self.stages, 1):
-            left = sum(s.about_s for s in self.stages[k - 1:])
+            left = sum(s.about_s for s in self.stages[k - 1 :])
             eta = time.strftime("%H:%M", time.localtime(time.time() + left))
-            print(f"\n[{k}/{len(self.stages)}] {st.name}: usually about {_dur(st.about_s)}; "
-                  f"the demo should end near {eta}", flush=True)
+            print(
+                f"\n[{k}/{len(self.stages)}] {st.name}: usually about {_dur(st.about_s)}; "
+                f"the demo should end near {eta}",
+                flush=True,
+            )
             t = time.time()
             out = st.run()
             if out is not None:
                 results[st.name] = out
-            print(f"[{k}/{len(self.stages)}] done in {_dur(time.time() - t)} "
-                  f"({_dur(time.time() - self.t0)} since the start)", flush=True)
+            print(
+                f"[{k}/{len(self.stages)}] done in {_dur(time.time() - t)} "
+                f"({_dur(time.time() - self.t0)} since the start)",
+                flush=True,
+            )
         return results
 
 
@@ -79,22 +89,30 @@ def _dur(s: float) -> str:
 def _train(out: Path, make_cfg, label: str) -> dict:
     """A finished run of the same config is reused, an interrupted one continued; a run the demo made
     with other settings (an older version of it) is replaced: the demo's folder is its own."""
-    return train_or_resume(make_cfg, out, overwrite=True, progress=False,
-                           log_to=lambda m: print(f"    {label}: {m}", flush=True))
+    return train_or_resume(
+        make_cfg, out, overwrite=True, progress=False, log_to=lambda m: print(f"    {label}: {m}", flush=True)
+    )
 
 
 def baseline_stages(out: Path, rows: dict) -> list[Stage]:
     """Pop and SASRec on the target, the references of both demos."""
 
     def pop():
-        rows["Pop"] = _train(out / "pop", lambda: build_config(model="pop", overrides=[f"data.dataset={TARGET}"]), "pop")
+        rows["Pop"] = _train(
+            out / "pop", lambda: build_config(model="pop", overrides=[f"data.dataset={TARGET}"]), "pop"
+        )
 
     def sasrec():
-        rows["SASRec (item IDs)"] = _train(out / "sasrec", lambda: build_config(
-            model="sasrec", overrides=[f"data.dataset={TARGET}", *SASREC]), "sasrec")
+        rows["SASRec (item IDs)"] = _train(
+            out / "sasrec",
+            lambda: build_config(model="sasrec", overrides=[f"data.dataset={TARGET}", *SASREC]),
+            "sasrec",
+        )
 
-    return [Stage(f"Pop on {TARGET} (also fetches and prepares the data)", 10, pop),
-            Stage(f"SASRec (item IDs) on {TARGET}, 10 epochs", 110, sasrec)]
+    return [
+        Stage(f"Pop on {TARGET} (also fetches and prepares the data)", 10, pop),
+        Stage(f"SASRec (item IDs) on {TARGET}, 10 epochs", 110, sasrec),
+    ]
 
 
 def quick_stages(out: Path) -> tuple[list[Stage], dict]:
@@ -102,16 +120,24 @@ def quick_stages(out: Path) -> tuple[list[Stage], dict]:
     rows: dict[str, dict] = {}
 
     def pretrain():
-        _train(pre, lambda: build_config(model="unisrec", overrides=[
-            f"data.dataset={SOURCE}", "model.stage=pretrain", "train.epochs=2", "data.max_seq_len=50"]), "pre-train")
+        _train(
+            pre,
+            lambda: build_config(
+                model="unisrec",
+                overrides=[f"data.dataset={SOURCE}", "model.stage=pretrain", "train.epochs=2", "data.max_seq_len=50"],
+            ),
+            "pre-train",
+        )
 
     def zero_shot():
-        rows["UniSRec zero-shot"] = _train(out / "unisrec-zero-shot", lambda: finetune_config(
-            pre, TARGET, overrides=["train.epochs=0"]), "zero-shot")
+        rows["UniSRec zero-shot"] = _train(
+            out / "unisrec-zero-shot", lambda: finetune_config(pre, TARGET, overrides=["train.epochs=0"]), "zero-shot"
+        )
 
     def finetune():
-        rows["UniSRec pre-trained + fine-tuned"] = _train(out / "unisrec", lambda: finetune_config(
-            pre, TARGET, overrides=HYBRID), "fine-tune")
+        rows["UniSRec pre-trained + fine-tuned"] = _train(
+            out / "unisrec", lambda: finetune_config(pre, TARGET, overrides=HYBRID), "fine-tune"
+        )
 
     stages = [
         *baseline_stages(out, rows),
@@ -128,21 +154,36 @@ def full_stages(out: Path, pretrain_epochs: int) -> tuple[list[Stage], dict]:
     post = ["data.posters=true"]
 
     def pretrain():
-        _train(pre, lambda: build_config(model="pmmrec", overrides=[
-            f"data.dataset={SOURCE}", *post, f"train.epochs={pretrain_epochs}"]), "pre-train")
+        _train(
+            pre,
+            lambda: build_config(
+                model="pmmrec", overrides=[f"data.dataset={SOURCE}", *post, f"train.epochs={pretrain_epochs}"]
+            ),
+            "pre-train",
+        )
 
     def zero_shot():
-        rows["PMMRec zero-shot"] = _train(out / "pmmrec-zero-shot", lambda: finetune_config(
-            pre, TARGET, overrides=[*post, "train.epochs=0"]), "zero-shot")
+        rows["PMMRec zero-shot"] = _train(
+            out / "pmmrec-zero-shot",
+            lambda: finetune_config(pre, TARGET, overrides=[*post, "train.epochs=0"]),
+            "zero-shot",
+        )
 
     def finetune():
-        rows["PMMRec pre-trained + fine-tuned"] = _train(out / "pmmrec", lambda: finetune_config(
-            pre, TARGET, overrides=[*post, "train.epochs=15", "train.patience=3"]), "fine-tune")
+        rows["PMMRec pre-trained + fine-tuned"] = _train(
+            out / "pmmrec",
+            lambda: finetune_config(pre, TARGET, overrides=[*post, "train.epochs=15", "train.patience=3"]),
+            "fine-tune",
+        )
 
     stages = [
         *baseline_stages(out, rows),
-        Stage(f"PMMRec pre-training on {SOURCE} (renders posters, encodes text and images once, "
-              f"then {pretrain_epochs} epochs)", 600 + 300 * pretrain_epochs, pretrain),
+        Stage(
+            f"PMMRec pre-training on {SOURCE} (renders posters, encodes text and images once, "
+            f"then {pretrain_epochs} epochs)",
+            600 + 300 * pretrain_epochs,
+            pretrain,
+        ),
         Stage(f"PMMRec zero-shot on {TARGET}", 60, zero_shot),
         Stage(f"PMMRec fine-tuning on {TARGET}", 600, finetune),
     ]
@@ -152,10 +193,12 @@ def full_stages(out: Path, pretrain_epochs: int) -> tuple[list[Stage], dict]:
 def print_table(rows: dict[str, dict]) -> None:
     first = next(iter(rows.values()))
     proto = first["test"]["protocol"]
-    print(f"\nTest metrics on {first['dataset']} ({first['test']['count']} users; leave-one-out; full ranking over "
-          f"{proto.get('n_items', '?')} items; history {'excluded' if proto.get('exclude_history') else 'included'}; "
-          "pessimistic ties).\nShort runs with a short pre-training: docs/results.md (\"Which model should I use?\") "
-          "has every model trained to convergence, over 3 seeds.")
+    print(
+        f"\nTest metrics on {first['dataset']} ({first['test']['count']} users; leave-one-out; full ranking over "
+        f"{proto.get('n_items', '?')} items; history {'excluded' if proto.get('exclude_history') else 'included'}; "
+        'pessimistic ties).\nShort runs with a short pre-training: docs/results.md ("Which model should I use?") '
+        "has every model trained to convergence, over 3 seeds."
+    )
     keys = ["hr@10", "ndcg@10", "mrr@10", "hr@50", "ndcg@50"]
     print(f"{'model':<34}" + "".join(f"{k:>9}" for k in keys))
     for name, res in rows.items():
@@ -169,8 +212,10 @@ def show_recommendations(run: Path, label: str) -> None:
     ds = rec.dataset
     fields = ds.catalogue.fields
     test = ds.split.test  # the user with the most animated films among their last 10
-    u = max(range(len(test.users)), key=lambda i: sum("Animation" in str(fields["genres"][j])
-                                                      for j in test.sequence(i)[-10:]))
+    u = max(
+        range(len(test.users)),
+        key=lambda i: sum("Animation" in str(fields["genres"][j]) for j in test.sequence(i)[-10:]),
+    )
     history = [str(ds.catalogue.item_ids[i]) for i in ds.split.test.sequence(u)]
     print(f"\nUser {ds.user_ids[ds.split.test.users[u]]} of {TARGET}: last 5 of {len(history)} movies watched")
     for i in ds.split.test.sequence(u)[-5:]:
@@ -179,18 +224,22 @@ def show_recommendations(run: Path, label: str) -> None:
     for n, r in enumerate(rec.recommend(history, k=10), 1):
         print(f"  {n:>3}. {_title(ds, r)}")
     added = rec.add_items([NEW_MOVIE])[0]
-    print(f"\nAdded a movie that is in no data set here, from its title, year and genres only: "
-          f"{NEW_MOVIE['title']} ({NEW_MOVIE['year']}). Most similar catalogue movies by the model's item vectors:")
+    print(
+        f"\nAdded a movie that is in no data set here, from its title, year and genres only: "
+        f"{NEW_MOVIE['title']} ({NEW_MOVIE['year']}). Most similar catalogue movies by the model's item vectors:"
+    )
     for r in rec.similar_items(added, k=5):
         print(f"    {_title(ds, r)}  (cosine {r.score:.2f})")
     ranked = [r.item_id for r in rec.recommend(history, k=min(rec.n_items, 1000))]
     where = f"ranks {ranked.index(added) + 1}" if added in ranked else f"ranks below {len(ranked)}"
-    print(f"For the user above it now {where} of {rec.n_items} movies, scored from its text alone "
-          "(an ID model cannot score it at all).")
+    print(
+        f"For the user above it now {where} of {rec.n_items} movies, scored from its text alone "
+        "(an ID model cannot score it at all)."
+    )
 
 
 def _title(ds, r) -> str:
-    """"Title (Year)" of a recommended catalogue movie (an added one: its text)."""
+    """ "Title (Year)" of a recommended catalogue movie (an added one: its text)."""
     try:
         return str(ds.catalogue.fields["title_year"][ds.catalogue.index_of(r.item_id)])
     except KeyError:

@@ -23,8 +23,14 @@ def make_loo_dataset(sequences: list[list[int]], n_items: int, name: str = "tiny
         np.array([""] + [f"item {i}" for i in range(1, n_items + 1)]),
     )
     return PreparedDataset(
-        name, cat, np.array([f"u{u}" for u in users]), offsets, items,
-        np.arange(len(items), dtype=np.int64), Split("loo", train, valid, test), {"key": name},
+        name,
+        cat,
+        np.array([f"u{u}" for u in users]),
+        offsets,
+        items,
+        np.arange(len(items), dtype=np.int64),
+        Split("loo", train, valid, test),
+        {"key": name},
     )
 
 
@@ -48,12 +54,27 @@ def cycle_dataset(tiny_images) -> PreparedDataset:
 # Tiny content towers (random weights): tests never need the real MiniLM / EfficientNet
 
 
-WORDS = ("item movie the a of and in to is story love war night day man girl boy life world time city "
-         "house dark last first great little comedy drama action thriller horror romance animation "
-         "children crime genres year".split())
-VOCAB = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
-                            *"0123456789", *".,:;!?'()-&/", *WORDS,
-                            *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]))
+WORDS = (
+    "item movie the a of and in to is story love war night day man girl boy life world time city "
+    "house dark last first great little comedy drama action thriller horror romance animation "
+    "children crime genres year".split()
+)
+VOCAB = list(
+    dict.fromkeys(
+        [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            *"abcdefghijklmnopqrstuvwxyz",
+            *"0123456789",
+            *".,:;!?'()-&/",
+            *WORDS,
+            *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"],
+        ]
+    )
+)
 
 
 def write_tiny_bert(folder, seed: int = 0, layers: int = 3) -> str:
@@ -68,8 +89,14 @@ def write_tiny_bert(folder, seed: int = 0, layers: int = 3) -> str:
         tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
     assert tok.tokenize("The movie xyz") == ["the", "movie", "x", "##y", "##z"]
     tok.save_pretrained(str(folder))
-    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     BertModel(cfg).save_pretrained(str(folder))
     return str(folder)
@@ -132,8 +159,11 @@ def tiny_model(name: str, dataset, content_overrides: dict, *extra: str, seed: i
     from modalrec.models.registry import build_model
 
     torch.manual_seed(seed)
-    cfg = build_config(model=name, overrides=content_overrides.get(name, []) + [
-        "model.max_len=8", "model.dropout=0.0", "model.attn_dropout=0.0", *extra])
+    cfg = build_config(
+        model=name,
+        overrides=content_overrides.get(name, [])
+        + ["model.max_len=8", "model.dropout=0.0", "model.attn_dropout=0.0", *extra],
+    )
     m = build_model(cfg.model, dataset)
     m.fit_statistics(dataset)
     return m
@@ -151,13 +181,23 @@ def first_batch(dataset, max_len: int = 8, batch_size: int = 6) -> dict:
 @pytest.fixture
 def content_overrides(tiny_text_model) -> dict[str, list[str]]:
     """Per-model overrides that swap in the tiny towers (content models only)."""
-    tiny = [f"model.text.model={tiny_text_model}", "model.text.max_tokens=8", "model.image.model=tiny-test-cnn",
-            "model.image.image_size=16"]
-    return {"pmmrec": tiny + ["model.hidden_size=16", "model.image_grid=2"],
-            "missrec": tiny + ["model.hidden_size=16", "model.n_heads=2", "model.inner_size=32",
-                               "model.interest_ratio=0.25"],
-            "unisrec": [f"model.text.model={tiny_text_model}", "model.text.max_tokens=8", "model.hidden_size=16",
-                        "model.inner_size=32"]}
+    tiny = [
+        f"model.text.model={tiny_text_model}",
+        "model.text.max_tokens=8",
+        "model.image.model=tiny-test-cnn",
+        "model.image.image_size=16",
+    ]
+    return {
+        "pmmrec": tiny + ["model.hidden_size=16", "model.image_grid=2"],
+        "missrec": tiny
+        + ["model.hidden_size=16", "model.n_heads=2", "model.inner_size=32", "model.interest_ratio=0.25"],
+        "unisrec": [
+            f"model.text.model={tiny_text_model}",
+            "model.text.max_tokens=8",
+            "model.hidden_size=16",
+            "model.inner_size=32",
+        ],
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,15 @@ sys.path.insert(0, str(ROOT / "bench"))  # as when a bench script runs: bench/ha
 
 from harness import runs as bench  # noqa: E402
 
-TINY = ["--dataset", "synthetic", "--quiet", "model.hidden_size=16", "model.inner_size=32", "model.max_len=8",
-        "train.batch_size=32"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--quiet",
+    "model.hidden_size=16",
+    "model.inner_size=32",
+    "model.max_len=8",
+    "train.batch_size=32",
+]
 
 
 def test_fresh_then_reused(tmp_path):
@@ -43,8 +50,14 @@ def test_interrupted_train_is_continued(tmp_path):
     from modalrec.run.training import train
 
     out = tmp_path / "run"
-    overrides = ["data.dataset=synthetic", "model.hidden_size=16", "model.inner_size=32", "model.max_len=8",
-                 "train.batch_size=32", "train.epochs=3"]
+    overrides = [
+        "data.dataset=synthetic",
+        "model.hidden_size=16",
+        "model.inner_size=32",
+        "model.max_len=8",
+        "train.batch_size=32",
+        "train.epochs=3",
+    ]
 
     def stop(epoch, record):
         raise KeyboardInterrupt
@@ -70,8 +83,15 @@ WANTED = {"epochs": 200, "hidden_size": 64, "threads": 1}
 
 
 def _rb_json(path: Path, cut: bool, epochs_run: int, sha: str = "abc", **args) -> Path:
-    path.write_text(json.dumps({"timing": {"stopped_by_time_budget": cut, "epochs_run": epochs_run},
-                                "data": {"source_sha256": sha}, "args": {**WANTED, **args}}))
+    path.write_text(
+        json.dumps(
+            {
+                "timing": {"stopped_by_time_budget": cut, "epochs_run": epochs_run},
+                "data": {"source_sha256": sha},
+                "args": {**WANTED, **args},
+            }
+        )
+    )
     return path
 
 

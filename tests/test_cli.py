@@ -15,19 +15,36 @@ TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=10", "trai
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys, contextlib, io\nimport modalrec.cli as c\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    c.main(['--help']) if False else None\n"
-            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'pandas', 'numpy', 'transformers') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys, contextlib, io\nimport modalrec.cli as c\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n    c.main(['--help']) if False else None\n"
+        "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'pandas', 'numpy', 'transformers') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out and "modalrec train --model sasrec --dataset ml-100k" in out
 
 
 def test_train_evaluate_recommend_on_synthetic(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run), "--quiet",
-                 *TINY, "train.epochs=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(run),
+                "--quiet",
+                *TINY,
+                "train.epochs=2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "sasrec on synthetic: test" in out and re.search(r"ndcg\s+\d\.\d{4}", out)
 
@@ -37,8 +54,12 @@ def test_train_evaluate_recommend_on_synthetic(tmp_path, capsys):
     assert res["metrics"] == saved["test"]["metrics"]
     assert res["protocol"]["exclude_history"] is True
 
-    assert main(["evaluate", str(run), "--json", "--quiet", "--include-history", "--per-user",
-                 str(tmp_path / "ranks.csv")]) == 0
+    assert (
+        main(
+            ["evaluate", str(run), "--json", "--quiet", "--include-history", "--per-user", str(tmp_path / "ranks.csv")]
+        )
+        == 0
+    )
     res2 = json.loads(capsys.readouterr().out)
     assert res2["protocol"]["exclude_history"] is False
     lines = (tmp_path / "ranks.csv").read_text().splitlines()
@@ -46,8 +67,24 @@ def test_train_evaluate_recommend_on_synthetic(tmp_path, capsys):
 
     # a run trained with the history not excluded is evaluated that way unless told otherwise
     run_inc = tmp_path / "run_inc"
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run_inc), "--quiet",
-                 *TINY, "train.epochs=1", "eval.exclude_history=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(run_inc),
+                "--quiet",
+                *TINY,
+                "train.epochs=1",
+                "eval.exclude_history=false",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(run_inc), "--json", "--quiet"]) == 0
     res3 = json.loads(capsys.readouterr().out)
@@ -62,13 +99,17 @@ def test_train_evaluate_recommend_on_synthetic(tmp_path, capsys):
 
 
 def test_user_errors_are_one_line_messages(tmp_path, capsys):
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(tmp_path / "r"),
-                 "train.epoch=2"]) == 2
+    assert (
+        main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(tmp_path / "r"), "train.epoch=2"])
+        == 2
+    )
     assert "Did you mean 'epochs'" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     assert "not a run folder" in capsys.readouterr().err
-    assert main(["train", "--model", "sasrec", "--dataset", str(tmp_path / "missing.yaml"),
-                 "--out", str(tmp_path / "r2")]) == 2
+    assert (
+        main(["train", "--model", "sasrec", "--dataset", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r2")])
+        == 2
+    )
     assert "missing.yaml" in capsys.readouterr().err
     run = tmp_path / "ok"
     assert main(["train", "--model", "pop", "--dataset", "synthetic", "--out", str(run), "--quiet"]) == 0
@@ -101,14 +142,20 @@ def _readme_commands():
 def test_readme_commands_run(tmp_path):
     """The README's command walk-through, verbatim, in a scratch folder with the real cache."""
     cmds = _readme_commands()
-    assert any(c.startswith("modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3")
-               for c in cmds)
+    assert any(
+        c.startswith("modalrec train --model sasrec --dataset ml-100k --out runs/demo train.epochs=3") for c in cmds
+    )
     exe = Path(sys.executable).parent / "modalrec"
     for c in cmds:
         argv = c.split()
         assert argv[0] == "modalrec"
-        proc = subprocess.run([str(exe), *argv[1:], *(["--quiet"] if argv[1] in ("train",) else [])],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [str(exe), *argv[1:], *(["--quiet"] if argv[1] in ("train",) else [])],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, f"{c}\n{proc.stderr[-2000:]}"
     res = json.loads((tmp_path / "runs/demo/results.json").read_text())
     assert res["epochs_run"] == 6 and res["dataset"] == "ml-100k"
@@ -118,8 +165,23 @@ def test_evaluate_with_a_popularity_prior_chosen_on_validation(tmp_path, capsys)
     from modalrec.evaluate.prior import BETAS
 
     run = tmp_path / "run"
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run), "--quiet",
-                 *TINY, "train.epochs=0"]) == 0  # untrained: the prior has something to add
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(run),
+                "--quiet",
+                *TINY,
+                "train.epochs=0",
+            ]
+        )
+        == 0
+    )  # untrained: the prior has something to add
     capsys.readouterr()
     assert main(["evaluate", str(run), "--json", "--quiet", "--pop-prior"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -145,13 +207,34 @@ def test_a_training_log_has_one_line_per_epoch_and_no_progress_frames(model, tmp
     text = [f"model.text.model={tiny_text_model}"] if model == "unisrec" else []
     for quiet in ([], ["--quiet"]):
         out = tmp_path / f"run{len(quiet)}"
-        done = subprocess.run([sys.executable, "-m", "modalrec.cli", "train", "--model", model, "--dataset",
-                               "synthetic", "--out", str(out), *quiet, "train.epochs=3", "model.hidden_size=16",
-                               "model.inner_size=32", "model.max_len=8", *text], capture_output=True,
-                              env={**os.environ, "MODALREC_PROGRESS": "", "MODALREC_HOME": str(tmp_path / "home")})
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modalrec.cli",
+                "train",
+                "--model",
+                model,
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(out),
+                *quiet,
+                "train.epochs=3",
+                "model.hidden_size=16",
+                "model.inner_size=32",
+                "model.max_len=8",
+                *text,
+            ],
+            capture_output=True,
+            env={**os.environ, "MODALREC_PROGRESS": "", "MODALREC_HOME": str(tmp_path / "home")},
+        )
         # bytes, decoded here: text=True would translate every "\r" into "\n" and hide the frames
         log = (done.stdout + done.stderr).decode()
         assert done.returncode == 0, log
         assert "\r" not in log
-        assert [ln.split(":")[0] for ln in log.splitlines() if ln.startswith("epoch ")] == ["epoch 1", "epoch 2",
-                                                                                            "epoch 3"]
+        assert [ln.split(":")[0] for ln in log.splitlines() if ln.startswith("epoch ")] == [
+            "epoch 1",
+            "epoch 2",
+            "epoch 3",
+        ]

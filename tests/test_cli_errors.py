@@ -27,21 +27,54 @@ def _error(capsys) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(out), "--quiet", *TINY,
-                 "train.epochs=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(out),
+                "--quiet",
+                *TINY,
+                "train.epochs=1",
+            ]
+        )
+        == 0
+    )
     return out
 
 
-@pytest.mark.parametrize("override, says", [
-    ("train.eval_every=0", "train.eval_every=0 is out of range: it must be >= 1"),
-    ("model.n_layers=-1", "model.n_layers=-1 is out of range: it must be >= 1"),
-    ("model.hidden_size=0", "model.hidden_size=0 is out of range"),
-    ("train.patience=-3", "train.patience=-3 is out of range"),
-    ("train.threads=-1", "train.threads=-1 is out of range: it must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("train.eval_every=0", "train.eval_every=0 is out of range: it must be >= 1"),
+        ("model.n_layers=-1", "model.n_layers=-1 is out of range: it must be >= 1"),
+        ("model.hidden_size=0", "model.hidden_size=0 is out of range"),
+        ("train.patience=-3", "train.patience=-3 is out of range"),
+        ("train.threads=-1", "train.threads=-1 is out of range: it must be >= 0"),
+    ],
+)
 def test_nonsense_config_is_refused(tmp_path, capsys, override, says):
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(tmp_path / "r"), "--quiet",
-                 *TINY, override]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+                *TINY,
+                override,
+            ]
+        )
+        == 2
+    )
     assert says in _error(capsys)
     assert not (tmp_path / "r").exists()
 
@@ -76,22 +109,39 @@ def _parquet_with_null_user(tmp_path: Path) -> Path:
 CSV_HEAD = b"user_id,item_id,timestamp\n"
 
 
-@pytest.mark.parametrize("make, says", [
-    (lambda d: _table(d, "a.jsonl", b'{"user_id": "u", "item_id": "i", "timestamp": 1}\n'
-                                    b'{"user_id": null, "item_id": "i", "timestamp": 2}\n'),
-     r"a.jsonl: data row 2, column 'user_id' is empty"),
-    (lambda d: _table(d, "b.jsonl", b'{"user_id": "u", "item_id": null, "timestamp": 1}\n'),
-     r"b.jsonl: data row 1, column 'item_id' is empty"),
-    (lambda d: _table(d, "c.csv", CSV_HEAD + b"u,i,1\nv,j,99999999999999999999\n"),
-     r"c.csv: data row 2, column 'timestamp': cannot parse timestamp '99999999999999999999'"),
-    (lambda d: _table(d, "d.csv", CSV_HEAD + b"u,i,1e300\n"),
-     r"d.csv: data row 1, column 'timestamp': cannot parse timestamp '1e300'"),
-    (lambda d: _table(d, "e.csv.gz", gzip.compress(CSV_HEAD + b"u,i,1\n" * 2000)[:-50] + b"\x00garbage" * 8),
-     r"e.csv.gz: cannot read the file"),
-    (_corrupt_parquet, r"bad.parquet: cannot read the file as parquet"),
-    (_parquet_with_null_user, r"null.parquet: data row 2, column 'user_id' is empty"),
-    (lambda d: d, r"is a folder; give the path of a file"),
-])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (
+            lambda d: _table(
+                d,
+                "a.jsonl",
+                b'{"user_id": "u", "item_id": "i", "timestamp": 1}\n'
+                b'{"user_id": null, "item_id": "i", "timestamp": 2}\n',
+            ),
+            r"a.jsonl: data row 2, column 'user_id' is empty",
+        ),
+        (
+            lambda d: _table(d, "b.jsonl", b'{"user_id": "u", "item_id": null, "timestamp": 1}\n'),
+            r"b.jsonl: data row 1, column 'item_id' is empty",
+        ),
+        (
+            lambda d: _table(d, "c.csv", CSV_HEAD + b"u,i,1\nv,j,99999999999999999999\n"),
+            r"c.csv: data row 2, column 'timestamp': cannot parse timestamp '99999999999999999999'",
+        ),
+        (
+            lambda d: _table(d, "d.csv", CSV_HEAD + b"u,i,1e300\n"),
+            r"d.csv: data row 1, column 'timestamp': cannot parse timestamp '1e300'",
+        ),
+        (
+            lambda d: _table(d, "e.csv.gz", gzip.compress(CSV_HEAD + b"u,i,1\n" * 2000)[:-50] + b"\x00garbage" * 8),
+            r"e.csv.gz: cannot read the file",
+        ),
+        (_corrupt_parquet, r"bad.parquet: cannot read the file as parquet"),
+        (_parquet_with_null_user, r"null.parquet: data row 2, column 'user_id' is empty"),
+        (lambda d: d, r"is a folder; give the path of a file"),
+    ],
+)
 def test_bad_data_is_named(tmp_path, capsys, make, says):
     path = make(tmp_path)
     assert main(["data", "prepare", f"data.interactions.path={path}", "--quiet"]) == 2
@@ -107,20 +157,53 @@ def test_evaluate_per_user_into_a_folder(run, tmp_path, capsys):
 def test_out_is_a_regular_file(tmp_path, capsys):
     f = tmp_path / "f"
     f.write_text("x")
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(f), "--quiet", *TINY,
-                 "train.epochs=1"]) != 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(f),
+                "--quiet",
+                *TINY,
+                "train.epochs=1",
+            ]
+        )
+        != 0
+    )
     assert str(f) in _error(capsys)
 
 
 def test_nan_loss_is_one_line(tmp_path, capsys):
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(tmp_path / "r"), "--quiet",
-                 *TINY, "train.epochs=1", "train.lr=1e30", "model.init_std=100"]) != 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+                *TINY,
+                "train.epochs=1",
+                "train.lr=1e30",
+                "model.init_std=100",
+            ]
+        )
+        != 0
+    )
     assert "loss became nan" in _error(capsys)
 
 
 def _failing(exc):
     def command(_args):
         raise exc
+
     return command
 
 
@@ -128,8 +211,9 @@ def test_disk_full_and_unexpected_errors(monkeypatch, capsys):
     monkeypatch.delenv("MODALREC_DEBUG", raising=False)
     monkeypatch.setitem(cli.COMMANDS, "models", _failing(OSError(28, "No space left on device", "/x/y")))
     assert main(["models"]) == 1
-    assert _error(capsys) == ("error: No space left on device: /x/y (the disk is full: free space or point "
-                              "MODALREC_HOME elsewhere)")
+    assert _error(capsys) == (
+        "error: No space left on device: /x/y (the disk is full: free space or point MODALREC_HOME elsewhere)"
+    )
     monkeypatch.setitem(cli.COMMANDS, "models", _failing(TypeError("unsupported operand")))
     assert main(["models"]) == 1
     assert _error(capsys) == "error: TypeError: unsupported operand (set MODALREC_DEBUG=1 for the traceback)"
@@ -143,8 +227,14 @@ def test_closed_pipe_exits_quietly():
     os.close(read_end)  # the reader is gone before anything is written (`modalrec models | head -0`)
     env = {**os.environ, "PYTHONPATH": SRC}
     try:
-        proc = subprocess.run([sys.executable, "-m", "modalrec.cli", "models"], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "modalrec.cli", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     finally:
         os.close(write_end)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
@@ -153,8 +243,23 @@ def test_closed_pipe_exits_quietly():
 
 def test_cache_list_and_prune(tmp_path, capsys):
     run = tmp_path / "run"  # trained here: every test has its own MODALREC_HOME
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(run), "--quiet", *TINY,
-                 "train.epochs=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(run),
+                "--quiet",
+                *TINY,
+                "train.epochs=1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["cache", "list"]) == 0
     out = capsys.readouterr().out

@@ -92,30 +92,33 @@ def test_every_range_rule_names_a_real_field_and_defaults_pass():
     assert set(RANGES) <= known, f"rules for no field: {sorted(set(RANGES) - known)}"
 
 
-@pytest.mark.parametrize("model, override, says", [
-    ("sasrec", "model.n_layers=-1", "model.n_layers=-1 is out of range: it must be >= 1"),
-    ("sasrec", "model.hidden_size=0", "model.hidden_size=0 is out of range: it must be >= 1"),
-    ("sasrec", "model.dropout=1.0", "model.dropout=1.0 is out of range: it must be in [0, 1)"),
-    ("sasrec", "model.init_std=0", "model.init_std=0.0 is out of range: it must be > 0"),
-    ("sasrec", "train.patience=0", "train.patience=0 is out of range: it must be >= 1"),
-    ("sasrec", "train.window_stride=-1", "train.window_stride=-1 is out of range: it must be >= 0"),
-    ("sasrec", "train.warmup_steps=-5", "train.warmup_steps=-5 is out of range: it must be >= 0"),
-    ("sasrec", "train.threads=-2", "train.threads=-2 is out of range: it must be >= 0"),
-    ("sasrec", "train.eval_every=0", "train.eval_every=0 is out of range: it must be >= 1"),
-    ("sasrec", "train.lr=0", "train.lr=0.0 is out of range: it must be > 0"),
-    ("sasrec", "train.lr=.nan", "train.lr=nan is out of range: it must be > 0"),
-    ("sasrec", "eval.batch_size=0", "eval.batch_size=0 is out of range: it must be >= 1"),
-    ("sasrec", "eval.ks=[10,0]", "eval.ks[1]=0 is out of range: it must be >= 1"),
-    ("sasrec", "data.time_cut=1", "data.time_cut=1.0 is out of range: it must be in (0, 1)"),
-    ("sasrec", "model.hidden_size=31", "model.n_heads=2 must divide model.hidden_size=31"),
-    ("pmmrec", "model.fusion_heads=3", "model.fusion_heads=3 must divide model.hidden_size=128"),
-    ("pmmrec", "model.text.max_tokens=1", "model.text.max_tokens=1 is out of range: it must be >= 2"),
-    ("pmmrec", "model.image_grid=8", "model.image_grid=8 is out of range: it must be in [1, 7]"),
-    ("missrec", "model.decoder_layers=0", "model.decoder_layers=0 is out of range: it must be >= 1"),
-    ("missrec", "model.image.image_size=4", "model.image.image_size=4 is out of range: it must be >= 8"),
-    ("unisrec", "model.temperature=0", "model.temperature=0.0 is out of range: it must be > 0"),
-    ("unisrec", "model.n_experts=0", "model.n_experts=0 is out of range: it must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "model, override, says",
+    [
+        ("sasrec", "model.n_layers=-1", "model.n_layers=-1 is out of range: it must be >= 1"),
+        ("sasrec", "model.hidden_size=0", "model.hidden_size=0 is out of range: it must be >= 1"),
+        ("sasrec", "model.dropout=1.0", "model.dropout=1.0 is out of range: it must be in [0, 1)"),
+        ("sasrec", "model.init_std=0", "model.init_std=0.0 is out of range: it must be > 0"),
+        ("sasrec", "train.patience=0", "train.patience=0 is out of range: it must be >= 1"),
+        ("sasrec", "train.window_stride=-1", "train.window_stride=-1 is out of range: it must be >= 0"),
+        ("sasrec", "train.warmup_steps=-5", "train.warmup_steps=-5 is out of range: it must be >= 0"),
+        ("sasrec", "train.threads=-2", "train.threads=-2 is out of range: it must be >= 0"),
+        ("sasrec", "train.eval_every=0", "train.eval_every=0 is out of range: it must be >= 1"),
+        ("sasrec", "train.lr=0", "train.lr=0.0 is out of range: it must be > 0"),
+        ("sasrec", "train.lr=.nan", "train.lr=nan is out of range: it must be > 0"),
+        ("sasrec", "eval.batch_size=0", "eval.batch_size=0 is out of range: it must be >= 1"),
+        ("sasrec", "eval.ks=[10,0]", "eval.ks[1]=0 is out of range: it must be >= 1"),
+        ("sasrec", "data.time_cut=1", "data.time_cut=1.0 is out of range: it must be in (0, 1)"),
+        ("sasrec", "model.hidden_size=31", "model.n_heads=2 must divide model.hidden_size=31"),
+        ("pmmrec", "model.fusion_heads=3", "model.fusion_heads=3 must divide model.hidden_size=128"),
+        ("pmmrec", "model.text.max_tokens=1", "model.text.max_tokens=1 is out of range: it must be >= 2"),
+        ("pmmrec", "model.image_grid=8", "model.image_grid=8 is out of range: it must be in [1, 7]"),
+        ("missrec", "model.decoder_layers=0", "model.decoder_layers=0 is out of range: it must be >= 1"),
+        ("missrec", "model.image.image_size=4", "model.image.image_size=4 is out of range: it must be >= 8"),
+        ("unisrec", "model.temperature=0", "model.temperature=0.0 is out of range: it must be > 0"),
+        ("unisrec", "model.n_experts=0", "model.n_experts=0 is out of range: it must be >= 1"),
+    ],
+)
 def test_out_of_range_values_name_key_value_and_range(model, override, says):
     with pytest.raises(ConfigError) as e:
         build_config(overrides=[override], model=model)

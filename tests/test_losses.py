@@ -56,8 +56,13 @@ def test_masked_softmax_ce_equals_autograd_cross_entropy_and_its_gradients():
 
 def test_masked_softmax_ce_gradcheck_and_bias_gradient():
     hidden, items, bias, banned, labels = _masked_case(1, r=6, u=5, d=3)
-    args = (hidden.detach().double().requires_grad_(), items.detach().double().requires_grad_(),
-            bias.double().requires_grad_(), banned, labels)
+    args = (
+        hidden.detach().double().requires_grad_(),
+        items.detach().double().requires_grad_(),
+        bias.double().requires_grad_(),
+        banned,
+        labels,
+    )
     assert torch.autograd.gradcheck(masked_softmax_ce, args)
 
 

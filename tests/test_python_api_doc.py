@@ -26,8 +26,10 @@ def doc_run(tmp_path_factory, tiny_text_model):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODALREC_HOME", str(tmp_path_factory.mktemp("doc-home")))
         for code in blocks:
-            code = code.replace("TOWERS = []", f"TOWERS = ['model.text.model={tiny_text_model}', "
-                                               "'model.text.max_tokens=8', 'model.hidden_size=16']")
+            code = code.replace(
+                "TOWERS = []",
+                f"TOWERS = ['model.text.model={tiny_text_model}', 'model.text.max_tokens=8', 'model.hidden_size=16']",
+            )
             exec(compile(code, str(DOC), "exec"), ns)
         yield ns
 
@@ -46,10 +48,13 @@ def test_the_page_runs_and_answers_with_frames(doc_run):
 
 def test_a_fresh_process_loads_the_same_frame(doc_run):
     work = doc_run["work"]
-    code = ("import modalrec, sys; df = modalrec.Recommender.load(sys.argv[1]).recommend_users(['1', '2', '3'], k=5);"
-            "print(df.to_json(orient='split'))")
-    out = subprocess.run([sys.executable, "-c", code, str(work / "sasrec")], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import modalrec, sys; df = modalrec.Recommender.load(sys.argv[1]).recommend_users(['1', '2', '3'], k=5);"
+        "print(df.to_json(orient='split'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(work / "sasrec")], capture_output=True, text=True, check=True
+    ).stdout
     again = pd.read_json(io.StringIO(out), orient="split", dtype={"user_id": str, "item_id": str})
     pd.testing.assert_frame_equal(again, doc_run["known"], check_dtype=False)
 
@@ -72,8 +77,10 @@ def test_unknown_users_formats_and_bad_histories_are_named(doc_run, tmp_path):
     frame = pd.DataFrame({"user_id": ["z", "z", "y"], "item_id": ["26", "74", "5"], "timestamp": [2, 1, 1]})
     by_frame = rec.recommend_histories(frame, k=3)
     by_dict = rec.recommend_histories({"z": ["74", "26"], "y": ["5"]}, k=3)
-    pd.testing.assert_frame_equal(by_frame.sort_values(["user_id", "rank"]).reset_index(drop=True),
-                                  by_dict.sort_values(["user_id", "rank"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        by_frame.sort_values(["user_id", "rank"]).reset_index(drop=True),
+        by_dict.sort_values(["user_id", "rank"]).reset_index(drop=True),
+    )
 
 
 def test_fit_names_missing_columns():

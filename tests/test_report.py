@@ -38,21 +38,41 @@ from reporting.transfer import transfer_rows  # noqa: E402
 
 
 def _summary(values):
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
 
 
 def _row(ndcg, hr, commands, best_epochs=None):
     n = len(commands)
-    return {"ndcg@10": _summary(ndcg), "hr@10": _summary(hr), "runs": n, "best_epochs": best_epochs or [3] * n,
-            "wall_s": [12.5] * n, "peak_rss_mib": 321.0, "commands": commands}
+    return {
+        "ndcg@10": _summary(ndcg),
+        "hr@10": _summary(hr),
+        "runs": n,
+        "best_epochs": best_epochs or [3] * n,
+        "wall_s": [12.5] * n,
+        "peak_rss_mib": 321.0,
+        "commands": commands,
+    }
 
 
 def _metrics(run: Path, valid: list[float], loss: list[float]) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"epoch": i + 1, "step": 10 * (i + 1), "train_loss": l, "lr": 1e-3,
-                         "valid": {"ndcg@10": v, "hr@10": 2 * v}, "elapsed_s": 5.0 * (i + 1)})
-             for i, (v, l) in enumerate(zip(valid, loss))]
+    lines = [
+        json.dumps(
+            {
+                "epoch": i + 1,
+                "step": 10 * (i + 1),
+                "train_loss": l,
+                "lr": 1e-3,
+                "valid": {"ndcg@10": v, "hr@10": 2 * v},
+                "elapsed_s": 5.0 * (i + 1),
+            }
+        )
+        for i, (v, l) in enumerate(zip(valid, loss))
+    ]
     lines.append(json.dumps({"final": True, "valid": {"ndcg@10": max(valid)}, "test": {"ndcg@10": 0.1}}))
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -68,17 +88,29 @@ def results(tmp_path):
     pop = [cmd.format(m="pop", out=runs / f"pop-s{s}", s=s, extra="") for s in range(3)]
     sas = [cmd.format(m="sasrec", out=runs / f"sasrec-s{s}", s=s, extra="train.window_stride=25") for s in range(3)]
     scr = [cmd.format(m="pmmrec", out=runs / f"pmm-scratch-s{s}", s=s, extra="data.posters=true") for s in range(3)]
-    ft = [f"modalrec finetune --from runs/pre --dataset ml-100k --out {runs / f'pmm-ft-s{s}'} --quiet train.seed={s}"
-          for s in range(3)]
+    ft = [
+        f"modalrec finetune --from runs/pre --dataset ml-100k --out {runs / f'pmm-ft-s{s}'} --quiet train.seed={s}"
+        for s in range(3)
+    ]
     txt = [cmd.format(m="pmmrec", out=runs / "pmm-text-s0", s=0, extra="model.modalities=text")]
     _metrics(runs / "sasrec-s0", [0.05, 0.08, 0.07], [7.0, 6.5, 6.2])
     _metrics(runs / "pmm-ft-s0", [0.04, 0.06, 0.065], [5.0, 4.0, 3.5])
     pmm = {
         "protocol": "leave-one-out, exact full ranking, history excluded, pessimistic ties; select on valid NDCG@10",
-        "seeds": [0, 1, 2], "ft_epochs": 9, "quick": False, "pretrain_run": "runs/pre", "report_only": False,
-        "pretrain": {"best_epoch": 2, "epochs_run": 3, "train_time_s": 777.0, "windows_per_epoch": 4321,
-                     "windows_per_s": 55.5, "valid": {"hr@10": 0.2222, "ndcg@10": 0.1111},
-                     "test_ml1m": {"hr@10": 0.2468, "ndcg@10": 0.1357}},
+        "seeds": [0, 1, 2],
+        "ft_epochs": 9,
+        "quick": False,
+        "pretrain_run": "runs/pre",
+        "report_only": False,
+        "pretrain": {
+            "best_epoch": 2,
+            "epochs_run": 3,
+            "train_time_s": 777.0,
+            "windows_per_epoch": 4321,
+            "windows_per_s": 55.5,
+            "valid": {"hr@10": 0.2222, "ndcg@10": 0.1111},
+            "test_ml1m": {"hr@10": 0.2468, "ndcg@10": 0.1357},
+        },
         "table": {
             "pop": _row([0.0301, 0.0301, 0.0301], [0.0601, 0.0601, 0.0601], pop, [0, 0, 0]),
             "sasrec": _row([0.1010, 0.1030, 0.1050], [0.2010, 0.2030, 0.2050], sas),
@@ -87,12 +119,22 @@ def results(tmp_path):
             "pmmrec-text scratch": _row([0.0654], [0.1309], txt),
         },
         "cold_ml_latest_small": {
-            "pmmrec zero-shot (pre-trained on ml-1m)": {"cold_items_in_catalogue": 4321, "cold_test_targets": 123,
-                                                        "cold_hr@10": 0.0369, "cold_ndcg@10": 0.0147,
-                                                        "all_hr@10": 0.0444, "random_cold_hr@10": 0.0012},
-            "pop (trained on ml-latest-small)": {"cold_items_in_catalogue": 4321, "cold_test_targets": 123,
-                                                 "cold_hr@10": 0.0123, "cold_ndcg@10": 0.0045, "all_hr@10": 0.0555,
-                                                 "random_cold_hr@10": 0.0012},
+            "pmmrec zero-shot (pre-trained on ml-1m)": {
+                "cold_items_in_catalogue": 4321,
+                "cold_test_targets": 123,
+                "cold_hr@10": 0.0369,
+                "cold_ndcg@10": 0.0147,
+                "all_hr@10": 0.0444,
+                "random_cold_hr@10": 0.0012,
+            },
+            "pop (trained on ml-latest-small)": {
+                "cold_items_in_catalogue": 4321,
+                "cold_test_targets": 123,
+                "cold_hr@10": 0.0123,
+                "cold_ndcg@10": 0.0045,
+                "all_hr@10": 0.0555,
+                "random_cold_hr@10": 0.0012,
+            },
             "sasrec (trained on ml-1m)": "cannot score: the movies have no ID embedding in ml-1m",
         },
         "machine": {"cpus": 7, "torch": "9.9.9+cpu", "python": "3.99.1", "threads": 7},
@@ -100,48 +142,142 @@ def results(tmp_path):
     }
     mis = [cmd.format(m="missrec", out=runs / "mis-s0", s=0, extra="model.mode=inductive")]
     miss = {
-        "protocol": pmm["protocol"], "seeds": [0], "ft_epochs": 6, "quick": True, "report_only": False,
-        "pretrain": {"missrec": {"wall_s": 99.0, "train_time_s": 90.0, "epochs_run": 2, "peak_rss_mib": 1234.0,
-                                 "valid_ml1m": {"ndcg@10": 0.0876, "hr@10": 0.1765},
-                                 "test_ml1m": {"ndcg@10": 0.0865, "hr@10": 0.1754}}},
-        "table": {"pop": _row([0.0301], [0.0601], pop[:1], [0]),
-                  "sasrec": _row([0.1010], [0.2010], sas[:1]),
-                  "missrec inductive scratch": _row([0.0613], [0.1226], mis)},
-        "cold_ml_latest_small": {}, "machine": {"cpus": 7}, "date": "2031-02-03 04:05:06 UTC",
+        "protocol": pmm["protocol"],
+        "seeds": [0],
+        "ft_epochs": 6,
+        "quick": True,
+        "report_only": False,
+        "pretrain": {
+            "missrec": {
+                "wall_s": 99.0,
+                "train_time_s": 90.0,
+                "epochs_run": 2,
+                "peak_rss_mib": 1234.0,
+                "valid_ml1m": {"ndcg@10": 0.0876, "hr@10": 0.1765},
+                "test_ml1m": {"ndcg@10": 0.0865, "hr@10": 0.1754},
+            }
+        },
+        "table": {
+            "pop": _row([0.0301], [0.0601], pop[:1], [0]),
+            "sasrec": _row([0.1010], [0.2010], sas[:1]),
+            "missrec inductive scratch": _row([0.0613], [0.1226], mis),
+        },
+        "cold_ml_latest_small": {},
+        "machine": {"cpus": 7},
+        "date": "2031-02-03 04:05:06 UTC",
     }
     serve = {
-        "run": "runs/x", "model": "pmmrec",
+        "run": "runs/x",
+        "model": "pmmrec",
         "rows": [
-            {"clients": 1, "requests": 40, "errors": 0, "first_error": None, "p50_ms": 11.25, "p99_ms": 44.5,
-             "mean_ms": 12.0, "throughput_rps": 80.5, "items": 100000, "kind": "exact", "build_s": 0.0,
-             "recall@10": 1.0, "index": {"kind": "exact"}},
-            {"clients": 1, "requests": 40, "errors": 0, "first_error": None, "p50_ms": 3.75, "p99_ms": 61.5,
-             "mean_ms": 4.0, "throughput_rps": 200.5, "items": 1000001, "kind": "ivf", "build_s": 3.5,
-             "recall@10": 0.9321, "index": {"kind": "ivf", "nlist": 77, "nprobe": 8}},
-            {"clients": 1, "requests": 40, "errors": 0, "first_error": None, "p50_ms": 33.75, "p99_ms": 40.0,
-             "mean_ms": 34.0, "throughput_rps": 29.5, "items": 1000000, "kind": "exact", "build_s": 0.5,
-             "recall@10": 1.0, "index": {"kind": "exact"}},
+            {
+                "clients": 1,
+                "requests": 40,
+                "errors": 0,
+                "first_error": None,
+                "p50_ms": 11.25,
+                "p99_ms": 44.5,
+                "mean_ms": 12.0,
+                "throughput_rps": 80.5,
+                "items": 100000,
+                "kind": "exact",
+                "build_s": 0.0,
+                "recall@10": 1.0,
+                "index": {"kind": "exact"},
+            },
+            {
+                "clients": 1,
+                "requests": 40,
+                "errors": 0,
+                "first_error": None,
+                "p50_ms": 3.75,
+                "p99_ms": 61.5,
+                "mean_ms": 4.0,
+                "throughput_rps": 200.5,
+                "items": 1000001,
+                "kind": "ivf",
+                "build_s": 3.5,
+                "recall@10": 0.9321,
+                "index": {"kind": "ivf", "nlist": 77, "nprobe": 8},
+            },
+            {
+                "clients": 1,
+                "requests": 40,
+                "errors": 0,
+                "first_error": None,
+                "p50_ms": 33.75,
+                "p99_ms": 40.0,
+                "mean_ms": 34.0,
+                "throughput_rps": 29.5,
+                "items": 1000000,
+                "kind": "exact",
+                "build_s": 0.5,
+                "recall@10": 1.0,
+                "index": {"kind": "exact"},
+            },
         ],
-        "added_item": [{"items": 100001, "kind": "exact", "copied_item": "65", "add_s": 0.123,
-                        "recommended_after_s": 0.456, "rank": 3, "rank_of_original": 2, "ok": True}],
-        "requests_per_setting": 40, "server_torch_threads": 2,
-        "targets": {"exact_100k_p99_ms_1_client": 50, "faiss_1m_recall@10": 0.95, "faiss_1m_p99_ms": 50,
-                    "added_item_visible_s": 1.0},
+        "added_item": [
+            {
+                "items": 100001,
+                "kind": "exact",
+                "copied_item": "65",
+                "add_s": 0.123,
+                "recommended_after_s": 0.456,
+                "rank": 3,
+                "rank_of_original": 2,
+                "ok": True,
+            }
+        ],
+        "requests_per_setting": 40,
+        "server_torch_threads": 2,
+        "targets": {
+            "exact_100k_p99_ms_1_client": 50,
+            "faiss_1m_recall@10": 0.95,
+            "faiss_1m_p99_ms": 50,
+            "added_item_visible_s": 1.0,
+        },
         "machine": {"cpus": 7, "load_average_at_start": [0.5, 0.25, 0.125]},
-        "date": "2031-03-04 05:06:07", "command": "python bench/serve_latency.py --sizes 100000 1000000 --requests 40",
+        "date": "2031-03-04 05:06:07",
+        "command": "python bench/serve_latency.py --sizes 100000 1000000 --requests 40",
     }
-    cli = {"python -c pass": {"median_s": 0.02, "max_s": 0.03, "runs": [0.02, 0.03]},
-           "modalrec --help": {"median_s": 0.0456, "max_s": 0.0789, "runs": [0.0456, 0.0789]},
-           "target_s": 2.0, "help_within_target": True}
-    prep = {"benchmark": "prepare_speed", "split": "loo", "repeat": 2, "note": "n",
-            "machine": {"cpus": 7, "numpy": "8.8.8"},
-            "results": [{"name": "ml-1m", "read_seconds": 0.5, "prepare_seconds": 12.5, "base_rss_mib": 100.0,
-                         "peak_rss_mib": 300.0, "events_read": 1000, "users": 10, "items": 20, "interactions": 900,
-                         "process_wall_seconds": 13.0, "runs_prepare_seconds": [12.5, 13.5],
-                         "target": {"seconds": 10.0, "peak_rss_mib": 1024.0}, "meets_target": False}]}
-    for name, d in [("pmmrec_transfer.json", pmm), ("missrec_unisrec_transfer.json", miss),
-                    ("serve_latency.json", serve), ("cli_startup.json", cli), ("prepare_speed.json", prep),
-                    ("mystery.json", {"x": 1})]:
+    cli = {
+        "python -c pass": {"median_s": 0.02, "max_s": 0.03, "runs": [0.02, 0.03]},
+        "modalrec --help": {"median_s": 0.0456, "max_s": 0.0789, "runs": [0.0456, 0.0789]},
+        "target_s": 2.0,
+        "help_within_target": True,
+    }
+    prep = {
+        "benchmark": "prepare_speed",
+        "split": "loo",
+        "repeat": 2,
+        "note": "n",
+        "machine": {"cpus": 7, "numpy": "8.8.8"},
+        "results": [
+            {
+                "name": "ml-1m",
+                "read_seconds": 0.5,
+                "prepare_seconds": 12.5,
+                "base_rss_mib": 100.0,
+                "peak_rss_mib": 300.0,
+                "events_read": 1000,
+                "users": 10,
+                "items": 20,
+                "interactions": 900,
+                "process_wall_seconds": 13.0,
+                "runs_prepare_seconds": [12.5, 13.5],
+                "target": {"seconds": 10.0, "peak_rss_mib": 1024.0},
+                "meets_target": False,
+            }
+        ],
+    }
+    for name, d in [
+        ("pmmrec_transfer.json", pmm),
+        ("missrec_unisrec_transfer.json", miss),
+        ("serve_latency.json", serve),
+        ("cli_startup.json", cli),
+        ("prepare_speed.json", prep),
+        ("mystery.json", {"x": 1}),
+    ]:
         (res / name).write_text(json.dumps(d))
     (res / "broken.json").write_text("{not json")
     return res
@@ -228,14 +364,26 @@ def test_readme_without_markers_is_left_alone(results, tmp_path, capsys):
     readme = tmp_path / "README.md"
     before = _readme(readme, markers=False)
     mtime = readme.stat().st_mtime_ns
-    assert report.main(["--results", str(results), "--out", str(tmp_path / "r.md"), "--readme", str(readme),
-                        "--no-plots"]) == 0
+    assert (
+        report.main(["--results", str(results), "--out", str(tmp_path / "r.md"), "--readme", str(readme), "--no-plots"])
+        == 0
+    )
     assert readme.read_text() == before and readme.stat().st_mtime_ns == mtime
     assert "markers" in capsys.readouterr().err
     # --no-readme never touches it either, markers or not
     _readme(readme)
-    report.main(["--results", str(results), "--out", str(tmp_path / "r.md"), "--readme", str(readme), "--no-readme",
-                 "--no-plots"])
+    report.main(
+        [
+            "--results",
+            str(results),
+            "--out",
+            str(tmp_path / "r.md"),
+            "--readme",
+            str(readme),
+            "--no-readme",
+            "--no-plots",
+        ]
+    )
     assert "old text" in readme.read_text()
 
 
@@ -272,8 +420,18 @@ def test_quick_page_and_missing_folder(tmp_path):
     page = out.read_text()
     assert page.startswith("# Results (quick run)")
     assert "**Quick run (`python bench/run_all.py --quick`)" in page
-    for script in ("pmmrec_transfer", "missrec_unisrec_transfer", "sasrec_vs_recbole", "content_speed", "eval_speed",
-                   "prepare_speed", "cli_startup", "interest_discovery", "serve_latency", "serve_index"):
+    for script in (
+        "pmmrec_transfer",
+        "missrec_unisrec_transfer",
+        "sasrec_vs_recbole",
+        "content_speed",
+        "eval_speed",
+        "prepare_speed",
+        "cli_startup",
+        "interest_discovery",
+        "serve_latency",
+        "serve_index",
+    ):
         assert f"`python bench/{script}.py`" in page, script
 
 
@@ -294,17 +452,35 @@ def test_run_all_quick_commands():
     # grid.py runs a declared validation grid (bench/grids/*.yaml) by hand: it chooses settings, it does not
     # measure the defaults; beyond_accuracy.py reads run folders named by hand
     assert set(run_all.SCRIPTS) == {p.name for p in (ROOT / "bench").glob("*.py")} - {
-        "run_all.py", "report.py", "grid.py", "beyond_accuracy.py"}
+        "run_all.py",
+        "report.py",
+        "grid.py",
+        "beyond_accuracy.py",
+    }
 
 
 def _bench_run(res: Path, **kw) -> None:
-    d = {"quick": False, "only": None, "argv": [], "started": "2031-01-01 00:00:00 UTC", "finished_runs_before": 0,
-         "work": "runs/bench", "target_s": 10800, "complete": True, "total_s": 5400.0,
-         "machine": {"loadavg_1min_before": 0.25},
-         "scripts": [{"script": "cli_startup.py", "command": "python bench/cli_startup.py", "wall_s": 12.0,
-                      "returncode": 0},
-                     {"script": "pmmrec_transfer.py", "command": "python bench/pmmrec_transfer.py", "wall_s": 5388.0,
-                      "returncode": 0}]}
+    d = {
+        "quick": False,
+        "only": None,
+        "argv": [],
+        "started": "2031-01-01 00:00:00 UTC",
+        "finished_runs_before": 0,
+        "work": "runs/bench",
+        "target_s": 10800,
+        "complete": True,
+        "total_s": 5400.0,
+        "machine": {"loadavg_1min_before": 0.25},
+        "scripts": [
+            {"script": "cli_startup.py", "command": "python bench/cli_startup.py", "wall_s": 12.0, "returncode": 0},
+            {
+                "script": "pmmrec_transfer.py",
+                "command": "python bench/pmmrec_transfer.py",
+                "wall_s": 5388.0,
+                "returncode": 0,
+            },
+        ],
+    }
     d.update(kw)
     (res / "bench_run.json").write_text(json.dumps(d))
 
@@ -313,7 +489,7 @@ def test_bench_run_time_section(results, tmp_path):
     out = tmp_path / "r.md"
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
     page = out.read_text()
-    sec = page[page.index("## Bench run time"):]
+    sec = page[page.index("## Bench run time") :]
     assert "**Not timed yet:**" in sec
     # compute behind the tables: PMMRec pre-train 777 s + 13 runs x 12.5 s; MISSRec pre-train wall 99 s (its
     # train_time_s not added again) + its one MISSRec run, the reused Pop / SASRec rows not counted twice
@@ -322,7 +498,7 @@ def test_bench_run_time_section(results, tmp_path):
 
     _bench_run(results)
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
-    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    sec = out.read_text()[out.read_text().index("## Bench run time") :]
     assert "| `pmmrec_transfer.py` | 5388 s (89.8 min) | ok |" in sec
     assert "| **all** | **5400 s (90.0 min)** |" in sec
     assert "target < 10800 s (180.0 min): **met**" in sec
@@ -344,7 +520,7 @@ def test_bench_run_time_section(results, tmp_path):
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
     text = out.read_text()
     assert "not comparable: 7 finished run folder(s) under `runs/bench` were reused" in text
-    assert "**met**" not in text[text.index("## Bench run time"):]
+    assert "**met**" not in text[text.index("## Bench run time") :]
 
 
 def test_run_all_records_its_wall_time(tmp_path, monkeypatch):
@@ -436,8 +612,10 @@ def test_plots_module_does_not_import_matplotlib():
 
 def test_ablation_reading_compares_each_variant_to_the_same_budget_reference():
     def cmd(pre, seed):
-        return (f"modalrec finetune --from runs/{pre} --dataset ml-100k --out runs/x-{pre}-s{seed} --quiet "
-                f"train.seed={seed}")
+        return (
+            f"modalrec finetune --from runs/{pre} --dataset ml-100k --out runs/x-{pre}-s{seed} --quiet "
+            f"train.seed={seed}"
+        )
 
     name = "pmmrec-both ablation, pre-trained {} (1 epoch), {}"
     table = {
@@ -446,7 +624,7 @@ def test_ablation_reading_compares_each_variant_to_the_same_budget_reference():
         name.format("without NID", "zero-shot"): _row([0.030], [0.05], [cmd("nid", 0)]),
         name.format("all losses", "zero-shot"): _row([0.032], [0.06], [cmd("all", 0)]),
         "pmmrec-both ablation, pre-trained without RCL (2 epochs), fine-tuned":  # no reference: other budget
-            _row([0.1], [0.2], [cmd("rcl", 0)]),
+        _row([0.1], [0.2], [cmd("rcl", 0)]),
         "pmmrec-both pretrained+finetuned": _row([0.09], [0.2], [cmd("main", 0)]),
     }
     lines = ablation_reading(transfer_rows({"table": table}, PMM))
@@ -461,51 +639,68 @@ def test_ablation_reading_compares_each_variant_to_the_same_budget_reference():
 def test_ablation_pretrains_count_as_pretraining_and_the_budget_line(results, tmp_path):
     pmm = json.loads((results / "pmmrec_transfer.json").read_text())
     pre = "modalrec train --model pmmrec --dataset ml-1m --out runs/pretrain-ml1m-all-e1 --quiet train.epochs=1"
-    abl = "modalrec finetune --from runs/pretrain-ml1m-all-e1 --dataset ml-100k --out runs/abl-s{} --quiet train.seed={}"
+    abl = (
+        "modalrec finetune --from runs/pretrain-ml1m-all-e1 --dataset ml-100k --out runs/abl-s{} --quiet train.seed={}"
+    )
     row = _row([0.0555], [0.1111], [pre])
     row["wall_s"] = [600.0]
     pmm["table"]["pretrain ml-1m, all losses"] = row
     pmm["table"]["pmmrec-both ablation, pre-trained all losses (1 epoch), fine-tuned"] = _row(
-        [0.0650, 0.0670], [0.13, 0.13], [abl.format(0, 0), abl.format(1, 1)])
+        [0.0650, 0.0670], [0.13, 0.13], [abl.format(0, 0), abl.format(1, 1)]
+    )
     (results / "pmmrec_transfer.json").write_text(json.dumps(pmm))
     out = tmp_path / "r.md"
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
     page = out.read_text()
     # pre-training: the main pre-train 777 s + the ablation's 600 s; the other 15 runs x 12.5 s
     assert "| `pmmrec_transfer.json` | 1377 s (22.9 min) | 188 s (3.1 min) | 1564 s (26.1 min) |" in page
-    src = page[page.index("The pre-trains the bench ran itself"):]
+    src = page[page.index("The pre-trains the bench ran itself") :]
     assert src.index("pretrain ml-1m, all losses") < src.index("\n\n", src.index("| ---"))  # in that table
     assert "On ml-1m (all test targets" not in page
-    assert ("* Budget: the all-losses pre-train (1 epoch) fine-tunes to 0.0660 ± 0.0014, against 0.0720 ± 0.0020 "
-            "from scratch and 0.0850 ± 0.0053 from the main pre-train") in page
+    assert (
+        "* Budget: the all-losses pre-train (1 epoch) fine-tunes to 0.0660 ± 0.0014, against 0.0720 ± 0.0020 "
+        "from scratch and 0.0850 ± 0.0053 from the main pre-train"
+    ) in page
 
 
 def test_compute_table_counts_both_sasrec_libraries(results, tmp_path):
     """The compute lower bound also sums the SASRec benchmark's runs: ours (train_time_s), RecBole's
     per-seed files (fit_seconds; a run cut by its budget makes the total "at least") and ml-1m."""
-    ours = {"threads": 1, "ml100k": {"ours": [
-        {"seed": s, "time_to_best_s": 50.0, "train_time_s": 100.0 + s, "test": {"ndcg@10": 0.06, "hr@10": 0.12}}
-        for s in range(3)]}}
+    ours = {
+        "threads": 1,
+        "ml100k": {
+            "ours": [
+                {"seed": s, "time_to_best_s": 50.0, "train_time_s": 100.0 + s, "test": {"ndcg@10": 0.06, "hr@10": 0.12}}
+                for s in range(3)
+            ]
+        },
+    }
     (results / "sasrec_ml100k_ours.json").write_text(json.dumps(ours))
 
     def rb(seed, fit, cut):
-        return {"args": {"seed": seed}, "timing": {"time_to_best_s": fit / 2, "fit_seconds": fit, "epochs_run": 9,
-                                                   "stopped_by_time_budget": cut},
-                "best": {"epoch": 3}, "test": {"hit@10": 0.1, "ndcg@10": 0.05}}
+        return {
+            "args": {"seed": seed},
+            "timing": {"time_to_best_s": fit / 2, "fit_seconds": fit, "epochs_run": 9, "stopped_by_time_budget": cut},
+            "best": {"epoch": 3},
+            "test": {"hit@10": 0.1, "ndcg@10": 0.05},
+        }
+
     (results / "recbole_ml100k_s0.json").write_text(json.dumps(rb(0, 4000.0, False)))
     (results / "recbole_ml100k_s1.json").write_text(json.dumps(rb(1, 2000.0, False)))
     out = tmp_path / "r.md"
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
-    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    sec = out.read_text()[out.read_text().index("## Bench run time") :]
     assert "| SASRec ml-100k, modalrec (3 runs): `sasrec_ml100k_ours.json` |  | 303 s (5.0 min) |" in sec
-    assert ("| SASRec ml-100k, RecBole (2 runs): `recbole_ml100k_s0.json`, `recbole_ml100k_s1.json` |  | "
-            "6000 s (100.0 min) |") in sec
+    assert (
+        "| SASRec ml-100k, RecBole (2 runs): `recbole_ml100k_s0.json`, `recbole_ml100k_s1.json` |  | "
+        "6000 s (100.0 min) |"
+    ) in sec
     # 939.5 s (PMMRec) + 111.5 s (MISSRec) + 303 s + 6000 s
     assert "| **all** |  |  | **7354 s (122.6 min)** |" in sec
 
     (results / "recbole_ml100k_s1.json").write_text(json.dumps(rb(1, 2000.0, True)))
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])
-    sec = out.read_text()[out.read_text().index("## Bench run time"):]
+    sec = out.read_text()[out.read_text().index("## Bench run time") :]
     assert "6000 s (100.0 min) (at least)" in sec and "**7354 s (122.6 min)** (at least)" in sec
 
 
@@ -519,8 +714,10 @@ def _curve(values):
 
 def test_curve_panels_png(tmp_path):
     pytest.importorskip("matplotlib")
-    panels = [(f"setting {k}", [(f"seed {s}", [1, 2, 3], [0.01 * k, 0.02 * k + s / 100, 0.015 * k])
-                                for s in range(3)]) for k in range(1, 6)]
+    panels = [
+        (f"setting {k}", [(f"seed {s}", [1, 2, 3], [0.01 * k, 0.02 * k + s / 100, 0.015 * k]) for s in range(3)])
+        for k in range(1, 6)
+    ]
     path = plots.curve_panels(tmp_path / "p.png", panels, title="t", xlabel="epoch", ylabel="v", integer_x=True)
     data = path.read_bytes()
     assert data[:8] == PNG and len(data) > 10000
@@ -546,15 +743,39 @@ def test_transfer_curves_come_from_the_result_file_without_run_folders(results, 
 
 
 def _grid_file(results: Path, curves: bool) -> None:
-    runs = {v: {str(s): {"valid": {"ndcg@10": 0.05}, "test": {"ndcg@10": 0.04}, "best_epoch": 2, "wall_s": 3.0,
-                         **({"curve": _curve([0.03, 0.05, 0.045])} if curves and v != "pop" else {})}
-                for s in (0, 1)} for v in ("pop", "sasrec", "unisrec")}
-    row = {"valid_ndcg@10": {"mean": 0.05, "std": 0.0}, "test_ndcg@10": {"mean": 0.04, "std": 0.0},
-           "test_hr@10": {"mean": 0.08, "std": 0.0}, "best_epochs": [2, 2], "wall_s": 3.0}
+    runs = {
+        v: {
+            str(s): {
+                "valid": {"ndcg@10": 0.05},
+                "test": {"ndcg@10": 0.04},
+                "best_epoch": 2,
+                "wall_s": 3.0,
+                **({"curve": _curve([0.03, 0.05, 0.045])} if curves and v != "pop" else {}),
+            }
+            for s in (0, 1)
+        }
+        for v in ("pop", "sasrec", "unisrec")
+    }
+    row = {
+        "valid_ndcg@10": {"mean": 0.05, "std": 0.0},
+        "test_ndcg@10": {"mean": 0.04, "std": 0.0},
+        "test_hr@10": {"mean": 0.08, "std": 0.0},
+        "best_epochs": [2, 2],
+        "wall_s": 3.0,
+    }
     grid = {"name": "g", "question": "q?", "seeds": [0, 1], "variants": {v: f"train --model {v}" for v in runs}}
-    (results / "grid_g.json").write_text(json.dumps({
-        "grid": grid, "grid_file": "bench/grids/g.yaml", "date": "d", "commands": {},
-        "summary": {"winner_on_validation": "sasrec", "variants": {v: row for v in runs}}, "runs": runs}))
+    (results / "grid_g.json").write_text(
+        json.dumps(
+            {
+                "grid": grid,
+                "grid_file": "bench/grids/g.yaml",
+                "date": "d",
+                "commands": {},
+                "summary": {"winner_on_validation": "sasrec", "variants": {v: row for v in runs}},
+                "runs": runs,
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("curves", [True, False])
@@ -577,12 +798,19 @@ def test_bench_run_record_keeps_the_validation_curve(tmp_path):
 
 
 def test_beyond_accuracy_section(results, tmp_path):
-    segs = {"history <= 40": {"count": 5, "hr@10": 0.2, "ndcg@10": 0.1}, "cold targets": {"count": 0, "hr@10": float("nan"),
-                                                                                         "ndcg@10": float("nan")}}
+    segs = {
+        "history <= 40": {"count": 5, "hr@10": 0.2, "ndcg@10": 0.1},
+        "cold targets": {"count": 0, "hr@10": float("nan"), "ndcg@10": float("nan")},
+    }
     lists = {"coverage@10": 0.123, "avg_popularity@10": 88.25, "novelty@10": 9.87, "diversity@10": 0.4567}
-    row = {"run": "runs/x", "command": "modalrec evaluate runs/x --beyond --json --quiet", "dataset": "ml-100k",
-           "model": "sasrec", "metrics": {"ndcg@10": 0.1111},
-           "beyond": {"k": 10, "lists": lists, "segments": segs, "catalogue_mean_cosine": 0.25}}
+    row = {
+        "run": "runs/x",
+        "command": "modalrec evaluate runs/x --beyond --json --quiet",
+        "dataset": "ml-100k",
+        "model": "sasrec",
+        "metrics": {"ndcg@10": 0.1111},
+        "beyond": {"k": 10, "lists": lists, "segments": segs, "catalogue_mean_cosine": 0.25},
+    }
     (results / "beyond_accuracy.json").write_text(json.dumps({"rows": {"sasrec s0": row}, "date": "d"}))
     out = tmp_path / "r.md"
     report.main(["--results", str(results), "--out", str(out), "--no-readme", "--no-plots"])

@@ -60,8 +60,11 @@ def run_cli(args: list[str], out: Path, log: Path) -> dict:
     wall, rss = _run([*args, "--reuse", "--overwrite"], log)
     reused = before is not None and res_file.stat().st_mtime_ns == before
     if reused:  # the record of the run that made it (none for a run this bench did not make)
-        meta = (json.loads(meta_file.read_text()) if meta_file.is_file()
-                else {"wall_s": None, "peak_rss_mib": None, "command": command_line(args)})
+        meta = (
+            json.loads(meta_file.read_text())
+            if meta_file.is_file()
+            else {"wall_s": None, "peak_rss_mib": None, "command": command_line(args)}
+        )
     else:
         meta = {"wall_s": round(wall, 1), "peak_rss_mib": round(rss, 1), "command": command_line(args)}
         if interrupted:  # wall_s covers the continued part only
@@ -78,8 +81,9 @@ def curve(out: Path) -> dict:
 
 def evaluate_json(run: Path | str, *flags: str) -> dict:
     """`modalrec evaluate RUN --json --quiet FLAGS` (test split) as a dict; a failure raises naming the command."""
-    out = subprocess.run([*MODALREC, "evaluate", str(run), "--json", "--quiet", *flags], capture_output=True,
-                         text=True, cwd=ROOT)
+    out = subprocess.run(
+        [*MODALREC, "evaluate", str(run), "--json", "--quiet", *flags], capture_output=True, text=True, cwd=ROOT
+    )
     if out.returncode != 0:
         raise RuntimeError(f"modalrec evaluate {run} {' '.join(flags)} failed: {out.stderr.strip()}")
     return json.loads(out.stdout)

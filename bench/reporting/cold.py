@@ -28,8 +28,16 @@ def _table(entries: list) -> tuple[list[list], list[float], list[tuple[str, floa
     rows, rnd, bars = [], [], []
     for fname, k, v in entries:
         if isinstance(v, dict):
-            rows.append([k, num(v.get("cold_test_targets")), num(v.get("cold_items_in_catalogue")),
-                         f4(v.get("cold_hr@10")), f4(v.get("cold_ndcg@10")), f4(v.get("all_hr@10"))])
+            rows.append(
+                [
+                    k,
+                    num(v.get("cold_test_targets")),
+                    num(v.get("cold_items_in_catalogue")),
+                    f4(v.get("cold_hr@10")),
+                    f4(v.get("cold_ndcg@10")),
+                    f4(v.get("all_hr@10")),
+                ]
+            )
             if is_num(v.get("random_cold_hr@10")):
                 rnd.append(v["random_cold_hr@10"])
             if is_num(v.get("cold_hr@10")):
@@ -41,8 +49,9 @@ def _table(entries: list) -> tuple[list[list], list[float], list[tuple[str, floa
 
 def _zero_shot_ratios(page: Page, entries: list, random_hr: float | None) -> None:
     zs = [(k, v) for _, k, v in entries if isinstance(v, dict) and "zero-shot" in k and is_num(v.get("cold_hr@10"))]
-    pop = next((v for _, k, v in entries if isinstance(v, dict) and k.startswith("pop") and is_num(v.get("cold_hr@10"))),
-               None)
+    pop = next(
+        (v for _, k, v in entries if isinstance(v, dict) and k.startswith("pop") and is_num(v.get("cold_hr@10"))), None
+    )
     for k, v in zs:
         bits = []
         if pop and pop["cold_hr@10"] > 0:
@@ -50,8 +59,10 @@ def _zero_shot_ratios(page: Page, entries: list, random_hr: float | None) -> Non
         if random_hr is not None and random_hr > 0:
             bits.append(f"{v['cold_hr@10'] / random_hr:.0f}x a random ranking's")
         if bits:
-            page.para(f"{k}: HR@10 on never-seen movies {' and '.join(bits)}. A content model can rank a movie from "
-                      "its title, genres and poster alone; an ID model has no embedding for it.")
+            page.para(
+                f"{k}: HR@10 on never-seen movies {' and '.join(bits)}. A content model can rank a movie from "
+                "its title, genres and poster alone; an ID model has no embedding for it."
+            )
     _all_targets_caveat(page, zs, pop)
 
 
@@ -60,10 +71,12 @@ def _all_targets_caveat(page: Page, zs: list, pop: dict | None) -> None:
     best = max((v for _, v in zs if is_num(v.get("all_hr@10"))), key=lambda v: v["all_hr@10"], default=None)
     if not best or not pop or not is_num(pop.get("all_hr@10")) or pop["all_hr@10"] <= best["all_hr@10"]:
         return
-    page.para(f"**Over all test targets, Pop beats every zero-shot model** (HR@10 {pop['all_hr@10']:.4f} against "
-              f"{best['all_hr@10']:.4f} for the best): the never-seen movies are a small part of the targets, and "
-              "without training on the target a content model does not know which movies are popular there. The "
-              "popularity prior (the section above) gives a zero-shot model both.")
+    page.para(
+        f"**Over all test targets, Pop beats every zero-shot model** (HR@10 {pop['all_hr@10']:.4f} against "
+        f"{best['all_hr@10']:.4f} for the best): the never-seen movies are a small part of the targets, and "
+        "without training on the target a content model does not know which movies are popular there. The "
+        "popularity prior (the section above) gives a zero-shot model both."
+    )
 
 
 def section_cold(page: Page) -> None:
@@ -73,26 +86,56 @@ def section_cold(page: Page) -> None:
         page.not_run("pmmrec_transfer.py")
         return
     if not entries:
-        page.para("**Not run yet** (the transfer JSON has no cold-item results: run without `--skip-cold` / "
-                  "`--quick`): `python bench/pmmrec_transfer.py`")
+        page.para(
+            "**Not run yet** (the transfer JSON has no cold-item results: run without `--skip-cold` / "
+            "`--quick`): `python bench/pmmrec_transfer.py`"
+        )
         return
     for fname in srcs:
         if not (page.get(fname).get("cold_ml_latest_small")):
             page.para(f"`{fname}`: no cold-item results (not run yet).")
-    page.para("Zero-shot transfer to ml-latest-small-2016 (every movie kept): metrics over the test targets whose "
-              "movie (title and year) never occurs in the pre-training data. Sources: "
-              + ", ".join(f"`{s}`" for s in srcs) + ".")
+    page.para(
+        "Zero-shot transfer to ml-latest-small-2016 (every movie kept): metrics over the test targets whose "
+        "movie (title and year) never occurs in the pre-training data. Sources: "
+        + ", ".join(f"`{s}`" for s in srcs)
+        + "."
+    )
     rows, rnd, bars = _table(entries)
     distinct_rnd = sorted(set(round(x, 12) for x in rnd))
     random_hr = rnd[0] if len(distinct_rnd) == 1 else None  # one expected value for every model: shown once
     if random_hr is not None:
         rows.append(["random ranking (expected)", "", "", f4(random_hr), "", ""])
         bars.append(("random ranking (expected)", random_hr))
-    page.add(*md_table(["model", "cold test targets", "cold items in the catalogue", "HR@10 on cold targets",
-                        "NDCG@10 on cold targets", "HR@10 on all targets"], rows, right=(1, 2, 3, 4, 5)), "")
+    page.add(
+        *md_table(
+            [
+                "model",
+                "cold test targets",
+                "cold items in the catalogue",
+                "HR@10 on cold targets",
+                "NDCG@10 on cold targets",
+                "HR@10 on all targets",
+            ],
+            rows,
+            right=(1, 2, 3, 4, 5),
+        ),
+        "",
+    )
     _zero_shot_ratios(page, entries, random_hr)
-    path = page.plot("cold_hr10", lambda p: plots.hbar(
-        p, [b[0] for b in bars], [b[1] for b in bars], groups=[b[0].split(" ")[0] for b in bars],
-        annotations=[f"{b[1]:.4f}" for b in bars], title="HR@10 on test targets never seen in pre-training",
-        xlabel="HR@10 (cold targets)")) if bars else None
+    path = (
+        page.plot(
+            "cold_hr10",
+            lambda p: plots.hbar(
+                p,
+                [b[0] for b in bars],
+                [b[1] for b in bars],
+                groups=[b[0].split(" ")[0] for b in bars],
+                annotations=[f"{b[1]:.4f}" for b in bars],
+                title="HR@10 on test targets never seen in pre-training",
+                xlabel="HR@10 (cold targets)",
+            ),
+        )
+        if bars
+        else None
+    )
     page.image(path, "cold-item HR@10")

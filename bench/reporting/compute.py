@@ -34,8 +34,10 @@ def _not_comparable(d: dict) -> str:
     before = d.get("finished_runs_before")
     failed = sum(1 for r in d["scripts"] if r.get("returncode") != 0)
     if before != 0:
-        return (f"{before} finished run folder(s) under `{d.get('work')}` were reused, so this is not the time "
-                "of a fresh run")
+        return (
+            f"{before} finished run folder(s) under `{d.get('work')}` were reused, so this is not the time "
+            "of a fresh run"
+        )
     if d.get("only") or not d.get("complete"):
         return "a partial run (`--only`) or an interrupted one"
     if failed:
@@ -44,19 +46,32 @@ def _not_comparable(d: dict) -> str:
 
 
 def _run_all(page: Page, d: dict) -> None:
-    page.para(f"Source: `{page.rel(page.folder / RUN_ALL, ROOT)}`; started {d.get('started', 'n/a')}"
-              + (f", 1-min load average before: {d['machine']['loadavg_1min_before']:.2f}"
-                 if is_num((d.get("machine") or {}).get("loadavg_1min_before")) else "") + ".")
+    page.para(
+        f"Source: `{page.rel(page.folder / RUN_ALL, ROOT)}`; started {d.get('started', 'n/a')}"
+        + (
+            f", 1-min load average before: {d['machine']['loadavg_1min_before']:.2f}"
+            if is_num((d.get("machine") or {}).get("loadavg_1min_before"))
+            else ""
+        )
+        + "."
+    )
     cmd = "python bench/run_all.py" + "".join(f" {a}" for a in d.get("argv") or [])
-    rows = [[f"`{r.get('script')}`", secs(r.get("wall_s")), "ok" if r.get("returncode") == 0 else
-             f"failed (exit {r.get('returncode')})"] for r in d["scripts"]]
+    rows = [
+        [
+            f"`{r.get('script')}`",
+            secs(r.get("wall_s")),
+            "ok" if r.get("returncode") == 0 else f"failed (exit {r.get('returncode')})",
+        ]
+        for r in d["scripts"]
+    ]
     total, target = d.get("total_s"), d.get("target_s")
     why = _not_comparable(d)
     ok = (total < target) if (not why and is_num(total) and is_num(target)) else None
     rows.append(["**all**", f"**{secs(total)}**", "" if d.get("complete") else "interrupted"])
     page.add(*md_table(["benchmark", "wall", "status"], rows, right=(1,)), "")
-    page.para(f"`{cmd}`: target < {secs(target)}"
-              + (f": {verdict(ok)}." if ok is not None else f"; not comparable: {why}."))
+    page.para(
+        f"`{cmd}`: target < {secs(target)}" + (f": {verdict(ok)}." if ok is not None else f"; not comparable: {why}.")
+    )
 
 
 def _transfer_compute(fname: str, t: dict, results: dict) -> tuple[float, float]:
@@ -87,8 +102,14 @@ def sasrec_compute(page: Page) -> list[tuple[str, list[str], float, bool]]:
         rb = [r for r in x["recbole"] if is_num(r.get("fit_seconds"))]
         if rb:
             rb_src = sorted({f for f in x["files"] if RECBOLE_RE.match(f)}) or src
-            out.append((f"SASRec ml-100k, RecBole ({runs(len(rb))})", rb_src, sum(r["fit_seconds"] for r in rb),
-                        any(r.get("stopped_by_time_budget") for r in rb)))
+            out.append(
+                (
+                    f"SASRec ml-100k, RecBole ({runs(len(rb))})",
+                    rb_src,
+                    sum(r["fit_seconds"] for r in rb),
+                    any(r.get("stopped_by_time_budget") for r in rb),
+                )
+            )
     d = page.get(SVR)
     m = d.get("ml1m") if isinstance(d, dict) else None
     if isinstance(m, dict) and is_num(m.get("train_time_s")):
@@ -96,8 +117,14 @@ def sasrec_compute(page: Page) -> list[tuple[str, list[str], float, bool]]:
     else:
         d = page.get(SVR_ML1M)
         if isinstance(d, dict) and is_num(d.get("mean_epoch_s")) and isinstance(d.get("epochs_run"), int):
-            out.append(("SASRec ml-1m, modalrec", [SVR_ML1M], d["mean_epoch_s"] * d["epochs_run"],
-                        d.get("best_epoch") == d.get("epochs_run")))  # best = last epoch: not early-stopped
+            out.append(
+                (
+                    "SASRec ml-1m, modalrec",
+                    [SVR_ML1M],
+                    d["mean_epoch_s"] * d["epochs_run"],
+                    d.get("best_epoch") == d.get("epochs_run"),
+                )
+            )  # best = last epoch: not early-stopped
     return out
 
 
@@ -111,20 +138,34 @@ def _compute(page: Page) -> None:
             rows.append([f"`{fname}`", secs(pre_s), secs(runs_s), secs(pre_s + runs_s)])
             total_s += pre_s + runs_s
     for name, files, wall, partial in sasrec_compute(page):
-        rows.append([f"{name}: " + ", ".join(f"`{f}`" for f in files), "", secs(wall) + (" (at least)" if partial
-                                                                                      else ""), secs(wall)])
+        rows.append(
+            [
+                f"{name}: " + ", ".join(f"`{f}`" for f in files),
+                "",
+                secs(wall) + (" (at least)" if partial else ""),
+                secs(wall),
+            ]
+        )
         total_s += wall
         lower |= partial
     if not rows:
         return
     rows.append(["**all**", "", "", f"**{secs(total_s)}**" + (" (at least)" if lower else "")])
-    page.para("Compute behind the tables: the sum of the wall times the result files record for their "
-              "training runs (pre-trains; every seed of every setting, ablations and cold items included; "
-              "both SASRec libraries). A fresh `make bench` recomputes all of them one after the other, so "
-              "this bounds its duration from below. \"At least\": a run in the sum was stopped (by a time "
-              "budget, or before early stopping ended it), so a complete one takes longer:")
-    page.add(*md_table(["result file", "pre-training", "fine-tune / scratch / eval / training runs", "total"],
-                       rows, right=(1, 2, 3)), "")
+    page.para(
+        "Compute behind the tables: the sum of the wall times the result files record for their "
+        "training runs (pre-trains; every seed of every setting, ablations and cold items included; "
+        "both SASRec libraries). A fresh `make bench` recomputes all of them one after the other, so "
+        'this bounds its duration from below. "At least": a run in the sum was stopped (by a time '
+        "budget, or before early stopping ended it), so a complete one takes longer:"
+    )
+    page.add(
+        *md_table(
+            ["result file", "pre-training", "fine-tune / scratch / eval / training runs", "total"],
+            rows,
+            right=(1, 2, 3),
+        ),
+        "",
+    )
 
 
 def section_bench_time(page: Page) -> None:

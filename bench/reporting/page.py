@@ -12,8 +12,9 @@ from .results import ROOT, date_of, labels, load_of
 
 
 class Page:
-    def __init__(self, results: dict[str, Any], errors: dict[str, str], folder: Path, out: Path, img_dir: Path,
-                 draw: bool):
+    def __init__(
+        self, results: dict[str, Any], errors: dict[str, str], folder: Path, out: Path, img_dir: Path, draw: bool
+    ):
         self.results, self.errors, self.folder = results, errors, folder
         self.out, self.img_dir, self.draw = out, img_dir, draw
         self.lines: list[str] = []
@@ -57,8 +58,7 @@ class Page:
         """Source file, date, machine load, labels for quick / partial runs."""
         for lab in labels(d):
             self.para(lab)
-        bits = [f"Source: `{self.rel(self.folder / fname, ROOT)}`",
-                f"date: {date_of(d) or 'not recorded in the JSON'}"]
+        bits = [f"Source: `{self.rel(self.folder / fname, ROOT)}`", f"date: {date_of(d) or 'not recorded in the JSON'}"]
         ld = load_of(d)
         if ld:
             bits.append(ld)
@@ -99,5 +99,5 @@ def guarded(page: Page, fn: Callable[[Page], None]) -> None:
     try:
         fn(page)
     except Exception as e:  # a result file in an unexpected shape
-        del page.lines[n + 2:]
+        del page.lines[n + 2 :]
         page.para(f"**Could not render this section:** {type(e).__name__}: {e}")

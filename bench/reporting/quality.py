@@ -9,8 +9,18 @@ from .fmt import code, is_num, md_table, num, secs
 from .page import Page
 from .reading import ablation_reading, reading
 from .results import MISS, PMM, run_folder, short
-from .transfer import (MODEL_LABELS, commands_block, detail_table, is_bench_pretrain, is_variant, learning_curves,
-                       main_dataset, metrics_pair, trained, transfer_rows)
+from .transfer import (
+    MODEL_LABELS,
+    commands_block,
+    detail_table,
+    is_bench_pretrain,
+    is_variant,
+    learning_curves,
+    main_dataset,
+    metrics_pair,
+    trained,
+    transfer_rows,
+)
 
 
 def _protocol(page: Page, d: dict) -> None:
@@ -34,12 +44,15 @@ def _pmmrec_pretrain(page: Page, d: dict) -> None:
     if not pre:
         return
     src = _source_dataset(str(d.get("pretrain_run") or ""))
-    bits = [f"pre-trained run `{short(str(d.get('pretrain_run', '')))}`" + (f" on {src}" if src else ""),
-            f"best epoch {pre.get('best_epoch')} of {pre.get('epochs_run')}",
-            f"training time {secs(pre.get('train_time_s'))}"]
+    bits = [
+        f"pre-trained run `{short(str(d.get('pretrain_run', '')))}`" + (f" on {src}" if src else ""),
+        f"best epoch {pre.get('best_epoch')} of {pre.get('epochs_run')}",
+        f"training time {secs(pre.get('train_time_s'))}",
+    ]
     if is_num(pre.get("windows_per_s")):
-        bits.append(f"{pre['windows_per_s']:.1f} training windows/s ({num(pre.get('windows_per_epoch'))} windows "
-                    "per epoch)")
+        bits.append(
+            f"{pre['windows_per_s']:.1f} training windows/s ({num(pre.get('windows_per_epoch'))} windows per epoch)"
+        )
     bits.append(f"validation on the source data {metrics_pair(pre.get('valid'))}")
     bits.append(f"test on the source data {metrics_pair(pre.get('test_ml1m') or pre.get('test'))}")
     page.para("Pre-training: " + "; ".join(bits) + ".")
@@ -49,8 +62,10 @@ def _pmmrec_other_tables(page: Page, others: list[dict]) -> None:
     """The bench's own pre-trains, then one table per other data set (the cold-item runs)."""
     pre_rows = [r for r in others if is_bench_pretrain(r["name"])]
     if pre_rows:
-        page.para("The pre-trains the bench ran itself (the ablations', and the main one when no finished "
-                  "`--pretrain` run was given), test metrics on their source data set:")
+        page.para(
+            "The pre-trains the bench ran itself (the ablations', and the main one when no finished "
+            "`--pretrain` run was given), test metrics on their source data set:"
+        )
         page.add(*detail_table(pre_rows), "")
     others = [r for r in others if not is_bench_pretrain(r["name"])]
     for ds in sorted({r["dataset"] or "?" for r in others}):
@@ -65,8 +80,10 @@ def _readings(page: Page, main: list[dict], ablations: bool) -> None:
         page.add(*rd, "")
     ab = ablation_reading(main) if ablations else []
     if ab:
-        page.para("Pre-training loss ablations, each against the all-losses pre-train of the same budget "
-                  "(computed from the table):")
+        page.para(
+            "Pre-training loss ablations, each against the all-losses pre-train of the same budget "
+            "(computed from the table):"
+        )
         page.add(*ab, "")
 
 
@@ -115,8 +132,12 @@ def section_pmmrec(page: Page) -> None:
     page.add(*detail_table(main), "")
     _pmmrec_other_tables(page, [r for r in rows if r["dataset"] != target])
     _readings(page, main, ablations=True)
-    learning_curves(page, [r for r in trained(main) if not is_variant(r)], "curves_pmmrec",
-                    f"PMMRec transfer on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed")
+    learning_curves(
+        page,
+        [r for r in trained(main) if not is_variant(r)],
+        "curves_pmmrec",
+        f"PMMRec transfer on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed",
+    )
     page.add(*commands_block(rows))
     _script(page, d, _pmmrec_invocation(d))
 
@@ -125,11 +146,24 @@ def _missrec_pretrain(page: Page, d: dict) -> None:
     pre = d.get("pretrain") or {}
     if not pre:
         return
-    prow = [[MODEL_LABELS.get(m, m), secs(p.get("wall_s")), p.get("epochs_run"), num(p.get("peak_rss_mib"), 0),
-             metrics_pair(p.get("valid_ml1m")), metrics_pair(p.get("test_ml1m"))] for m, p in pre.items()]
+    prow = [
+        [
+            MODEL_LABELS.get(m, m),
+            secs(p.get("wall_s")),
+            p.get("epochs_run"),
+            num(p.get("peak_rss_mib"), 0),
+            metrics_pair(p.get("valid_ml1m")),
+            metrics_pair(p.get("test_ml1m")),
+        ]
+        for m, p in pre.items()
+    ]
     page.para("Pre-training on the source data set:")
-    page.add(*md_table(["model", "wall time", "epochs", "peak RSS MiB", "source validation", "source test"],
-                       prow, right=(2, 3)), "")
+    page.add(
+        *md_table(
+            ["model", "wall time", "epochs", "peak RSS MiB", "source validation", "source test"], prow, right=(2, 3)
+        ),
+        "",
+    )
 
 
 def _missrec_invocation(d: dict) -> list[str]:
@@ -148,8 +182,9 @@ def section_missrec(page: Page) -> None:
     if d is None:
         return
     _protocol(page, d)
-    page.para(f"Seeds: {', '.join(str(s) for s in d.get('seeds') or [])}; fine-tune / scratch epochs: "
-              f"{d.get('ft_epochs')}.")
+    page.para(
+        f"Seeds: {', '.join(str(s) for s in d.get('seeds') or [])}; fine-tune / scratch epochs: {d.get('ft_epochs')}."
+    )
     _missrec_pretrain(page, d)
     rows = transfer_rows(d, MISS)
     target = main_dataset(rows)
@@ -158,8 +193,12 @@ def section_missrec(page: Page) -> None:
         page.para(f"Test metrics on {target}, mean ± std over runs (one run: the value alone):")
         page.add(*detail_table(main), "")
         _readings(page, main, ablations=False)
-        learning_curves(page, trained(main), "curves_missrec_unisrec",
-                        f"MISSRec / UniSRec on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed")
+        learning_curves(
+            page,
+            trained(main),
+            "curves_missrec_unisrec",
+            f"MISSRec / UniSRec on {target}: validation NDCG@10 per epoch, a panel per setting, a line per seed",
+        )
     else:
         page.para("No finished run in the table yet.")
     page.add(*commands_block(rows))

@@ -32,10 +32,15 @@ def _against_all_losses(found: dict) -> list[str]:
             continue
         pa, pb = per_seed(r), per_seed(ref)
         common = [k for k in pa if k in pb]
-        paired = (f"; lower in {sum(pa[k] < pb[k] for k in common)} of {len(common)} paired runs"
-                  if kind == "fine-tuned" and common else "")
-        out.append(f"* Pre-trained {variant}{budget}, {kind}: {pm(r['r'].get('ndcg@10'), r['runs'])} vs all losses "
-                   f"{pm(ref['r'].get('ndcg@10'), ref['runs'])} ({(a / b - 1) * 100:+.1f}% test NDCG@10{paired}).")
+        paired = (
+            f"; lower in {sum(pa[k] < pb[k] for k in common)} of {len(common)} paired runs"
+            if kind == "fine-tuned" and common
+            else ""
+        )
+        out.append(
+            f"* Pre-trained {variant}{budget}, {kind}: {pm(r['r'].get('ndcg@10'), r['runs'])} vs all losses "
+            f"{pm(ref['r'].get('ndcg@10'), ref['runs'])} ({(a / b - 1) * 100:+.1f}% test NDCG@10{paired})."
+        )
     return out
 
 
@@ -50,10 +55,12 @@ def _budget(found: dict, rows: list[dict]) -> list[str]:
         scratch, main = by.get(f"{prefix} scratch"), by.get(f"{prefix} pretrained+finetuned")
         if scratch is None or main is None:
             continue
-        out.append(f"* Budget: the all-losses pre-train ({budget.strip(' ()')}) fine-tunes to {pm(ref['r'].get('ndcg@10'), ref['runs'])}, "
-                   f"against {pm(scratch['r'].get('ndcg@10'), scratch['runs'])} from scratch and "
-                   f"{pm(main['r'].get('ndcg@10'), main['runs'])} from the main pre-train: these ablations measure "
-                   "each loss in a short pre-train, not in the main one.")
+        out.append(
+            f"* Budget: the all-losses pre-train ({budget.strip(' ()')}) fine-tunes to {pm(ref['r'].get('ndcg@10'), ref['runs'])}, "
+            f"against {pm(scratch['r'].get('ndcg@10'), scratch['runs'])} from scratch and "
+            f"{pm(main['r'].get('ndcg@10'), main['runs'])} from the main pre-train: these ablations measure "
+            "each loss in a short pre-train, not in the main one."
+        )
     return out
 
 
@@ -77,8 +84,10 @@ def _pretraining_gain(rows: list[dict], by: dict, mean) -> list[str]:
         common = [k for k in pa if k in pb]
         n = len(common)
         wins = sum(pa[k] > pb[k] for k in common)
-        out.append(f"* {r['label']}: {(a / b - 1) * 100:+.0f}% test NDCG@10 over the same model trained from "
-                   f"scratch ({a:.4f} vs {b:.4f}; higher in {wins} of {n} paired run{'s' if n != 1 else ''}).")
+        out.append(
+            f"* {r['label']}: {(a / b - 1) * 100:+.0f}% test NDCG@10 over the same model trained from "
+            f"scratch ({a:.4f} vs {b:.4f}; higher in {wins} of {n} paired run{'s' if n != 1 else ''})."
+        )
     return out
 
 
@@ -91,9 +100,11 @@ def _ids_against_content(rows: list[dict], mean) -> tuple[list[str], bool]:
     best = max(content, key=lambda r: mean(r["name"]))
     s, c = mean(ids[0]["name"]), mean(best["name"])
     if s > c:
-        return [f"* The ID baseline SASRec ({s:.4f}) is ahead of every content-based setting here; the "
-                f"best of those is {best['label']} ({c:.4f}, {best['runs']} "
-                f"run{'s' if best['runs'] != 1 else ''})."], True
+        return [
+            f"* The ID baseline SASRec ({s:.4f}) is ahead of every content-based setting here; the "
+            f"best of those is {best['label']} ({c:.4f}, {best['runs']} "
+            f"run{'s' if best['runs'] != 1 else ''})."
+        ], True
     return [f"* {best['label']} ({c:.4f}) reaches or passes the ID baseline SASRec ({s:.4f})."], False
 
 
@@ -105,10 +116,17 @@ def _zero_shot_against_pop(rows: list[dict], mean) -> tuple[list[str], bool]:
         return [], False
     p = mean(pop["name"])
     below = [r for r in zs if mean(r["name"]) <= p]
-    line = "* Zero-shot (no training on the target) against Pop (" + f"{p:.4f}" + "): " + "; ".join(
-        f"{r['label'].split(', zero-shot')[0]} {mean(r['name']):.4f} "
-        f"({'above' if mean(r['name']) > p else 'below'})"
-        for r in zs) + "."
+    line = (
+        "* Zero-shot (no training on the target) against Pop ("
+        + f"{p:.4f}"
+        + "): "
+        + "; ".join(
+            f"{r['label'].split(', zero-shot')[0]} {mean(r['name']):.4f} "
+            f"({'above' if mean(r['name']) > p else 'below'})"
+            for r in zs
+        )
+        + "."
+    )
     return [line], len(below) == len(zs)
 
 
@@ -124,6 +142,8 @@ def reading(rows: list[dict]) -> list[str]:
     zs, zs_below = _zero_shot_against_pop(rows, mean)
     out += ids + zs
     if id_ahead and zs_below:
-        out.append("* A likely reading: these MovieLens histories are dominated by popularity and collaborative "
-                   "signal, which titles, genres and rendered posters carry only in part.")
+        out.append(
+            "* A likely reading: these MovieLens histories are dominated by popularity and collaborative "
+            "signal, which titles, genres and rendered posters carry only in part."
+        )
     return out

@@ -30,16 +30,23 @@ def readme_snippet(page: Page, rows: list[dict], target: str | None, readme: Pat
         for fname in sorted({r["source"] for r in rows}):
             for lab in labels(page.results[fname]):
                 lines += [f"`{fname}`: {lab}", ""]
-        lines += [f"Test NDCG@10 and HR@10 on {target} (leave-one-out, exact full ranking over the whole catalogue, "
-                  "history excluded, pessimistic ties), mean ± std over runs:", ""]
+        lines += [
+            f"Test NDCG@10 and HR@10 on {target} (leave-one-out, exact full ranking over the whole catalogue, "
+            "history excluded, pessimistic ties), mean ± std over runs:",
+            "",
+        ]
         lines += headline_table(rows) + [""]
         img = page.images.get("ndcg_test")
         if img is not None:
             lines += [f"![test NDCG@10 per model and setting]({page.rel(img, readme.parent)})", ""]
     else:
         lines += ["No quality results yet: `python bench/pmmrec_transfer.py`.", ""]
-    lines += [f"Every benchmark (quality, cold items, speed, serving) with its commands, dates and targets: "
-              f"[{page.rel(page.out, readme.parent)}]({page.rel(page.out, readme.parent)}).", "", END]
+    lines += [
+        f"Every benchmark (quality, cold items, speed, serving) with its commands, dates and targets: "
+        f"[{page.rel(page.out, readme.parent)}]({page.rel(page.out, readme.parent)}).",
+        "",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -54,7 +61,7 @@ def update_readme(readme: Path, snippet: str) -> bool:
     if i < 0 or j < 0:
         print(f"{readme}: the markers {START} ... {END} are missing; README not updated", file=sys.stderr)
         return False
-    new = text[:i] + snippet + text[j + len(END):]
+    new = text[:i] + snippet + text[j + len(END) :]
     if new != text:
         write_page(readme, new)
     return True

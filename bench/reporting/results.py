@@ -65,7 +65,7 @@ def run_folder(path: str | None) -> Path | None:
     p = Path(path)
     cands = [p if p.is_absolute() else ROOT / p]
     if "runs" in p.parts:
-        cands.append(ROOT.joinpath(*p.parts[p.parts.index("runs"):]))
+        cands.append(ROOT.joinpath(*p.parts[p.parts.index("runs") :]))
     return next((c for c in cands if c.is_dir()), None)
 
 

@@ -13,31 +13,45 @@ def _from_comparison(page: Page, d: dict, m: dict) -> None:
     """The ml1m part of sasrec_vs_recbole.json."""
     page.header(d, SVR)
     test, ref = m.get("test") or {}, m.get("published_sasrec_plus_hr@10")
-    rows = [["ours, history excluded", f4(test.get("hr@10")), f4(test.get("ndcg@10")), m.get("best_epoch"),
-             m.get("epochs_run"), secs(m.get("train_time_s"))]]
+    rows = [
+        [
+            "ours, history excluded",
+            f4(test.get("hr@10")),
+            f4(test.get("ndcg@10")),
+            m.get("best_epoch"),
+            m.get("epochs_run"),
+            secs(m.get("train_time_s")),
+        ]
+    ]
     page.add(*md_table(["", "test HR@10", "test NDCG@10", "best epoch", "epochs run", "training time"], rows), "")
     if is_num(ref) and is_num(test.get("hr@10")):
-        page.para(f"Published full-ranking SASRec+ HR@10: {ref:.4f}; ours {test['hr@10']:.4f} "
-                  f"({(test['hr@10'] / ref - 1) * 100:+.0f}%).")
+        page.para(
+            f"Published full-ranking SASRec+ HR@10: {ref:.4f}; ours {test['hr@10']:.4f} "
+            f"({(test['hr@10'] / ref - 1) * 100:+.0f}%)."
+        )
     page.para("Options: " + " ".join(f"`{o}`" for o in d.get("ours_overrides_ml1m") or []))
     page.add(*code(["python bench/sasrec_vs_recbole.py"]), "")
 
 
 def _metrics_table(page: Page, d: dict) -> None:
     rows = []
-    for key, lab in (("valid_at_best", "validation (best checkpoint)"),
-                     ("test_history_excluded", "test, history excluded"),
-                     ("test_history_included", "test, history included")):
+    for key, lab in (
+        ("valid_at_best", "validation (best checkpoint)"),
+        ("test_history_excluded", "test, history excluded"),
+        ("test_history_included", "test, history included"),
+    ):
         if isinstance(d.get(key), dict):
             rows.append([lab, f4(d[key].get("hr@10")), f4(d[key].get("ndcg@10"))])
     page.add(*md_table(["", "HR@10", "NDCG@10"], rows, right=(1, 2)), "")
     ref = d.get("published_sasrec_plus_hr@10")
     ours = (d.get("test_history_excluded") or {}).get("hr@10")
     if is_num(ref) and is_num(ours):
-        page.para(f"Published full-ranking SASRec+ HR@10: {ref:.4f}; ours (history excluded) {ours:.4f} "
-                  f"({(ours / ref - 1) * 100:+.0f}%). History excluded is the published protocol: the SASRec+ "
-                  "code (antklen/sasrec-bert4rec-recsys23, `SeqRecBase(filter_seen=True)`) drops the items a "
-                  "user has seen before ranking.")
+        page.para(
+            f"Published full-ranking SASRec+ HR@10: {ref:.4f}; ours (history excluded) {ours:.4f} "
+            f"({(ours / ref - 1) * 100:+.0f}%). History excluded is the published protocol: the SASRec+ "
+            "code (antklen/sasrec-bert4rec-recsys23, `SeqRecBase(filter_seen=True)`) drops the items a "
+            "user has seen before ranking."
+        )
 
 
 def _training(page: Page, d: dict) -> None:
@@ -57,9 +71,17 @@ def _training(page: Page, d: dict) -> None:
 def _curve(page: Page, d: dict) -> None:
     curve = d.get("curve_valid_ndcg@10")
     if isinstance(curve, list) and curve:
-        path = page.plot("curve_sasrec_ml1m", lambda p: plots.curves(
-            p, [("SASRec, ml-1m", list(range(1, len(curve) + 1)), curve)], title="SASRec on ml-1m: validation NDCG@10 "
-            "per epoch", xlabel="epoch", ylabel="validation NDCG@10", integer_x=True))
+        path = page.plot(
+            "curve_sasrec_ml1m",
+            lambda p: plots.curves(
+                p,
+                [("SASRec, ml-1m", list(range(1, len(curve) + 1)), curve)],
+                title="SASRec on ml-1m: validation NDCG@10 per epoch",
+                xlabel="epoch",
+                ylabel="validation NDCG@10",
+                integer_x=True,
+            ),
+        )
         page.image(path, "SASRec ml-1m learning curve")
 
 

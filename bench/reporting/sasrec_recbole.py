@@ -18,13 +18,18 @@ def _recbole_row(r: dict) -> dict:
     """A run_recbole_sasrec.py JSON in the shape of sasrec_vs_recbole.py's rows."""
     t = r.get("timing") or {}
     pess = ((r.get("diagnostics") or {}).get("test") or {}).get("pessimistic") or r.get("test") or {}
-    return {"seed": (r.get("args") or {}).get("seed"), "time_to_best_s": t.get("time_to_best_s"),
-            "fit_seconds": t.get("fit_seconds"), "epochs_run": t.get("epochs_run"),
-            "best_epoch": (r.get("best") or {}).get("epoch"),  # RecBole counts epochs from 0
-            "stopped_by_time_budget": t.get("stopped_by_time_budget"),
-            "mean_epoch_seconds": t.get("mean_epoch_seconds"),
-            "parameters": (r.get("model_info") or {}).get("n_parameters"),
-            "test": {k.lower(): v for k, v in pess.items()}, "_raw": r}
+    return {
+        "seed": (r.get("args") or {}).get("seed"),
+        "time_to_best_s": t.get("time_to_best_s"),
+        "fit_seconds": t.get("fit_seconds"),
+        "epochs_run": t.get("epochs_run"),
+        "best_epoch": (r.get("best") or {}).get("epoch"),  # RecBole counts epochs from 0
+        "stopped_by_time_budget": t.get("stopped_by_time_budget"),
+        "mean_epoch_seconds": t.get("mean_epoch_seconds"),
+        "parameters": (r.get("model_info") or {}).get("n_parameters"),
+        "test": {k.lower(): v for k, v in pess.items()},
+        "_raw": r,
+    }
 
 
 def _hr(test: dict):
@@ -58,25 +63,38 @@ def sasrec_recbole(page: Page) -> dict | None:
 
 def _protocol(page: Page, x: dict) -> None:
     meta, rb = x["meta"], x["recbole"]
-    page.para("Sources: " + ", ".join(f"`{f}`" for f in x["files"]) + "; date: "
-              + (date_of(meta) or "not recorded in the JSON") + (f"; {load_of(meta)}" if load_of(meta) else "") + ".")
+    page.para(
+        "Sources: "
+        + ", ".join(f"`{f}`" for f in x["files"])
+        + "; date: "
+        + (date_of(meta) or "not recorded in the JSON")
+        + (f"; {load_of(meta)}" if load_of(meta) else "")
+        + "."
+    )
     over = meta.get("ours_overrides_ml100k") or []
     rb_proto = next((r["_raw"].get("protocol") for r in rb if r.get("_raw")), None) or {}
     hist_ours = "eval.exclude_history=false" not in over
     proto = [f"same {(meta.get('ml100k_summary') or {}).get('name', 'ml-100k')} sequences and split on both sides"]
     if rb_proto:
-        proto.append(f"RecBole: {rb_proto.get('split')}, {rb_proto.get('ranking')}, history "
-                     f"{'excluded' if rb_proto.get('history_masked') else 'not excluded'}, {rb_proto.get('loss')}")
-    proto.append(f"ours: history {'excluded' if hist_ours else 'not excluded'} "
-                 "(unlike the rest of this page), pessimistic ties")
+        proto.append(
+            f"RecBole: {rb_proto.get('split')}, {rb_proto.get('ranking')}, history "
+            f"{'excluded' if rb_proto.get('history_masked') else 'not excluded'}, {rb_proto.get('loss')}"
+        )
+    proto.append(
+        f"ours: history {'excluded' if hist_ours else 'not excluded'} (unlike the rest of this page), pessimistic ties"
+    )
     if meta.get("threads") is not None:
         proto.append(f"torch threads: {meta['threads']}")
-    page.para("Protocol: " + "; ".join(proto) + ". Time to best = wall time from the start of training to the end "
-              "of the best epoch's validation pass.")
+    page.para(
+        "Protocol: " + "; ".join(proto) + ". Time to best = wall time from the start of training to the end "
+        "of the best epoch's validation pass."
+    )
     if meta.get("model_size"):
-        page.para("Model size (both sides): " + ", ".join(f"{k} {v}" for k, v in meta["model_size"].items()) + ". "
-                  "Our side's other training settings (listed under the tables) were chosen on validation NDCG@10; "
-                  "bench/recbole/README.md, \"Our side's settings\", gives the candidates and their scores.")
+        page.para(
+            "Model size (both sides): " + ", ".join(f"{k} {v}" for k, v in meta["model_size"].items()) + ". "
+            "Our side's other training settings (listed under the tables) were chosen on validation NDCG@10; "
+            'bench/recbole/README.md, "Our side\'s settings", gives the candidates and their scores.'
+        )
 
 
 def _sides(x: dict) -> tuple[tuple[str, list[dict]], ...]:
@@ -91,12 +109,37 @@ def _runs_table(page: Page, x: dict) -> None:
             best = r.get("best_epoch")
             if side == "RecBole":  # its epochs count from 0; shown from 1 like ours
                 best = ((r.get("_raw") or {}).get("timing") or {}).get("epochs_to_best") or (
-                    best + 1 if isinstance(best, int) else best)
-            rows.append([side, r.get("seed"), secs(r.get("time_to_best_s")) + (" (cut by time budget)" if cut else ""),
-                         f4((r.get("test") or {}).get("ndcg@10")), f4(_hr(r.get("test") or {})), best,
-                         r.get("epochs_run"), num(r.get("parameters"))])
-    page.add(*md_table(["library", "seed", "time to best", "test NDCG@10", "test HR@10", "best epoch (from 1)",
-                        "epochs run", "parameters"], rows, right=(1, 3, 4, 5, 6, 7)), "")
+                    best + 1 if isinstance(best, int) else best
+                )
+            rows.append(
+                [
+                    side,
+                    r.get("seed"),
+                    secs(r.get("time_to_best_s")) + (" (cut by time budget)" if cut else ""),
+                    f4((r.get("test") or {}).get("ndcg@10")),
+                    f4(_hr(r.get("test") or {})),
+                    best,
+                    r.get("epochs_run"),
+                    num(r.get("parameters")),
+                ]
+            )
+    page.add(
+        *md_table(
+            [
+                "library",
+                "seed",
+                "time to best",
+                "test NDCG@10",
+                "test HR@10",
+                "best epoch (from 1)",
+                "epochs run",
+                "parameters",
+            ],
+            rows,
+            right=(1, 3, 4, 5, 6, 7),
+        ),
+        "",
+    )
 
 
 def _summary_table(page: Page, x: dict) -> None:
@@ -107,9 +150,15 @@ def _summary_table(page: Page, x: dict) -> None:
         h = [_hr(r["test"]) for r in rs if is_num(_hr(r.get("test") or {}))]
         if t:
             (tm, ts), (nm, ns), (hm, hs) = mean_sd(t), mean_sd(n or [float("nan")]), mean_sd(h or [float("nan")])
-            summ.append([side, len(t), f"{secs(tm)} ± {secs(ts)}" if len(t) > 1 else secs(tm),
-                         f"{nm:.4f} ± {ns:.4f}" if len(n) > 1 else f4(nm),
-                         f"{hm:.4f} ± {hs:.4f}" if len(h) > 1 else f4(hm)])
+            summ.append(
+                [
+                    side,
+                    len(t),
+                    f"{secs(tm)} ± {secs(ts)}" if len(t) > 1 else secs(tm),
+                    f"{nm:.4f} ± {ns:.4f}" if len(n) > 1 else f4(nm),
+                    f"{hm:.4f} ± {hs:.4f}" if len(h) > 1 else f4(hm),
+                ]
+            )
     if summ:
         page.para("Mean ± std over seeds:")
         page.add(*md_table(["library", "runs", "time to best", "test NDCG@10", "test HR@10"], summ, right=(1,)), "")
@@ -117,8 +166,10 @@ def _summary_table(page: Page, x: dict) -> None:
 
 def _recbole_missing(page: Page, x: dict) -> None:
     if not x["recbole"] and (x.get("meta") or {}).get("skip_recbole"):
-        page.para("RecBole: **skipped** in this run (`--skip-recbole`; the quick report skips it, as one RecBole "
-                  "epoch alone takes minutes here). `python bench/sasrec_vs_recbole.py` runs both sides.")
+        page.para(
+            "RecBole: **skipped** in this run (`--skip-recbole`; the quick report skips it, as one RecBole "
+            "epoch alone takes minutes here). `python bench/sasrec_vs_recbole.py` runs both sides."
+        )
     elif not x["recbole"]:
         page.para("RecBole: **not run yet** (`python bench/sasrec_vs_recbole.py`).")
 
@@ -136,18 +187,24 @@ def _paired_seeds(page: Page, x: dict, ratios: list) -> None:
     cut = any(r.get("stopped_by_time_budget") for r in tr)
     dn = statistics.fmean(r["test"]["ndcg@10"] for r in to) - statistics.fmean(r["test"]["ndcg@10"] for r in tr)
     seeds = ", ".join(str(s) for s in common)
-    s = (f"On the seed{'s' if len(common) > 1 else ''} both sides ran ({seeds}): RecBole needed "
-         f"{'at least ' if cut else ''}{times(b / a)} modalrec's time to best ({secs(b)} vs {secs(a)}); "
-         f"test NDCG@10 modalrec minus RecBole: {dn:+.4f}.")
+    s = (
+        f"On the seed{'s' if len(common) > 1 else ''} both sides ran ({seeds}): RecBole needed "
+        f"{'at least ' if cut else ''}{times(b / a)} modalrec's time to best ({secs(b)} vs {secs(a)}); "
+        f"test NDCG@10 modalrec minus RecBole: {dn:+.4f}."
+    )
     if cut:
-        s += (" RecBole was stopped by its time budget: its time to best is a lower bound and its model had not "
-              "converged.")
-    s += (" The two do not train the same way, so the time ratio is not a speed-up of one implementation over "
-          "the other: RecBole's SASRec makes every prefix of a user's sequence an example of its own and "
-          "computes the loss at that example's last position (batches of 2048 examples, as configured); "
-          "modalrec computes it at every position of overlapping windows of up to max_len items (stride 10), so "
-          "one forward pass trains up to max_len targets. Both are evaluated the same way (history included, "
-          "as RecBole does).")
+        s += (
+            " RecBole was stopped by its time budget: its time to best is a lower bound and its model had not "
+            "converged."
+        )
+    s += (
+        " The two do not train the same way, so the time ratio is not a speed-up of one implementation over "
+        "the other: RecBole's SASRec makes every prefix of a user's sequence an example of its own and "
+        "computes the loss at that example's last position (batches of 2048 examples, as configured); "
+        "modalrec computes it at every position of overlapping windows of up to max_len items (stride 10), so "
+        "one forward pass trains up to max_len targets. Both are evaluated the same way (history included, "
+        "as RecBole does)."
+    )
     page.para(s)
     ratios.append((f"SASRec time to best: modalrec over RecBole (seed {seeds})", b / a, cut))
 
@@ -158,16 +215,22 @@ def _curve_series(x: dict) -> tuple[list, int]:
     for r in sorted(x["ours"], key=lambda r: r.get("seed") or 0):
         f = run_folder(r.get("run_dir"))
         recs = plots.read_epochs(f / "metrics.jsonl") if f else []
-        pts = [(e["elapsed_s"], e["valid"]["ndcg@10"]) for e in recs
-               if is_num(e.get("elapsed_s")) and is_num((e.get("valid") or {}).get("ndcg@10"))]
+        pts = [
+            (e["elapsed_s"], e["valid"]["ndcg@10"])
+            for e in recs
+            if is_num(e.get("elapsed_s")) and is_num((e.get("valid") or {}).get("ndcg@10"))
+        ]
         if pts:
             series.append((f"modalrec seed {r.get('seed')}", [p[0] for p in pts], [p[1] for p in pts]))
         else:
             missing += 1
     for r in x["recbole"]:
         eps = (r.get("_raw") or {}).get("epochs") or []
-        pts = [(e["valid_end_s"], (e.get("valid_result") or {}).get("ndcg@10")) for e in eps
-               if is_num(e.get("valid_end_s")) and is_num((e.get("valid_result") or {}).get("ndcg@10"))]
+        pts = [
+            (e["valid_end_s"], (e.get("valid_result") or {}).get("ndcg@10"))
+            for e in eps
+            if is_num(e.get("valid_end_s")) and is_num((e.get("valid_result") or {}).get("ndcg@10"))
+        ]
         if pts:
             series.append((f"RecBole seed {r.get('seed')}", [p[0] for p in pts], [p[1] for p in pts]))
     return series, missing
@@ -176,9 +239,17 @@ def _curve_series(x: dict) -> tuple[list, int]:
 def _curves(page: Page, x: dict) -> None:
     series, missing = _curve_series(x)
     if series:
-        path = page.plot("curves_sasrec_recbole", lambda p: plots.curves(
-            p, series, title="SASRec on ml-100k: validation NDCG@10 against training wall time",
-            xlabel="seconds since the start of training (log scale)", ylabel="validation NDCG@10", log_x=True))
+        path = page.plot(
+            "curves_sasrec_recbole",
+            lambda p: plots.curves(
+                p,
+                series,
+                title="SASRec on ml-100k: validation NDCG@10 against training wall time",
+                xlabel="seconds since the start of training (log scale)",
+                ylabel="validation NDCG@10",
+                log_x=True,
+            ),
+        )
         page.image(path, "SASRec vs RecBole learning curves")
     if missing:
         page.para(f"_Curves: {missing} modalrec run folder(s) named in the JSON are not on this machine._")
@@ -203,8 +274,10 @@ def _commands(page: Page, x: dict) -> None:
         a = (r.get("_raw") or {}).get("args")
         if isinstance(a, dict):
             cmds.append(_recbole_command(a))
-    page.para("Commands (the RecBole line is rebuilt from the arguments its JSON records; RECBOLE_VENV is RecBole's "
-              "own venv, made by bench/recbole/setup_venv.sh):")
+    page.para(
+        "Commands (the RecBole line is rebuilt from the arguments its JSON records; RECBOLE_VENV is RecBole's "
+        "own venv, made by bench/recbole/setup_venv.sh):"
+    )
     page.add(*code(cmds), "")
 
 

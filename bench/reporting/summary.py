@@ -37,12 +37,16 @@ def _dense(page: Page) -> str:
     ids = _best(v, [n for n in v if n.startswith("sasrec")])
     content = _best(v, [n for n in v if not n.startswith("sasrec")])
     ratio = v[content]["test_ndcg@10"]["mean"] / v[ids]["test_ndcg@10"]["mean"]
-    verdict = ("the content-aware model is as good or better, and it also scores new items" if ratio >= 1.0 else
-               f"SASRec is {100 * (1 / ratio - 1):.0f}% better; pick the content-aware model only if new items "
-               "matter")
-    return (f"**Dense warm data (ml-100k, every test item seen in training):** SASRec (`{ids}`) test NDCG@10 "
-            f"{_t(v[ids])}; the best model that can still score new items (`{content}`, chosen on validation) "
-            f"{_t(v[content])} = {ratio:.2f} x SASRec: {verdict}.")
+    verdict = (
+        "the content-aware model is as good or better, and it also scores new items"
+        if ratio >= 1.0
+        else f"SASRec is {100 * (1 / ratio - 1):.0f}% better; pick the content-aware model only if new items matter"
+    )
+    return (
+        f"**Dense warm data (ml-100k, every test item seen in training):** SASRec (`{ids}`) test NDCG@10 "
+        f"{_t(v[ids])}; the best model that can still score new items (`{content}`, chosen on validation) "
+        f"{_t(v[content])} = {ratio:.2f} x SASRec: {verdict}."
+    )
 
 
 def _sparse(page: Page) -> str:
@@ -58,8 +62,10 @@ def _sparse(page: Page) -> str:
     if content and ids:
         ratio = v[content]["test_ndcg@10"]["mean"] / v[ids]["test_ndcg@10"]["mean"]
         versus = f" The best content model on validation, `{content}`, is {ratio:.2f} x SASRec on test."
-    return (f"**Sparse warm data (ml-latest-small-2016, 671 users, most movies rare):** use `{win}` (best on "
-            f"validation). Test NDCG@10: {cells}.{versus}")
+    return (
+        f"**Sparse warm data (ml-latest-small-2016, 671 users, most movies rare):** use `{win}` (best on "
+        f"validation). Test NDCG@10: {cells}.{versus}"
+    )
 
 
 def _cold(page: Page) -> str:
@@ -70,24 +76,34 @@ def _cold(page: Page) -> str:
     pop = v.get("pop", {}).get("test_cold_hr@10", {}).get("mean")
     best = max((n for n in v if "test_cold_hr@10" in v[n]), key=lambda n: v[n]["test_cold_hr@10"]["mean"])
     cells = ", ".join(f"{n} {v[n]['test_cold_hr@10']['mean']:.4f}" for n in v if "test_cold_hr@10" in v[n])
-    ratio = (f" ({v[best]['test_cold_hr@10']['mean'] / pop:.1f} x Pop)" if pop else
-             " (Pop cannot rank an item nobody has interacted with)")
-    return (f"**New items (cold split: the newest 10% of movies never occur in training):** an ID-free content "
-            f"model is the only way to recommend them: best `{best}`{ratio}. HR@10 on test targets that are new "
-            f"items: {cells}.")
+    ratio = (
+        f" ({v[best]['test_cold_hr@10']['mean'] / pop:.1f} x Pop)"
+        if pop
+        else " (Pop cannot rank an item nobody has interacted with)"
+    )
+    return (
+        f"**New items (cold split: the newest 10% of movies never occur in training):** an ID-free content "
+        f"model is the only way to recommend them: best `{best}`{ratio}. HR@10 on test targets that are new "
+        f"items: {cells}."
+    )
 
 
 def _zero(page: Page) -> str:
     d = page.get(ZERO)
     if not isinstance(d, dict):
         return "**No training on the target (zero-shot):** not run yet: `python bench/zero_shot_prior.py`."
-    cells = "; ".join(f"{t}: {r['ratio_to_pop']['zero_shot_prior']:.2f} x Pop (plain {r['ratio_to_pop']['zero_shot']:.2f} x"
-                      + (f", `{r['pretrain']}` chosen on validation" if r.get("pretrain") and d.get("candidates") else "")
-                      + ")" for t, r in d.get("table", {}).items())
+    cells = "; ".join(
+        f"{t}: {r['ratio_to_pop']['zero_shot_prior']:.2f} x Pop (plain {r['ratio_to_pop']['zero_shot']:.2f} x"
+        + (f", `{r['pretrain']}` chosen on validation" if r.get("pretrain") and d.get("candidates") else "")
+        + ")"
+        for t, r in d.get("table", {}).items()
+    )
     worse = [t for t, r in d.get("table", {}).items() if r["ratio_to_pop"]["zero_shot"] < 1.0]
-    tail = (f" Without the prior, Pop beats the zero-shot model on {', '.join(worse)}." if worse else "")
-    return ("**No training on the target (zero-shot):** a model pre-trained elsewhere plus the target's "
-            f"popularity prior (`modalrec evaluate --pop-prior`) against Pop: {cells}.{tail}")
+    tail = f" Without the prior, Pop beats the zero-shot model on {', '.join(worse)}." if worse else ""
+    return (
+        "**No training on the target (zero-shot):** a model pre-trained elsewhere plus the target's "
+        f"popularity prior (`modalrec evaluate --pop-prior`) against Pop: {cells}.{tail}"
+    )
 
 
 def _pretrain(page: Page) -> str | None:
@@ -96,8 +112,10 @@ def _pretrain(page: Page) -> str | None:
         return None
     v = _variants(d)
     gain = v["pretrained"]["test_ndcg@10"]["mean"] / v["scratch"]["test_ndcg@10"]["mean"] - 1
-    return (f"**Pre-training** (UniSRec on ml-1m, then fine-tuned on ml-100k, ID-free): test NDCG@10 "
-            f"{_t(v['pretrained'])} against {_t(v['scratch'])} from scratch ({100 * gain:+.1f}%)." + _sparse_gains(page))
+    return (
+        f"**Pre-training** (UniSRec on ml-1m, then fine-tuned on ml-100k, ID-free): test NDCG@10 "
+        f"{_t(v['pretrained'])} against {_t(v['scratch'])} from scratch ({100 * gain:+.1f}%)." + _sparse_gains(page)
+    )
 
 
 def _sparse_gains(page: Page) -> str:
@@ -106,15 +124,24 @@ def _sparse_gains(page: Page) -> str:
     if not isinstance(d, dict):
         return ""
     v = _variants(d)
-    cells = [f"{m} {100 * (v[f'{m}-pretrained']['test_ndcg@10']['mean'] / v[f'{m}-scratch']['test_ndcg@10']['mean'] - 1):+.0f}%"
-             for m in ("unisrec", "pmmrec", "missrec") if f"{m}-pretrained" in v and f"{m}-scratch" in v]
-    return f" On ml-latest-small-2016 (sparse warm grid), pre-trained against scratch: {', '.join(cells)}." if cells else ""
+    cells = [
+        f"{m} {100 * (v[f'{m}-pretrained']['test_ndcg@10']['mean'] / v[f'{m}-scratch']['test_ndcg@10']['mean'] - 1):+.0f}%"
+        for m in ("unisrec", "pmmrec", "missrec")
+        if f"{m}-pretrained" in v and f"{m}-scratch" in v
+    ]
+    return (
+        f" On ml-latest-small-2016 (sparse warm grid), pre-trained against scratch: {', '.join(cells)}."
+        if cells
+        else ""
+    )
 
 
 def section_summary(page: Page) -> None:
     page.add("## Which model should I use?", "")
-    page.para("From the declared grids below (settings chosen on validation NDCG@10, 3 seeds, test reported; "
-              "leave-one-out, full ranking, history excluded):")
+    page.para(
+        "From the declared grids below (settings chosen on validation NDCG@10, 3 seeds, test reported; "
+        "leave-one-out, full ranking, history excluded):"
+    )
     for line in (_dense(page), _sparse(page), _cold(page), _zero(page), _pretrain(page)):
         if line:
             page.add(f"- {line}")

@@ -13,9 +13,15 @@ from .fmt import code, details, f4, is_num, md_table, num, pm
 from .page import Page
 from .results import MISS, PMM, parse_command, run_folder, short
 
-MODEL_LABELS = {"pop": "Pop", "sasrec": "SASRec (item IDs)", "pmmrec-both": "PMMRec, text + image",
-                "pmmrec-text": "PMMRec, text only", "pmmrec-image": "PMMRec, image only", "missrec": "MISSRec",
-                "unisrec": "UniSRec"}
+MODEL_LABELS = {
+    "pop": "Pop",
+    "sasrec": "SASRec (item IDs)",
+    "pmmrec-both": "PMMRec, text + image",
+    "pmmrec-text": "PMMRec, text only",
+    "pmmrec-image": "PMMRec, image only",
+    "missrec": "MISSRec",
+    "unisrec": "UniSRec",
+}
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -36,11 +42,23 @@ def transfer_rows(d: dict, source: str) -> list[dict]:
         cmds = r.get("commands") or []
         pc = parse_command(cmds[0]) if cmds else {"options": [], "dataset": None, "out": None}
         model, setting = split_name(name)
-        label = (f"{MODEL_LABELS[model]}, {setting_label(setting, pc['dataset'])}" if model in MODEL_LABELS
-                 else name)  # e.g. "ml-latest-small zero-shot": shown as named
-        rows.append({"name": name, "model": model, "setting": setting, "source": source, "r": r,
-                     "dataset": pc["dataset"], "options": pc["options"], "commands": cmds, "label": label,
-                     "runs": r.get("runs", len(cmds))})
+        label = (
+            f"{MODEL_LABELS[model]}, {setting_label(setting, pc['dataset'])}" if model in MODEL_LABELS else name
+        )  # e.g. "ml-latest-small zero-shot": shown as named
+        rows.append(
+            {
+                "name": name,
+                "model": model,
+                "setting": setting,
+                "source": source,
+                "r": r,
+                "dataset": pc["dataset"],
+                "options": pc["options"],
+                "commands": cmds,
+                "label": label,
+                "runs": r.get("runs", len(cmds)),
+            }
+        )
     return rows
 
 
@@ -97,8 +115,15 @@ def headline_table(rows: list[dict]) -> list[str]:
     out = []
     for r in rows:
         flag = " (quick)" if r.get("quick") else ""
-        out.append([MODEL_LABELS.get(r["model"], r["model"]) + flag, setting_label(r["setting"], r["dataset"]),
-                    r["runs"], pm(r["r"].get("ndcg@10"), r["runs"]), pm(r["r"].get("hr@10"), r["runs"])])
+        out.append(
+            [
+                MODEL_LABELS.get(r["model"], r["model"]) + flag,
+                setting_label(r["setting"], r["dataset"]),
+                r["runs"],
+                pm(r["r"].get("ndcg@10"), r["runs"]),
+                pm(r["r"].get("hr@10"), r["runs"]),
+            ]
+        )
     return md_table(["model", "setting", "runs", "test NDCG@10", "test HR@10"], out, right=(2, 3, 4))
 
 
@@ -106,13 +131,19 @@ def plot_headline(page: Page, rows: list[dict], target: str | None) -> Path | No
     rows = [r for r in rows if is_num(ndcg_mean(r))]
     if not rows:
         return None
-    return page.plot("ndcg_test", lambda p: plots.hbar(
-        p, [r["label"] for r in rows], [r["r"]["ndcg@10"]["mean"] for r in rows],
-        errors=[r["r"]["ndcg@10"].get("std", 0.0) if r["runs"] > 1 else 0.0 for r in rows],
-        groups=[r["model"] for r in rows],
-        annotations=[pm(r["r"]["ndcg@10"], r["runs"]) + f"  (n={r['runs']})" for r in rows],
-        title=f"{target or ''} test NDCG@10 (mean ± std over runs)",
-        xlabel="test NDCG@10"))
+    return page.plot(
+        "ndcg_test",
+        lambda p: plots.hbar(
+            p,
+            [r["label"] for r in rows],
+            [r["r"]["ndcg@10"]["mean"] for r in rows],
+            errors=[r["r"]["ndcg@10"].get("std", 0.0) if r["runs"] > 1 else 0.0 for r in rows],
+            groups=[r["model"] for r in rows],
+            annotations=[pm(r["r"]["ndcg@10"], r["runs"]) + f"  (n={r['runs']})" for r in rows],
+            title=f"{target or ''} test NDCG@10 (mean ± std over runs)",
+            xlabel="test NDCG@10",
+        ),
+    )
 
 
 def detail_table(rows: list[dict]) -> list[str]:
@@ -121,12 +152,34 @@ def detail_table(rows: list[dict]) -> list[str]:
         x = r["r"]
         walls = [w for w in x.get("wall_s") or [] if is_num(w)]
         vals = (x.get("ndcg@10") or {}).get("values") or []
-        out.append([r["label"], " ".join(f"`{o}`" for o in r["options"]) or "", r["runs"],
-                    pm(x.get("ndcg@10"), r["runs"]), pm(x.get("hr@10"), r["runs"]),
-                    ", ".join(f"{v:.4f}" for v in vals), ", ".join(str(e) for e in x.get("best_epochs") or []),
-                    num(statistics.fmean(walls), 0) if walls else "n/a", num(x.get("peak_rss_mib"), 0)])
-    return md_table(["setting", "options", "runs", "NDCG@10", "HR@10", "NDCG@10 per run", "best epoch per run",
-                     "wall s (mean)", "peak RSS MiB"], out, right=(2, 3, 4, 7, 8))
+        out.append(
+            [
+                r["label"],
+                " ".join(f"`{o}`" for o in r["options"]) or "",
+                r["runs"],
+                pm(x.get("ndcg@10"), r["runs"]),
+                pm(x.get("hr@10"), r["runs"]),
+                ", ".join(f"{v:.4f}" for v in vals),
+                ", ".join(str(e) for e in x.get("best_epochs") or []),
+                num(statistics.fmean(walls), 0) if walls else "n/a",
+                num(x.get("peak_rss_mib"), 0),
+            ]
+        )
+    return md_table(
+        [
+            "setting",
+            "options",
+            "runs",
+            "NDCG@10",
+            "HR@10",
+            "NDCG@10 per run",
+            "best epoch per run",
+            "wall s (mean)",
+            "peak RSS MiB",
+        ],
+        out,
+        right=(2, 3, 4, 7, 8),
+    )
 
 
 def per_seed(row: dict) -> dict:
@@ -144,8 +197,14 @@ def metrics_pair(m: dict | None) -> str:
 
 def commands_block(rows: list[dict]) -> list[str]:
     cmds = [short(c) for r in rows for c in r["commands"]]
-    return details(f"the {len(cmds)} `modalrec` commands of this table (paths relative to the repository root)",
-                   code(cmds)) + [""] if cmds else []
+    return (
+        details(
+            f"the {len(cmds)} `modalrec` commands of this table (paths relative to the repository root)", code(cmds)
+        )
+        + [""]
+        if cmds
+        else []
+    )
 
 
 def trained(rows: list[dict]) -> list[dict]:
@@ -179,12 +238,18 @@ def learning_curves(page: Page, rows: list[dict], name: str, title: str) -> None
         else:
             missing.append(r["label"])
     if panels:
-        path = page.plot(name, lambda p: plots.curve_panels(p, panels, title=title, xlabel="epoch",
-                                                            ylabel="valid NDCG@10", integer_x=True))
+        path = page.plot(
+            name,
+            lambda p: plots.curve_panels(
+                p, panels, title=title, xlabel="epoch", ylabel="valid NDCG@10", integer_x=True
+            ),
+        )
         page.image(path, title)
     if missing and not panels:
-        page.para("_Learning curves: the run folders named by `--out` in the commands are not on this machine "
-                  "(run folders are not part of the repository) and this result file predates curves being kept "
-                  "in it, so this plot is skipped._")
+        page.para(
+            "_Learning curves: the run folders named by `--out` in the commands are not on this machine "
+            "(run folders are not part of the repository) and this result file predates curves being kept "
+            "in it, so this plot is skipped._"
+        )
     elif missing:
         page.para("_Learning curves: no curve kept for " + ", ".join(missing) + "._")

@@ -26,8 +26,18 @@ _EXPORTS = {
     "load_run": "modalrec.run.store",
     "available_models": "modalrec.models.registry",
 }
-__all__ = ["__version__", "fit", "Recommender", "RequestError", "build_config", "ConfigError", "DataError", "train",
-           "load_run", "available_models"]
+__all__ = [
+    "__version__",
+    "fit",
+    "Recommender",
+    "RequestError",
+    "build_config",
+    "ConfigError",
+    "DataError",
+    "train",
+    "load_run",
+    "available_models",
+]
 
 if TYPE_CHECKING:
     from modalrec.api import fit

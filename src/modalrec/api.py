@@ -69,10 +69,22 @@ def fit(
     inter = interactions_from_frame(interactions, spec, "the interactions DataFrame")
     item_frame = None
     if items is not None:
-        ispec = ItemsSpec(path="", item_col=item_col, text_fields=list(text_fields), text_template=text_template,
-                          image_col=image_col, keep_fields=list(keep_fields))
+        ispec = ItemsSpec(
+            path="",
+            item_col=item_col,
+            text_fields=list(text_fields),
+            text_template=text_template,
+            image_col=image_col,
+            keep_fields=list(keep_fields),
+        )
         item_frame = items_from_frame(items, ispec, "the items DataFrame")
-    dataset = prepare_frames(inter, item_frame, cfg.data, name=name, progress=progress,
-                             paths=("the interactions DataFrame", "the items DataFrame"))
+    dataset = prepare_frames(
+        inter,
+        item_frame,
+        cfg.data,
+        name=name,
+        progress=progress,
+        paths=("the interactions DataFrame", "the items DataFrame"),
+    )
     train(cfg, out, dataset=dataset, overwrite=overwrite, progress=progress, command=f"modalrec.fit({model!r}, ...)")
     return Recommender.load(out)

@@ -330,8 +330,7 @@ def build_config(
     unknown = set(tree) - {"data", "train", "eval", "transfer"}
     if unknown:
         k = sorted(unknown)[0]
-        raise ConfigError(
-            f"Unknown config section '{k}'.{_suggest(k, ['model', 'data', 'train', 'eval', 'transfer'])}")
+        raise ConfigError(f"Unknown config section '{k}'.{_suggest(k, ['model', 'data', 'train', 'eval', 'transfer'])}")
     for section in ("data", "train", "eval", "transfer"):
         if section in tree:
             update_dataclass(getattr(cfg, section), tree[section] or {}, section)
@@ -475,8 +474,10 @@ def check_ranges(obj: Any, where: str) -> None:
     for size, heads in DIVIDES:
         n, h = getattr(obj, size, None), getattr(obj, heads, None)
         if isinstance(n, int) and isinstance(h, int) and h > 0 and n % h:
-            raise ConfigError(f"{where}.{heads}={h} must divide {where}.{size}={n} (each attention head gets "
-                              f"{where}.{size} / {where}.{heads} dimensions)")
+            raise ConfigError(
+                f"{where}.{heads}={h} must divide {where}.{size}={n} (each attention head gets "
+                f"{where}.{size} / {where}.{heads} dimensions)"
+            )
 
 
 def validate(cfg: RunConfig) -> None:

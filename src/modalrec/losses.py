@@ -18,8 +18,11 @@ def full_softmax_ce(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch
 
 
 def info_nce(
-    queries: torch.Tensor, keys: torch.Tensor, temperature: float = 1.0,
-    positive_mask: torch.Tensor | None = None, log_q: torch.Tensor | None = None,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 1.0,
+    positive_mask: torch.Tensor | None = None,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """In-batch InfoNCE: row i's positive is key i; other keys are negatives.
 
@@ -35,7 +38,6 @@ def info_nce(
         logits = logits.masked_fill(off_diag, float("-inf"))
     labels = torch.arange(len(logits), device=logits.device)
     return F.cross_entropy(logits.float(), labels)
-
 
 
 class _MaskedSoftmaxCE(torch.autograd.Function):
@@ -64,12 +66,18 @@ class _MaskedSoftmaxCE(torch.autograd.Function):
         p.mul_(grad / len(labels))
         need, (_, di, db) = ctx.needs_input_grad, ctx.dtypes
         q = p.to(hidden.dtype)
-        return (q @ items.to(hidden.dtype) if need[0] else None, (q.T @ hidden).to(di) if need[1] else None,
-                p.sum(0).to(db) if need[2] else None, None, None)
+        return (
+            q @ items.to(hidden.dtype) if need[0] else None,
+            (q.T @ hidden).to(di) if need[1] else None,
+            p.sum(0).to(db) if need[2] else None,
+            None,
+            None,
+        )
 
 
-def masked_softmax_ce(hidden: torch.Tensor, items: torch.Tensor, bias: torch.Tensor, banned: torch.Tensor,
-                      labels: torch.Tensor) -> torch.Tensor:
+def masked_softmax_ce(
+    hidden: torch.Tensor, items: torch.Tensor, bias: torch.Tensor, banned: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy of ``softmax(hidden @ items.T + bias)`` with ``banned`` classes left out.
 
     hidden [R, d], items [U, d], bias [U] (e.g. minus log popularity), banned [R, U] bool (never the

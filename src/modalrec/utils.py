@@ -96,8 +96,9 @@ def file_lock(path: str | Path, *, wait: bool, what: str) -> Iterator[None]:
         except BlockingIOError:
             holder = _lock_holder(path)
             if not wait:
-                raise LockedError(f"{what} is in use by another process (PID {holder}); wait for it to finish "
-                                  f"or stop it") from None
+                raise LockedError(
+                    f"{what} is in use by another process (PID {holder}); wait for it to finish or stop it"
+                ) from None
             print(f"modalrec: waiting for process {holder}, which is writing {what}", file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
@@ -169,8 +170,13 @@ def image_file_stem(item_id: str) -> str:
     """The file-name stem of ``item_id``'s image in an image folder: the id itself, or, if the id
     cannot be a file name (``/``, ``\\``, NUL, ``.``/``..``, over 200 bytes), ``_id-`` + 16 hex
     digits of its SHA-256 (the rendered posters use the same rule)."""
-    if "/" in item_id or "\\" in item_id or "\0" in item_id or item_id in ("", ".", "..") or \
-            len(item_id.encode("utf-8")) > 200:
+    if (
+        "/" in item_id
+        or "\\" in item_id
+        or "\0" in item_id
+        or item_id in ("", ".", "..")
+        or len(item_id.encode("utf-8")) > 200
+    ):
         return "_id-" + hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
     return item_id
 

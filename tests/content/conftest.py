@@ -45,8 +45,10 @@ def text_towers(bert3):
     def get(trainable_layers: int = 0, pooling: str = "mean", max_tokens: int = 16):
         key = (trainable_layers, pooling, max_tokens)
         if key not in cache:
-            cache[key] = TextTower(TextTowerConfig(model=bert3, max_tokens=max_tokens, pooling=pooling,
-                                                   trainable_layers=trainable_layers), quiet=True)
+            cache[key] = TextTower(
+                TextTowerConfig(model=bert3, max_tokens=max_tokens, pooling=pooling, trainable_layers=trainable_layers),
+                quiet=True,
+            )
         return cache[key].eval()
 
     return get

@@ -34,15 +34,18 @@ def catalogue(n=13, seed=0):
     """``(item_ids, texts)`` with row 0 padding and item 5 without text; lengths vary a lot."""
     rng = np.random.default_rng(seed)
     ids = ["[PAD]"] + [f"m{i}" for i in range(1, n + 1)]
-    texts = [""] + [" ".join(rng.choice(WORDS, int(rng.integers(1, 9)))) + f" ({1950 + 3 * i})"
-                    for i in range(1, n + 1)]
+    texts = [""] + [
+        " ".join(rng.choice(WORDS, int(rng.integers(1, 9)))) + f" ({1950 + 3 * i})" for i in range(1, n + 1)
+    ]
     texts[5] = ""
     return ids, texts
 
 
 def tower(model, trainable_layers=1, max_tokens=32, pooling="mean"):
-    return TextTower(TextTowerConfig(model=model, trainable_layers=trainable_layers, max_tokens=max_tokens,
-                                     pooling=pooling), quiet=True).eval()
+    return TextTower(
+        TextTowerConfig(model=model, trainable_layers=trainable_layers, max_tokens=max_tokens, pooling=pooling),
+        quiet=True,
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +101,7 @@ def test_pooled_text_values(tt, tmp_path):
 
 def test_prefix_text_values_and_lengths(tt, tmp_path):
     ids, texts = catalogue()
-    feats, rep = encode_text(tt, ids, texts, dataset="toy", what="prefix", root=tmp_path, batch_size=3,
-                             progress=False)
+    feats, rep = encode_text(tt, ids, texts, dataset="toy", what="prefix", root=tmp_path, batch_size=3, progress=False)
     true_len = [0] + [0 if not t else len(tt.tokenize([t])[0][0]) for t in texts[1:]]
     assert max(true_len) < 32 and len(set(true_len)) > 4
     assert feats.values.shape == (14, max(true_len), 32)
@@ -179,8 +181,9 @@ def test_changes_select_a_new_folder_and_reencode(bert3, make_bert, tmp_path):
 @pytest.mark.parametrize("what", ["pooled", "prefix"])
 def test_interrupted_encoding_resumes(bert3, tmp_path, monkeypatch, what):
     ids, texts = catalogue()
-    clean, _ = encode_text(tower(bert3), ids, texts, dataset="toy", what=what, root=tmp_path / "clean",
-                           batch_size=3, progress=False)
+    clean, _ = encode_text(
+        tower(bert3), ids, texts, dataset="toy", what=what, root=tmp_path / "clean", batch_size=3, progress=False
+    )
 
     tw = tower(bert3)
     calls = _fail_on_call(tw, monkeypatch, 3)
@@ -197,8 +200,9 @@ def test_interrupted_encoding_resumes(bert3, tmp_path, monkeypatch, what):
 
     again = tower(bert3)  # a working tower (the patch was on the old instance only)
     calls2 = _fail_on_call(again, monkeypatch, 0)  # 0: count calls, never fail
-    feats, rep = encode_text(again, ids, texts, dataset="toy", what=what, root=tmp_path / "run", batch_size=3,
-                             progress=False)
+    feats, rep = encode_text(
+        again, ids, texts, dataset="toy", what=what, root=tmp_path / "run", batch_size=3, progress=False
+    )
     assert rep.encoded_now == 12 - 6 and calls2 == [3, 3]
     assert not rep.reused and rep.missing == 1
     assert feats.folder == final and not partial.exists()
@@ -263,8 +267,9 @@ def test_images_with_missing_and_corrupt_files(image_catalogue, tmp_path, what):
     ids, paths, bad = image_catalogue
     tw = _cnn()
     with pytest.warns(UserWarning) as caught:
-        feats, rep = encode_images(tw, ImageReader(ids, paths), dataset="toy", what=what, root=tmp_path,
-                                   batch_size=3, progress=False)
+        feats, rep = encode_images(
+            tw, ImageReader(ids, paths), dataset="toy", what=what, root=tmp_path, batch_size=3, progress=False
+        )
     msgs = [str(w.message) for w in caught]
     assert sum(str(bad) in m for m in msgs) == 1  # the reader names the file once
     assert any("1 image(s) could not be decoded" in m for m in msgs)
@@ -300,8 +305,7 @@ def test_image_identity_follows_files_and_tower(image_catalogue, item_pngs, tmp_
     with pytest.warns(UserWarning):
         a, _ = encode_images(_cnn(), ImageReader(ids, paths), dataset="toy", root=tmp_path, progress=False)
     with pytest.warns(UserWarning):
-        b, _ = encode_images(_cnn(size=24), ImageReader(ids, paths), dataset="toy", root=tmp_path,
-                             progress=False)
+        b, _ = encode_images(_cnn(size=24), ImageReader(ids, paths), dataset="toy", root=tmp_path, progress=False)
     assert b.folder != a.folder
     # a fixed image file (new size/mtime) selects a new store, where it is present
     folder, arrays = item_pngs
@@ -326,8 +330,9 @@ def test_lmdb_images_match_file_images(item_pngs, tmp_path):
     env.close()
     tw = _cnn()
     a, ra = encode_images(tw, ImageReader(ids, paths), dataset="toy", root=tmp_path / "f", progress=False)
-    b, rb = encode_images(tw, ImageReader(ids, None, str(tmp_path / "img.lmdb")), dataset="toy",
-                          root=tmp_path / "l", progress=False)
+    b, rb = encode_images(
+        tw, ImageReader(ids, None, str(tmp_path / "img.lmdb")), dataset="toy", root=tmp_path / "l", progress=False
+    )
     np.testing.assert_array_equal(b.values, a.values)
     np.testing.assert_array_equal(b.present, a.present)
     assert (ra.missing, rb.missing, rb.corrupt) == (1, 1, [])
@@ -373,12 +378,31 @@ def test_two_gloo_processes_match_one_process(bert3, tmp_path):
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), bert3, str(tmp_path / "ddp"), str(tmp_path / f"r{rank}.json"),
-             json.dumps({"ids": ids, "texts": texts})],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(script),
+                    bert3,
+                    str(tmp_path / "ddp"),
+                    str(tmp_path / f"r{rank}.json"),
+                    json.dumps({"ids": ids, "texts": texts}),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         errs = [p.communicate(timeout=300)[1] for p in procs]
     finally:
@@ -395,8 +419,9 @@ def test_two_gloo_processes_match_one_process(bert3, tmp_path):
     try:
         tw = tower(bert3)
         for what in ("pooled", "prefix"):
-            single, _ = encode_text(tw, ids, texts, dataset="toy", what=what, root=tmp_path / "one",
-                                    batch_size=2, progress=False)
+            single, _ = encode_text(
+                tw, ids, texts, dataset="toy", what=what, root=tmp_path / "one", batch_size=2, progress=False
+            )
             assert r[0][what]["folder"] == r[1][what]["folder"]
             n0, n1 = r[0][what]["encoded_now"], r[1][what]["encoded_now"]
             assert n0 > 0 and n1 > 0 and n0 + n1 == 16  # 17 items, one without text

@@ -50,8 +50,10 @@ def test_a_model_built_with_given_features_equals_one_that_computed_them(cycle_d
 def test_features_that_do_not_fit_the_model_are_refused(cycle_dataset, content_overrides):
     m = tiny_model("missrec", cycle_dataset, content_overrides)
     n = cycle_dataset.n_items + 1
-    wrong = ItemFeatures(text=ModalityFeatures(torch.zeros(n, 3, dtype=torch.float16), np.ones(n, bool)),
-                         image=ModalityFeatures(torch.zeros(n, 3, dtype=torch.float16), np.ones(n, bool)))
+    wrong = ItemFeatures(
+        text=ModalityFeatures(torch.zeros(n, 3, dtype=torch.float16), np.ones(n, bool)),
+        image=ModalityFeatures(torch.zeros(n, 3, dtype=torch.float16), np.ones(n, bool)),
+    )
     with pytest.raises(ValueError, match="width"):
         m.attach(cycle_dataset, wrong)
     with pytest.raises(ValueError, match="feature is one of"):

@@ -111,8 +111,9 @@ def test_efficientnet_weights_file(tmp_path):
     torch.testing.assert_close(pooled, ref.mean(dim=(2, 3)), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("make,n", [(_efficientnet, 0), (_efficientnet, 2), (_efficientnet, 16),
-                                    (_cnn, 0), (_cnn, 2), (_cnn, 4)])
+@pytest.mark.parametrize(
+    "make,n", [(_efficientnet, 0), (_efficientnet, 2), (_efficientnet, 16), (_cnn, 0), (_cnn, 2), (_cnn, 4)]
+)
 def test_cached_prefix_then_top_equals_full_forward(make, n):
     tower = make(n).eval()
     size = tower.cfg.image_size
@@ -171,7 +172,7 @@ def test_batchnorm_uses_stored_statistics_in_train_mode(make):
     assert len(bns) == (4 if make is _cnn else 2 + 16 * 2 + 15)
     assert not any(m.training for m in bns)
     assert not any(m.training for s in tower.backbone.stages[: tower.split] for m in s.modules())
-    top_convs = [m for s in tower.backbone.stages[tower.split:] for m in s.modules() if isinstance(m, nn.Conv2d)]
+    top_convs = [m for s in tower.backbone.stages[tower.split :] for m in s.modules() if isinstance(m, nn.Conv2d)]
     assert top_convs and all(m.training for m in top_convs)
 
     before = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]

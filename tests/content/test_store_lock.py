@@ -25,8 +25,7 @@ def test_two_concurrent_encodes_of_one_store_both_succeed_and_encode_once(bert3,
     def encode():
         try:
             tw = TextTower(TextTowerConfig(model=bert3, trainable_layers=1), quiet=True).eval()
-            reports.append(encode_text(tw, ids, texts, dataset="toy", root=tmp_path, batch_size=4,
-                                       progress=False))
+            reports.append(encode_text(tw, ids, texts, dataset="toy", root=tmp_path, batch_size=4, progress=False))
         except Exception as e:  # the test reports any failure below
             errors.append(e)
 
@@ -44,13 +43,22 @@ def test_two_concurrent_encodes_of_one_store_both_succeed_and_encode_once(bert3,
 
 def test_lock_held_by_another_process_names_its_pid(tmp_path):
     lock = tmp_path / "x.lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from modalrec.utils import file_lock
         with file_lock({str(lock)!r}, wait=False, what="x"):
             print("held", flush=True)
             sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError, match=f"PID {holder.pid}"):

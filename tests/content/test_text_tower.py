@@ -12,10 +12,12 @@ import torch  # noqa: E402
 from modalrec.content.text import TextTower, TextTowerConfig, TextTowerError  # noqa: E402
 from modalrec.content.weights import WeightsError  # noqa: E402
 
-TEXTS = ["The Movie (1999). Genres: drama",
-         "a great love story of the war in the city, the last night of the first day",
-         "xyz",
-         "Comedy, horror & romance: little girl, dark house"]
+TEXTS = [
+    "The Movie (1999). Genres: drama",
+    "a great love story of the war in the city, the last night of the first day",
+    "xyz",
+    "Comedy, horror & romance: little girl, dark house",
+]
 
 
 def _hf_tokens(tower, ids, mask):
@@ -66,7 +68,7 @@ def test_from_cache_on_fp16_prefix_equals_pooled_full_forward(text_towers, n):
         cached = tower.prefix(ids, mask).half()
         # the store pads to the catalogue's longest text; padding is zero or whatever a chunk produced
         padded = torch.cat([cached, torch.randn(len(TEXTS), 5, tower.hidden_size).half()], 1)
-        padded[0, lengths[0]:] = torch.randn_like(padded[0, lengths[0]:])
+        padded[0, lengths[0] :] = torch.randn_like(padded[0, lengths[0] :])
         pooled = tower.from_cache(padded, lengths)
         toks, tmask = tower.from_cache(padded, lengths, output="tokens")
     ref = _pooled_ref(tower, TEXTS)
@@ -110,8 +112,12 @@ def test_only_the_top_layers_train(bert3):
     for name, p in model.encoder.layer[2].named_parameters():
         assert p.grad is not None, name
     assert any(p.grad.abs().sum() > 0 for p in model.encoder.layer[2].parameters())
-    frozen = [*model.embeddings.parameters(), *model.encoder.layer[0].parameters(),
-              *model.encoder.layer[1].parameters(), *model.pooler.parameters()]
+    frozen = [
+        *model.embeddings.parameters(),
+        *model.encoder.layer[0].parameters(),
+        *model.encoder.layer[1].parameters(),
+        *model.pooler.parameters(),
+    ]
     assert frozen and all(p.grad is None and not p.requires_grad for p in frozen)
 
 
@@ -120,8 +126,11 @@ def test_train_mode_keeps_frozen_layers_in_eval(bert3):
     tower.train()
     assert tower.training
     assert not tower.model.training and not tower.model.encoder.training
-    frozen = [*tower.model.embeddings.modules(), *tower.model.encoder.layer[0].modules(),
-              *tower.model.encoder.layer[1].modules()]
+    frozen = [
+        *tower.model.embeddings.modules(),
+        *tower.model.encoder.layer[0].modules(),
+        *tower.model.encoder.layer[1].modules(),
+    ]
     assert frozen and not any(m.training for m in frozen)
     assert all(m.training for m in tower.model.encoder.layer[2].modules())
 

@@ -40,8 +40,10 @@ def home(tmp_path) -> Path:
     _make(h / "prepared" / ".toy-bbbb000011112222.k3j2l1.tmp", {"arrays.npz": "x"})
     ident = {"modality": "text", "what": "pooled", "encoder": "all-MiniLM-L6-v2", "n_rows": 10}
     _make(h / "features" / "ml-1m" / "text-pooled-cccc", {"manifest.json": json.dumps({"identity": ident})})
-    _make(h / "features" / "toy" / "image-pooled-dddd.partial",
-          {"identity.json": json.dumps({**ident, "modality": "image", "encoder": "efficientnet-lite0"})})
+    _make(
+        h / "features" / "toy" / "image-pooled-dddd.partial",
+        {"identity.json": json.dumps({**ident, "modality": "image", "encoder": "efficientnet-lite0"})},
+    )
     _make(h / "raw" / "ml-1m", {"ratings.dat": "1::2::3::4\n"})
     _make(h / "downloads", {"pkg.whl": "zip"})
     _make(h / "weights" / "all-MiniLM-L6-v2", {"model.safetensors": "w" * 100})
@@ -51,14 +53,21 @@ def home(tmp_path) -> Path:
 def test_list_names_every_entry_with_kind_size_and_purpose(home):
     entries = {e.path.relative_to(home).as_posix(): e for e in cache.list_entries()}
     assert {k: e.kind for k, e in entries.items()} == {
-        "prepared/ml-1m-aaaa000011112222": "prepared", "prepared/toy-bbbb000011112222": "prepared",
-        "prepared/.toy-bbbb000011112222.k3j2l1.tmp": "temp", "features/ml-1m/text-pooled-cccc": "features",
-        "features/toy/image-pooled-dddd.partial": "features", "raw/ml-1m": "raw",
-        "downloads/pkg.whl": "download", "weights/all-MiniLM-L6-v2": "weights"}
+        "prepared/ml-1m-aaaa000011112222": "prepared",
+        "prepared/toy-bbbb000011112222": "prepared",
+        "prepared/.toy-bbbb000011112222.k3j2l1.tmp": "temp",
+        "features/ml-1m/text-pooled-cccc": "features",
+        "features/toy/image-pooled-dddd.partial": "features",
+        "raw/ml-1m": "raw",
+        "downloads/pkg.whl": "download",
+        "weights/all-MiniLM-L6-v2": "weights",
+    }
     assert entries["weights/all-MiniLM-L6-v2"].size == 100
     assert entries["prepared/toy-bbbb000011112222"].purpose == "prepared data set 'toy' (cold split)"
-    assert "text pooled features of 'ml-1m' (all-MiniLM-L6-v2, 10 rows)" in entries[
-        "features/ml-1m/text-pooled-cccc"].purpose
+    assert (
+        "text pooled features of 'ml-1m' (all-MiniLM-L6-v2, 10 rows)"
+        in entries["features/ml-1m/text-pooled-cccc"].purpose
+    )
     assert "partial" in entries["features/toy/image-pooled-dddd.partial"].purpose
 
 
@@ -66,8 +75,12 @@ def test_prune_older_than_only_touches_rebuildable_entries(home):
     _age(home, 40)
     _age(home / "prepared" / "toy-bbbb000011112222", 1)
     removed = {e.path.relative_to(home).as_posix() for e in cache.prune(older_than_days=30, dry_run=True)}
-    assert removed == {"prepared/ml-1m-aaaa000011112222", "prepared/.toy-bbbb000011112222.k3j2l1.tmp",
-                       "features/ml-1m/text-pooled-cccc", "features/toy/image-pooled-dddd.partial"}
+    assert removed == {
+        "prepared/ml-1m-aaaa000011112222",
+        "prepared/.toy-bbbb000011112222.k3j2l1.tmp",
+        "features/ml-1m/text-pooled-cccc",
+        "features/toy/image-pooled-dddd.partial",
+    }
     assert (home / "prepared" / "ml-1m-aaaa000011112222").exists()  # a dry run removes nothing
     cache.prune(older_than_days=30)
     left = {e.path.relative_to(home).as_posix() for e in cache.list_entries()}
@@ -75,9 +88,13 @@ def test_prune_older_than_only_touches_rebuildable_entries(home):
 
 
 def test_keep_run_keeps_what_the_run_used(home, tmp_path):
-    run = _make(tmp_path / "run", {
-        "dataset.json": json.dumps({"meta_key": "aaaa000011112222", "fingerprint": {"name": "ml-1m"}}),
-        "config.json": json.dumps({"data": {"dataset": "ml-1m"}, "model": {"text": {"model": "all-MiniLM-L6-v2"}}})})
+    run = _make(
+        tmp_path / "run",
+        {
+            "dataset.json": json.dumps({"meta_key": "aaaa000011112222", "fingerprint": {"name": "ml-1m"}}),
+            "config.json": json.dumps({"data": {"dataset": "ml-1m"}, "model": {"text": {"model": "all-MiniLM-L6-v2"}}}),
+        },
+    )
     removed = {e.path.relative_to(home).as_posix() for e in cache.prune(keep_runs=[run], dry_run=True)}
     assert removed == {"prepared/toy-bbbb000011112222", "features/toy/image-pooled-dddd.partial"}
     # a run without towers uses no features; an odd record is read as far as it goes

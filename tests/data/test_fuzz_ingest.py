@@ -26,7 +26,9 @@ from modalrec.data.prepare import prepare
 from modalrec.data.tables import DataError
 
 INT64 = (-(2**63), 2**63 - 1)
-TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=3)  # no tab/newline: atomic files cannot quote
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")), max_size=3
+)  # no tab/newline: atomic files cannot quote
 USERS = st.sampled_from(["a", "007", "7", 7, "日本"])  # few users: most keep >= 3 events
 ITEMS = st.one_of(st.sampled_from(["a", "b", "007", "7", "é", 'q"t', "a,b"]), st.integers(0, 4), TEXT)
 BAD_ID = st.sampled_from([None, "", "  ", "\u3000"])
@@ -43,8 +45,11 @@ def _rarely(good, bad):
 def tables_(draw):
     """Rows (user, item, timestamp) of raw Python values: half of the tables have a few bad cells."""
     dirty = draw(st.booleans())
-    users, items, times = (_rarely(USERS, BAD_ID), _rarely(ITEMS, BAD_ID), _rarely(GOOD_TIME, BAD_TIME)) \
-        if dirty else (USERS, ITEMS, GOOD_TIME)
+    users, items, times = (
+        (_rarely(USERS, BAD_ID), _rarely(ITEMS, BAD_ID), _rarely(GOOD_TIME, BAD_TIME))
+        if dirty
+        else (USERS, ITEMS, GOOD_TIME)
+    )
     return draw(st.lists(st.tuples(users, items, times), min_size=3, max_size=30))
 
 
@@ -119,8 +124,10 @@ def write(rows, fmt: str, folder: Path) -> Path:
 
 def prepared_events(ds) -> dict[str, list[tuple[str, int]]]:
     ids = ds.catalogue.item_ids
-    return {str(u): [(str(ids[x]), int(t)) for x, t in zip(ds.items[a:b], ds.timestamps[a:b])]
-            for u, a, b in zip(ds.user_ids, ds.offsets[:-1], ds.offsets[1:])}
+    return {
+        str(u): [(str(ids[x]), int(t)) for x, t in zip(ds.items[a:b], ds.timestamps[a:b])]
+        for u, a, b in zip(ds.user_ids, ds.offsets[:-1], ds.offsets[1:])
+    }
 
 
 # ------------------------------------------------------------------------------------------ property
@@ -135,8 +142,14 @@ def test_prepares_exactly_or_refuses(fmt, rows, use_pyarrow):
     try:
         with tempfile.TemporaryDirectory() as d:
             path = write(rows, fmt, Path(d))
-            cfg = DataConfig(interactions=InteractionsSpec(path=str(path)), dedup="none", min_user_inter=0,
-                             min_item_inter=0, min_seq_len=0, cache=False)
+            cfg = DataConfig(
+                interactions=InteractionsSpec(path=str(path)),
+                dedup="none",
+                min_user_inter=0,
+                min_item_inter=0,
+                min_seq_len=0,
+                cache=False,
+            )
             try:
                 ds = prepare(cfg, progress=False)
             except DataError:

@@ -29,9 +29,7 @@ def cfg_for(path, items=None, **kw) -> DataConfig:
 def seqs(ds: PreparedDataset) -> dict[str, list[str]]:
     """user raw id -> raw item ids in order."""
     ids = ds.catalogue.item_ids
-    return {
-        ds.user_ids[u]: ids[ds.items[ds.offsets[u] : ds.offsets[u + 1]]].tolist() for u in range(ds.n_users)
-    }
+    return {ds.user_ids[u]: ids[ds.items[ds.offsets[u] : ds.offsets[u + 1]]].tolist() for u in range(ds.n_users)}
 
 
 # --------------------------------------------------------------------------------- filtering
@@ -52,8 +50,20 @@ def test_dedup_modes(tmp_path):
 
 
 def test_iterative_kcore(tmp_path):
-    rows = [(1, "a"), (1, "b"), (1, "c"), (1, "d"), (2, "a"), (2, "b"), (2, "c"),
-            (3, "a"), (3, "b"), (3, "e"), (4, "e"), (4, "f")]
+    rows = [
+        (1, "a"),
+        (1, "b"),
+        (1, "c"),
+        (1, "d"),
+        (2, "a"),
+        (2, "b"),
+        (2, "c"),
+        (3, "a"),
+        (3, "b"),
+        (3, "e"),
+        (4, "e"),
+        (4, "f"),
+    ]
     p = write_events(tmp_path / "e.csv", [(u, i, t) for t, (u, i) in enumerate(rows)])
     cfg = cfg_for(p, split="time", min_user_inter=2, min_item_inter=2, min_seq_len=1, cache=False)
     ds = prepare(cfg, progress=False)
@@ -78,8 +88,10 @@ def test_max_seq_len_keeps_most_recent_and_min_seq_len(tmp_path):
     ds = prepare(cfg_for(p, split="time", max_seq_len=3, **NO_FILTER), progress=False)
     assert seqs(ds) == {"1": ["i3", "i4", "i5"], "2": ["i1", "i2"]}
     assert ds.meta["stats"]["removed_max_seq_len"] == 2
-    ds = prepare(cfg_for(p, split="time", max_seq_len=3, min_user_inter=0, min_item_inter=0, min_seq_len=3,
-                         cache=False), progress=False)
+    ds = prepare(
+        cfg_for(p, split="time", max_seq_len=3, min_user_inter=0, min_item_inter=0, min_seq_len=3, cache=False),
+        progress=False,
+    )
     assert seqs(ds) == {"1": ["i3", "i4", "i5"]}
     assert ds.meta["stats"]["removed_min_seq_len"] == 2
     # loo needs 3 events per user whatever min_seq_len says
@@ -131,10 +143,20 @@ def test_loo_split_exact_and_shared(tmp_path):
 
 
 def test_time_split_exact(tmp_path):
-    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "d", 10), ("u1", "e", 11),
-            ("u2", "a", 4), ("u2", "b", 12),
-            ("u3", "c", 5), ("u3", "d", 6), ("u3", "e", 13),
-            ("u4", "a", 14), ("u4", "c", 15)]
+    rows = [
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "c", 3),
+        ("u1", "d", 10),
+        ("u1", "e", 11),
+        ("u2", "a", 4),
+        ("u2", "b", 12),
+        ("u3", "c", 5),
+        ("u3", "d", 6),
+        ("u3", "e", 13),
+        ("u4", "a", 14),
+        ("u4", "c", 15),
+    ]
     p = write_events(tmp_path / "e.csv", rows)
     ds = prepare(cfg_for(p, split="time", time_cut=0.5, **NO_FILTER), progress=False)
     assert ds.meta["split"]["t_cut"] == 8.0
@@ -154,10 +176,22 @@ def test_time_split_exact(tmp_path):
 
 
 def test_cold_split_exact(tmp_path):
-    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "e", 9), ("u1", "c", 10), ("u1", "d", 11),
-            ("u2", "a", 3), ("u2", "c", 4), ("u2", "b", 5),
-            ("u3", "d", 12), ("u3", "a", 13), ("u3", "b", 14),
-            ("u4", "e", 8), ("u4", "a", 15), ("u4", "b", 16)]
+    rows = [
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "e", 9),
+        ("u1", "c", 10),
+        ("u1", "d", 11),
+        ("u2", "a", 3),
+        ("u2", "c", 4),
+        ("u2", "b", 5),
+        ("u3", "d", 12),
+        ("u3", "a", 13),
+        ("u3", "b", 14),
+        ("u4", "e", 8),
+        ("u4", "a", 15),
+        ("u4", "b", 16),
+    ]
     p = write_events(tmp_path / "e.csv", rows)
     ds = prepare(cfg_for(p, split="cold", cold_item_ratio=0.4, **NO_FILTER), progress=False)
     # first seen: a 1, b 2, c 4, e 8, d 11 -> the newest 40% (2 items) are d and e
@@ -351,8 +385,11 @@ def test_saved_split_arrays_stay_shared(tmp_path):
     items = np.arange(1, 10, dtype=np.int32)
     warm = np.array([1, 2, 3, 4], dtype=np.int32)
     z = np.array([0], dtype=np.int64)
-    sets = [SeqSet(warm, z, z + 3, z.astype(np.int32)), SeqSet(warm, z, z + 3, z.astype(np.int32), warm[3:4]),
-            SeqSet(items, z, z + 5, z.astype(np.int32), items[5:6])]
+    sets = [
+        SeqSet(warm, z, z + 3, z.astype(np.int32)),
+        SeqSet(warm, z, z + 3, z.astype(np.int32), warm[3:4]),
+        SeqSet(items, z, z + 5, z.astype(np.int32), items[5:6]),
+    ]
     from modalrec.data.dataset import PAD, Catalogue
 
     cat = Catalogue(np.array([PAD] + [str(i) for i in range(1, 10)]), np.array([""] * 10))
@@ -373,9 +410,13 @@ def test_user_fraction_keeps_a_stable_subset_of_users():
     from modalrec.data.prepare import prepare_frames, sample_users
 
     rng = np.random.default_rng(0)
-    inter = pd.DataFrame({"user_id": [f"u{k}" for k in rng.integers(0, 400, 6000)],
-                          "item_id": [f"i{k}" for k in rng.integers(0, 30, 6000)],
-                          "timestamp": np.arange(6000, dtype=np.int64)})
+    inter = pd.DataFrame(
+        {
+            "user_id": [f"u{k}" for k in rng.integers(0, 400, 6000)],
+            "item_id": [f"i{k}" for k in rng.integers(0, 30, 6000)],
+            "timestamp": np.arange(6000, dtype=np.int64),
+        }
+    )
     half, tenth = sample_users(inter, 0.5), sample_users(inter, 0.1)
     users = lambda df: set(df["user_id"])  # noqa: E731
     assert 0.4 < len(users(half)) / 400 < 0.6 and 0.05 < len(users(tenth)) / 400 < 0.15

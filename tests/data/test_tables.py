@@ -30,7 +30,9 @@ def _expect(df: pd.DataFrame) -> None:
 
 
 def test_csv_and_tsv(tmp_path, parser):
-    (tmp_path / "a.csv").write_text("user_id,item_id,timestamp,rating\n" + "".join(f"{u},{i},{t},1\n" for u, i, t in ROWS))
+    (tmp_path / "a.csv").write_text(
+        "user_id,item_id,timestamp,rating\n" + "".join(f"{u},{i},{t},1\n" for u, i, t in ROWS)
+    )
     _expect(read_interactions(InteractionsSpec(path=str(tmp_path / "a.csv"))))
     (tmp_path / "a.tsv").write_text("u\ti\tt\n" + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in ROWS))
     _expect(read_interactions(InteractionsSpec(path=str(tmp_path / "a.tsv"), user_col="u", item_col="i", time_col="t")))
@@ -202,11 +204,13 @@ def test_bad_template(tmp_path):
 
 
 def test_render_text_template_lists_and_missing():
-    df = pd.DataFrame({
-        "title": ["Toy Story", "Heat", None],
-        "year": [1995.0, np.nan, 2001.0],
-        "genres": [["Animation", "Comedy"], [], ["Drama"]],
-    })
+    df = pd.DataFrame(
+        {
+            "title": ["Toy Story", "Heat", None],
+            "year": [1995.0, np.nan, 2001.0],
+            "genres": [["Animation", "Comedy"], [], ["Drama"]],
+        }
+    )
     out = render_text(df, [], "{title} ({year}). Genres: {genres}")
     assert out.tolist() == [
         "Toy Story (1995). Genres: Animation, Comedy",
@@ -237,8 +241,10 @@ def test_images_from_column_and_folder(tmp_path):
     # relative to the table's folder
     (tmp_path / "j.csv").write_text("item_id,img\n1,local.jpg\n2,pics/a.png\n")
     items = read_items(ItemsSpec(path=str(tmp_path / "j.csv"), image_col="img"))
-    assert items["image_path"].tolist() == [str((tmp_path / "local.jpg").resolve()),
-                                            str((tmp_path / "pics" / "a.png").resolve())]
+    assert items["image_path"].tolist() == [
+        str((tmp_path / "local.jpg").resolve()),
+        str((tmp_path / "pics" / "a.png").resolve()),
+    ]
     # <item_id>.<ext> in image_dir; jpg preferred over png
     d = tmp_path / "byid"
     d.mkdir()
@@ -280,9 +286,11 @@ def _write_ids(tmp_path, fmt: str, users: list, role: str = "user_id"):
         rows = [dict(zip(cols, r)) for r in zip(*cols.values())]
         (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return tmp_path / "t.jsonl"
-    sep, name, head = {"csv": (",", "t.csv", "user_id,item_id,timestamp"),
-                       "tsv": ("\t", "t.tsv", "user_id\titem_id\ttimestamp"),
-                       "atomic": ("\t", "t.inter", "user_id:token\titem_id:token\ttimestamp:float")}[fmt]
+    sep, name, head = {
+        "csv": (",", "t.csv", "user_id,item_id,timestamp"),
+        "tsv": ("\t", "t.tsv", "user_id\titem_id\ttimestamp"),
+        "atomic": ("\t", "t.inter", "user_id:token\titem_id:token\ttimestamp:float"),
+    }[fmt]
     body = "".join(sep.join("" if v is None else str(v) for v in r) + "\n" for r in zip(*cols.values()))
     (tmp_path / name).write_text(head + "\n" + body)
     return tmp_path / name
@@ -297,13 +305,17 @@ def test_missing_ids_name_file_row_column(tmp_path, parser, fmt, role, bad):
         read_interactions(InteractionsSpec(path=str(path)))
 
 
-@pytest.mark.parametrize("values", [
-    pd.Series([1.0, np.nan, 3.0]),  # numeric ids with NaN
-    pd.Series(["a", None, "c"], dtype=object),
-    pd.Series(["a", None, "c"], dtype="string"),
-    pd.Series(["a", np.nan, "c"], dtype="str"),  # pandas >= 3: NaN in a str column
-    pd.Series([1, None, 3], dtype="Int64"),
-], ids=["float-nan", "object", "string", "str", "Int64"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([1.0, np.nan, 3.0]),  # numeric ids with NaN
+        pd.Series(["a", None, "c"], dtype=object),
+        pd.Series(["a", None, "c"], dtype="string"),
+        pd.Series(["a", np.nan, "c"], dtype="str"),  # pandas >= 3: NaN in a str column
+        pd.Series([1, None, 3], dtype="Int64"),
+    ],
+    ids=["float-nan", "object", "string", "str", "Int64"],
+)
 def test_missing_ids_of_every_dtype(values):
     ids = tables.ids_as_str(values)
     assert ids.tolist()[0] in ("1", "a") and ids.tolist()[1] == ""
@@ -326,8 +338,10 @@ def test_unusable_timestamps_name_row_and_value(tmp_path, parser, value):
 
 @pytest.mark.parametrize("value", ["1e300", "99999999999999999999", "NaN", "Infinity", "18446744073709551615"])
 def test_unusable_jsonl_timestamps(tmp_path, value):
-    (tmp_path / "a.jsonl").write_text(f'{{"user_id": "u", "item_id": "i", "timestamp": 1}}\n'
-                                      f'{{"user_id": "u", "item_id": "j", "timestamp": {value}}}\n')
+    (tmp_path / "a.jsonl").write_text(
+        f'{{"user_id": "u", "item_id": "i", "timestamp": 1}}\n'
+        f'{{"user_id": "u", "item_id": "j", "timestamp": {value}}}\n'
+    )
     with pytest.raises(DataError, match=r"a\.jsonl: data row 2, column 'timestamp': cannot parse timestamp"):
         read_interactions(InteractionsSpec(path=str(tmp_path / "a.jsonl")))
 
@@ -341,8 +355,9 @@ def test_large_integer_timestamps_are_exact(tmp_path, parser):
 def test_damaged_files_are_data_errors(tmp_path):
     import gzip
 
-    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"user_id,item_id,timestamp\n" + b"u,i,1\n" * 3000)[:-60]
-                                        + b"\x00junk" * 10)
+    (tmp_path / "a.csv.gz").write_bytes(
+        gzip.compress(b"user_id,item_id,timestamp\n" + b"u,i,1\n" * 3000)[:-60] + b"\x00junk" * 10
+    )
     with pytest.raises(DataError, match=r"a\.csv\.gz: cannot read the file as csv .*truncated or corrupt"):
         read_interactions(InteractionsSpec(path=str(tmp_path / "a.csv.gz")))
     (tmp_path / "b.parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")
@@ -359,8 +374,9 @@ def test_integer_timestamps_next_to_the_int64_limit_are_exact_without_pyarrow(mo
     import modalrec.data.tables as tables
 
     monkeypatch.setattr(tables, "USE_PYARROW", False)
-    got = tables.parse_timestamps(pd.Series(["0", "9223372036854775296", "9223372036854775807"], dtype=str),
-                                  "t.inter", "timestamp")
+    got = tables.parse_timestamps(
+        pd.Series(["0", "9223372036854775296", "9223372036854775807"], dtype=str), "t.inter", "timestamp"
+    )
     assert got.tolist() == [0, 9223372036854775296, 9223372036854775807]
     with pytest.raises(tables.DataError, match="row 2"):
         tables.parse_timestamps(pd.Series(["0", "9223372036854775808"], dtype=str), "t.inter", "timestamp")

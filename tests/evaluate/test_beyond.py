@@ -52,7 +52,7 @@ def test_top_k_lists_are_the_brute_force_top_k(cycle_dataset):
         scores = m.score(users, m.item_embeddings(None)).float()
     full = np.zeros((len(seqset), cycle_dataset.n_items + 1), dtype=bool)
     for b in range(len(seqset)):
-        full[b, seqset.items[seqset.start[b]:seqset.end[b]]] = True
+        full[b, seqset.items[seqset.start[b] : seqset.end[b]]] = True
     scores[torch.from_numpy(full)] = -torch.inf
     scores[:, 0] = -torch.inf
     for b in range(len(seqset)):
@@ -64,8 +64,25 @@ def test_evaluate_beyond_through_the_cli(tmp_path, capsys):
     from modalrec.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(out), "--quiet",
-                 "train.epochs=2", "model.hidden_size=16", "model.inner_size=32", "model.max_len=8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sasrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(out),
+                "--quiet",
+                "train.epochs=2",
+                "model.hidden_size=16",
+                "model.inner_size=32",
+                "model.max_len=8",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(out), "--beyond", "--json", "--quiet"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -79,7 +96,9 @@ def test_evaluate_beyond_through_the_cli(tmp_path, capsys):
 
 def test_mean_cosine_against_every_pair():
     torch.manual_seed(0)
-    v = torch.randn(40, 6, dtype=torch.float64) + torch.tensor([3.0, 0, 0, 0, 0, 0], dtype=torch.float64)  # shared direction
+    v = torch.randn(40, 6, dtype=torch.float64) + torch.tensor(
+        [3.0, 0, 0, 0, 0, 0], dtype=torch.float64
+    )  # shared direction
     n = torch.nn.functional.normalize(v, dim=-1)
     c = n @ n.T
     brute = float(c[~torch.eye(40, dtype=torch.bool)].mean())

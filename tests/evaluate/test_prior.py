@@ -38,8 +38,10 @@ class FixedModel(nn.Module):
 def _dataset():
     rng = np.random.default_rng(0)
     popular = [1, 2, 3]
-    seqs = [[int(x) for x in rng.choice(popular + list(range(4, 13)), size=8, p=[0.2] * 3 + [0.4 / 9] * 9)]
-            for _ in range(40)]
+    seqs = [
+        [int(x) for x in rng.choice(popular + list(range(4, 13)), size=8, p=[0.2] * 3 + [0.4 / 9] * 9)]
+        for _ in range(40)
+    ]
     return make_loo_dataset(seqs, 12)
 
 
@@ -51,7 +53,8 @@ def test_scores_are_the_model_plus_the_weighted_log_count():
     batch = {"items": torch.tensor([[0, 1, 4], [2, 3, 5]])}
     got = wrapped.score(wrapped.user_embeddings(batch), wrapped.item_embeddings(None))
     want = base.score(base.user_embeddings(batch), base.item_embeddings(None)) + 0.7 * torch.log1p(
-        torch.as_tensor(counts, dtype=torch.float32)) * (torch.arange(ds.n_items + 1) > 0)
+        torch.as_tensor(counts, dtype=torch.float32)
+    ) * (torch.arange(ds.n_items + 1) > 0)
     torch.testing.assert_close(got, want)
 
 

@@ -184,8 +184,9 @@ def test_evaluate_golden_metrics():
 
 
 def test_evaluate_without_exclusion():
-    res = evaluate(LastItemModel(EMB), _seqset(SEQS), max_len=2, ks=(5,), exclude_history=False,
-                   progress=False, per_user=True)
+    res = evaluate(
+        LastItemModel(EMB), _seqset(SEQS), max_len=2, ks=(5,), exclude_history=False, progress=False, per_user=True
+    )
     assert res.per_user["ranks"].tolist() == [4, 4, 4, 2, 4]
     assert res.protocol["exclude_history"] is False
     assert res.metrics["hr@5"] == 1.0
@@ -199,8 +200,14 @@ def test_evaluate_cold_metrics():
     assert res.cold_count == 2
     assert res.cold_metrics == compute_metrics(torch.tensor([2, 3]), ks=(2, 5))
     assert res.cold_metrics["hr@2"] == 0.0 and res.cold_metrics["hr@5"] == 1.0
-    none_cold = evaluate(LastItemModel(EMB), _seqset(SEQS), max_len=2, ks=(5,),
-                         cold_items=torch.zeros(6, dtype=torch.bool), progress=False)
+    none_cold = evaluate(
+        LastItemModel(EMB),
+        _seqset(SEQS),
+        max_len=2,
+        ks=(5,),
+        cold_items=torch.zeros(6, dtype=torch.bool),
+        progress=False,
+    )
     assert none_cold.cold_count == 0 and none_cold.cold_metrics == {}
 
 
@@ -296,8 +303,17 @@ def _dist_worker(rank, world, store_path, out_path):
         emb, seqs = _random_case(seed=1)
         cold = torch.zeros(emb.shape[0], dtype=torch.bool)
         cold[::3] = True
-        res = evaluate(LastItemModel(emb), _seqset(seqs), max_len=5, batch_size=8, item_chunk=20,
-                       per_user=True, cold_items=cold, progress=False, distributed=True)
+        res = evaluate(
+            LastItemModel(emb),
+            _seqset(seqs),
+            max_len=5,
+            batch_size=8,
+            item_chunk=20,
+            per_user=True,
+            cold_items=cold,
+            progress=False,
+            distributed=True,
+        )
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(res.to_dict(), f)
@@ -314,6 +330,14 @@ def test_distributed_equals_single_process(tmp_path):
     emb, seqs = _random_case(seed=1)
     cold = torch.zeros(emb.shape[0], dtype=torch.bool)
     cold[::3] = True
-    single = evaluate(LastItemModel(emb), _seqset(seqs), max_len=5, batch_size=8, item_chunk=20,
-                      per_user=True, cold_items=cold, progress=False)
+    single = evaluate(
+        LastItemModel(emb),
+        _seqset(seqs),
+        max_len=5,
+        batch_size=8,
+        item_chunk=20,
+        per_user=True,
+        cold_items=cold,
+        progress=False,
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(single.to_dict()))

@@ -23,8 +23,10 @@ def _case(seed=0, n_items=40, n_users=25, width=3):
     users = torch.randint(-2, 3, (n_users, 3), generator=g).float()
     users[0] = 0  # every item ties for this user
     targets = torch.randint(1, n_items + 1, (n_users,), generator=g)
-    hist = [torch.randint(0, n_items + 1, (int(n),), generator=g).tolist()
-            for n in torch.randint(0, 12, (n_users,), generator=g)]
+    hist = [
+        torch.randint(0, n_items + 1, (int(n),), generator=g).tolist()
+        for n in torch.randint(0, 12, (n_users,), generator=g)
+    ]
     hist[1] = hist[1] + [int(targets[1])]  # a target in its own history still competes
     return items, users, targets, hist
 

@@ -97,8 +97,10 @@ def test_checkpoint_roundtrip(name, cycle_dataset, tmp_path):
     ckpt_io.load_model_state(fresh, ckpt_io.load(tmp_path / "m.pt", expect_model=name)["model"])
     batch = _batch(cycle_dataset)
     with torch.no_grad():
-        assert torch.equal(m.score(m.user_embeddings(batch), m.item_embeddings()),
-                           fresh.score(fresh.user_embeddings(batch), fresh.item_embeddings()))
+        assert torch.equal(
+            m.score(m.user_embeddings(batch), m.item_embeddings()),
+            fresh.score(fresh.user_embeddings(batch), fresh.item_embeddings()),
+        )
 
 
 @pytest.mark.parametrize("name", MODELS)

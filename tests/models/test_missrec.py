@@ -20,7 +20,7 @@ def test_kmeans_finds_separated_clusters_and_is_seeded():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     x = torch.cat([c + 0.3 * torch.randn(50, 2, generator=g) for c in centres])
     c, a = kmeans(x, 3, steps=10, batch_size=64, seed=1)
-    groups = [set(a[i * 50:(i + 1) * 50].tolist()) for i in range(3)]
+    groups = [set(a[i * 50 : (i + 1) * 50].tolist()) for i in range(3)]
     assert all(len(gr) == 1 for gr in groups) and len(set.union(*groups)) == 3
     assert torch.equal(a, kmeans(x, 3, steps=10, batch_size=64, seed=1)[1])
     with pytest.raises(ValueError, match="k="):
@@ -61,7 +61,7 @@ def test_scores_static_dynamic_missing_image_and_transductive(cycle_dataset, con
         u = F.normalize(torch.randn(2, d), dim=-1)
         items = m.item_embeddings()
         s = m.score(u, items)
-        t, v = items[:, :d], items[:, d:2 * d]
+        t, v = items[:, :d], items[:, d : 2 * d]
         want = (u @ t.T + u @ v.T) / 2 / tau
         want[:, 3] = (u @ t[3]) / tau  # item 3 has no image: its text cosine alone
         assert torch.allclose(s[:, 1:], want[:, 1:], atol=1e-5)
@@ -74,17 +74,19 @@ def test_scores_static_dynamic_missing_image_and_transductive(cycle_dataset, con
     assert not tr.id_free and hasattr(tr, "item_embedding")
     with torch.no_grad():
         items = tr.item_embeddings()
-        ids = items[:, 2 * d:3 * d]
+        ids = items[:, 2 * d : 3 * d]
         mm = tr.score(u, items) * tau
         plain = _mr(cycle_dataset, content_overrides).eval()
         plain.load_state_dict({k: v for k, v in tr.state_dict().items() if not k.startswith("item_embedding")})
-        assert torch.allclose(mm[:, 1:], ((u @ ids.T + 2 * plain.score(u, plain.item_embeddings()) * tau) / 3)[:, 1:],
-                              atol=1e-5)
+        assert torch.allclose(
+            mm[:, 1:], ((u @ ids.T + 2 * plain.score(u, plain.item_embeddings()) * tau) / 3)[:, 1:], atol=1e-5
+        )
 
 
 def test_pretrain_loss_does_not_use_shared_targets_as_negatives(cycle_dataset, content_overrides):
-    m = _mr(cycle_dataset, content_overrides, "model.stage=pretrain", "model.seq_seq_weight=0",
-            "model.reg_weight=0").train()
+    m = _mr(
+        cycle_dataset, content_overrides, "model.stage=pretrain", "model.seq_seq_weight=0", "model.reg_weight=0"
+    ).train()
     batch = _batch(cycle_dataset)
     got = m(batch).loss.item()
     items, targets = batch["items"], batch["targets"]
@@ -120,7 +122,7 @@ def test_item_drop_keeps_order_newest_and_left_padding(cycle_dataset, content_ov
     aug = m._drop_items(items)
     for row, orig in zip(aug.tolist(), items.tolist()):
         kept = [x for x in row if x]
-        assert kept[-1] == orig[-1] and row[-len(kept):] == kept and set(row[:-len(kept)]) <= {0}
+        assert kept[-1] == orig[-1] and row[-len(kept) :] == kept and set(row[: -len(kept)]) <= {0}
         it = iter([x for x in orig if x])
         assert all(any(x == y for y in it) for x in kept)  # a subsequence, in order
     assert (aug != 0).sum() < (items != 0).sum()

@@ -45,8 +45,14 @@ def test_next_item_loss_matches_a_per_row_reference(cycle_dataset, content_overr
 
 
 def test_nicl_matches_a_per_anchor_reference(cycle_dataset, content_overrides):
-    m = _pmm(cycle_dataset, content_overrides, "model.rec_weight=0", "model.nicl_weight=1",
-             "model.nid=false", "model.rcl=false").train()
+    m = _pmm(
+        cycle_dataset,
+        content_overrides,
+        "model.rec_weight=0",
+        "model.nicl_weight=1",
+        "model.nid=false",
+        "model.rcl=false",
+    ).train()
     batch = _batch(cycle_dataset)
     got = m(batch).logs["nicl"].item()
     items, targets = batch["items"], batch["targets"]
@@ -55,8 +61,10 @@ def test_nicl_matches_a_per_anchor_reference(cycle_dataset, content_overrides):
         rows = torch.arange(1, cycle_dataset.n_items + 1)
         # the reference pools each modality's tokens itself
         tokens = [enc(rows) for enc in m.content_encoders()]
-        z = [torch.cat([torch.zeros(1, m.config.hidden_size),
-                        F.normalize(m.nicl_head(masked_mean(x, k)), dim=-1)]) for x, k in tokens]
+        z = [
+            torch.cat([torch.zeros(1, m.config.hidden_size), F.normalize(m.nicl_head(masked_mean(x, k)), dim=-1)])
+            for x, k in tokens
+        ]
         has = [torch.cat([torch.zeros(1, dtype=torch.bool), k.any(1)]) for _, k in tokens]
         full = torch.cat([items, targets[:, -1:]], 1)
         batch_items = sorted(set(full[full > 0].tolist()) | set(targets[targets > 0].tolist()))

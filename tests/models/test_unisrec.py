@@ -44,7 +44,7 @@ def test_moe_adaptor_shapes_gates_and_experts():
     moe.eval()
     out, g = moe(x, return_gates=True)
     assert torch.allclose(g, torch.softmax(moe.gate(x), -1))
-    want = sum(g[..., k:k + 1] * moe.experts[k](x) for k in range(4))  # sum_k g_k (x - b_k) W_k
+    want = sum(g[..., k : k + 1] * moe.experts[k](x) for k in range(4))  # sum_k g_k (x - b_k) W_k
     assert torch.allclose(out, want, atol=1e-5)
     moe.train()
     assert not torch.equal(moe.gates(x), moe.gates(x))  # gate noise in training only
@@ -135,12 +135,13 @@ def test_pretrain_with_views_is_finite_and_backpropagates(cycle_dataset, content
 def test_item_drop_keeps_order_left_padding_and_one_item(cycle_dataset, content_overrides):
     m = _uni(cycle_dataset, content_overrides, "model.item_drop=0.6")
     torch.manual_seed(0)
-    items = torch.tensor([[0, 0, 1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 9],
-                          [0, 0, 0, 0, 0, 0, 4, 9]] * 25)
+    items = torch.tensor(
+        [[0, 0, 1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 9], [0, 0, 0, 0, 0, 0, 4, 9]] * 25
+    )
     aug = m._drop_items(items)
     for row, orig in zip(aug.tolist(), items.tolist()):
         kept = [x for x in row if x]
-        assert len(kept) >= 1 and row[len(row) - len(kept):] == kept and set(row[:len(row) - len(kept)]) <= {0}
+        assert len(kept) >= 1 and row[len(row) - len(kept) :] == kept and set(row[: len(row) - len(kept)]) <= {0}
         it = iter([x for x in orig if x])
         assert all(any(x == y for y in it) for x in kept)  # a subsequence, in order
     assert (aug != 0).sum() < (items != 0).sum()

@@ -13,11 +13,24 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["train", "--model", "sasrec", "--dataset", "synthetic", "--quiet", "--reuse", "model.hidden_size=16",
-        "model.inner_size=32", "model.max_len=8", "train.batch_size=32", "train.epochs=3", "train.threads=1"]
+ARGS = [
+    "train",
+    "--model",
+    "sasrec",
+    "--dataset",
+    "synthetic",
+    "--quiet",
+    "--reuse",
+    "model.hidden_size=16",
+    "model.inner_size=32",
+    "model.max_len=8",
+    "train.batch_size=32",
+    "train.epochs=3",
+    "train.threads=1",
+]
 
 # The driver runs the CLI with one function wrapped so that the process SIGKILLs itself at the chosen point.
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import os, signal, sys
     point, argv = sys.argv[1], sys.argv[2:]
 
@@ -57,7 +70,7 @@ DRIVER = textwrap.dedent('''
         store._tensor_file = lambda path, tensors: die()
     from modalrec.cli import main
     sys.exit(main(argv))
-''')
+""")
 
 POINTS = ["before-first-checkpoint", "mid-epoch", "right-after-best", "final-evaluation", "saving-the-run"]
 
@@ -66,8 +79,9 @@ def _run(args: list[str], tmp_path: Path, point: str = "none") -> subprocess.Com
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    return subprocess.run([sys.executable, str(driver), point, *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(driver), point, *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +106,8 @@ def test_a_killed_run_continues_to_the_uninterrupted_result(point, reference, tm
     assert res["test"]["metrics"] == reference["test"]["metrics"]
     assert res["valid"]["metrics"] == reference["valid"]["metrics"]
     assert res["best_epoch"] == reference["best_epoch"]
-    epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()
-              if "epoch" in json.loads(ln)]
+    epochs = [
+        json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines() if "epoch" in json.loads(ln)
+    ]
     assert epochs == [1, 2, 3]  # each epoch once, in order
     assert (out / "model.safetensors").is_file() and not list(out.glob("**/*.tmp*"))

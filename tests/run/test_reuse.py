@@ -16,8 +16,9 @@ TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=8", "train
 
 
 def _train(out, *extra: str) -> int:
-    return main(["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(out), "--quiet", "--reuse",
-                 *TINY, *extra])
+    return main(
+        ["train", "--model", "sasrec", "--dataset", "synthetic", "--out", str(out), "--quiet", "--reuse", *TINY, *extra]
+    )
 
 
 def test_a_finished_run_of_the_same_config_is_reused(tmp_path, capsys):

@@ -43,7 +43,8 @@ def write_shop(folder: Path, rename: tuple[str, str] | None = None, images: Path
         image = "\n  image_dir: img"
     (folder / "shop.yaml").write_text(
         "name: shop\ninteractions:\n  path: events.csv\n  user_col: user\n  item_col: item\n  time_col: ts\n"
-        f"items:\n  path: items.csv\n  item_col: item\n  text_fields: [title]{image}\n")
+        f"items:\n  path: items.csv\n  item_col: item\n  text_fields: [title]{image}\n"
+    )
     return folder / "shop.yaml"
 
 
@@ -73,8 +74,18 @@ def test_copied_run_recommends_the_same_without_its_data(tmp_path, monkeypatch, 
     work = tmp_path / "work"
     write_shop(work / "shop")
     monkeypatch.chdir(work)
-    code, _, err = cli(capsys, "train", "--model", model, "--dataset", "shop/shop.yaml", "--out", "runs/r",
-                       "--quiet", *(TINY if model == "sasrec" else []))
+    code, _, err = cli(
+        capsys,
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        "shop/shop.yaml",
+        "--out",
+        "runs/r",
+        "--quiet",
+        *(TINY if model == "sasrec" else []),
+    )
     assert code == 0, err
     rd = RunDir(work / "runs/r")
     for p in (rd.weights, rd.config_json, rd.catalogue, rd.histories, rd.dataset, rd.card, rd.results):
@@ -93,9 +104,21 @@ def test_content_model_run_is_self_contained(tmp_path, monkeypatch, capsys, cont
     work = tmp_path / "work"
     write_shop(work / "shop", images=tiny_images)
     monkeypatch.chdir(work)
-    code, _, err = cli(capsys, "train", "--model", "pmmrec", "--dataset", "shop/shop.yaml", "--out", "runs/p",
-                       "--quiet", *content_overrides["pmmrec"], "model.max_len=8", "train.epochs=1",
-                       "train.batch_size=32")
+    code, _, err = cli(
+        capsys,
+        "train",
+        "--model",
+        "pmmrec",
+        "--dataset",
+        "shop/shop.yaml",
+        "--out",
+        "runs/p",
+        "--quiet",
+        *content_overrides["pmmrec"],
+        "model.max_len=8",
+        "train.epochs=1",
+        "train.batch_size=32",
+    )
     assert code == 0, err
     code, before, err = cli(capsys, "recommend", "runs/p", "--history", "i4,i5", "-k", "5", "--json")
     assert code == 0, err
@@ -103,8 +126,11 @@ def test_content_model_run_is_self_contained(tmp_path, monkeypatch, capsys, cont
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_changed_data_is_refused_everywhere(tmp_path, monkeypatch, capsys):
@@ -113,9 +139,11 @@ def test_changed_data_is_refused_everywhere(tmp_path, monkeypatch, capsys):
     assert cli(capsys, "train", "--model", "sasrec", "--dataset", spec, "--out", "run", "--quiet", *TINY)[0] == 0
     write_shop(tmp_path / "shop", rename=("i3", "i3-renamed"))
     before = _snapshot(tmp_path / "run")
-    for argv in (["evaluate", "run", "--quiet"],
-                 ["train", "--out", "run", "--resume", "--quiet"],
-                 ["finetune", "--from", "run", "--dataset", spec, "--out", "ft", "--quiet"]):
+    for argv in (
+        ["evaluate", "run", "--quiet"],
+        ["train", "--out", "run", "--resume", "--quiet"],
+        ["finetune", "--from", "run", "--dataset", spec, "--out", "ft", "--quiet"],
+    ):
         code, out, err = cli(capsys, *argv)
         assert code == 2, (argv, out, err)
         assert "'i3'" in err and "'i3-renamed'" in err and "not the data" in err, err
@@ -143,9 +171,11 @@ def test_run_trained_from_frames_loads_and_is_checked(tmp_path):
     from modalrec.serve.recommender import Recommender
 
     spec = write_shop(tmp_path / "shop")
-    events = pd.read_csv(spec.parent / "events.csv").rename(columns={"user": "user_id", "item": "item_id",
-                                                                     "ts": "timestamp"}).astype(
-        {"user_id": str, "item_id": str})
+    events = (
+        pd.read_csv(spec.parent / "events.csv")
+        .rename(columns={"user": "user_id", "item": "item_id", "ts": "timestamp"})
+        .astype({"user_id": str, "item_id": str})
+    )
     cfg = build_config(model="sasrec", overrides=TINY)
     ds = prepare_frames(events, None, cfg.data, name="frames")
     results = train(cfg, tmp_path / "run", dataset=ds, progress=False)
@@ -188,8 +218,9 @@ def test_files_follow_the_umask(tmp_path):
 
     old = os.umask(0o002)
     try:
-        train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run",
-              progress=False)
+        train(
+            build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run", progress=False
+        )
     finally:
         os.umask(old)
     rd = RunDir(tmp_path / "run")
@@ -205,10 +236,19 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
     from modalrec.run.training import train
 
     cfg = build_config(model="pop", overrides=["data.dataset=synthetic"])
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom modalrec.run.folder import RunDir, run_lock\n"
-        f"with run_lock(RunDir({str(tmp_path / 'run')!r})):\n    print('locked', flush=True)\n    time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom modalrec.run.folder import RunDir, run_lock\n"
+                f"with run_lock(RunDir({str(tmp_path / 'run')!r})):\n    print('locked', flush=True)\n    time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirError, match=f"another process \\(PID {holder.pid}\\)"):
@@ -226,8 +266,7 @@ def test_saved_recommender_is_a_run(tmp_path):
     from modalrec.run.training import train
     from modalrec.serve.recommender import Recommender
 
-    train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run",
-          progress=False)
+    train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run", progress=False)
     rec = Recommender.load(tmp_path / "run")
     hist = [rec._ids[1], rec._ids[2]]
     rec.save(tmp_path / "copy")
@@ -236,21 +275,38 @@ def test_saved_recommender_is_a_run(tmp_path):
     assert (tmp_path / "copy" / "README.md").is_file()
 
 
-def test_content_model_without_an_id_table_transfers_to_another_catalogue(tmp_path, monkeypatch, capsys,
-                                                                          content_overrides):
+def test_content_model_without_an_id_table_transfers_to_another_catalogue(
+    tmp_path, monkeypatch, capsys, content_overrides
+):
     """Only an ID table ties a run to its item ids: an inductive UniSRec moves to other data freely, while a
     transductive one (which has an ID table) is checked like SASRec."""
     monkeypatch.chdir(tmp_path)
     spec = write_shop(tmp_path / "shop")
     tiny = [*content_overrides["unisrec"], "model.max_len=8", "train.epochs=1", "train.batch_size=32"]
     for mode in ("inductive", "transductive"):
-        assert cli(capsys, "train", "--model", "unisrec", "--dataset", "synthetic", "--out", f"src-{mode}", "--quiet",
-                   *tiny, f"model.mode={mode}")[0] == 0
-    code, _, err = cli(capsys, "finetune", "--from", "src-inductive", "--dataset", spec, "--out", "ft", "--quiet",
-                       "train.epochs=1")
+        assert (
+            cli(
+                capsys,
+                "train",
+                "--model",
+                "unisrec",
+                "--dataset",
+                "synthetic",
+                "--out",
+                f"src-{mode}",
+                "--quiet",
+                *tiny,
+                f"model.mode={mode}",
+            )[0]
+            == 0
+        )
+    code, _, err = cli(
+        capsys, "finetune", "--from", "src-inductive", "--dataset", spec, "--out", "ft", "--quiet", "train.epochs=1"
+    )
     assert code == 0, err
-    code, _, err = cli(capsys, "finetune", "--from", "src-transductive", "--dataset", spec, "--out", "ft2", "--quiet",
-                       "train.epochs=1")
+    code, _, err = cli(
+        capsys, "finetune", "--from", "src-transductive", "--dataset", spec, "--out", "ft2", "--quiet", "train.epochs=1"
+    )
     assert code == 2 and "not the data" in err, err
 
 
@@ -260,12 +316,22 @@ def test_a_saved_recommender_is_a_source_for_finetuning(tmp_path, capsys):
     from modalrec.run.training import train
     from modalrec.serve.recommender import Recommender
 
-    train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run",
-          progress=False)
+    train(build_config(model="sasrec", overrides=[*TINY, "data.dataset=synthetic"]), tmp_path / "run", progress=False)
     Recommender.load(tmp_path / "run").save(tmp_path / "saved")
     assert not (tmp_path / "saved" / "best.pt").exists()
-    code = main(["finetune", "--from", str(tmp_path / "saved"), "--dataset", "synthetic", "--out",
-                 str(tmp_path / "ft"), "--quiet", "train.epochs=1"])
+    code = main(
+        [
+            "finetune",
+            "--from",
+            str(tmp_path / "saved"),
+            "--dataset",
+            "synthetic",
+            "--out",
+            str(tmp_path / "ft"),
+            "--quiet",
+            "train.epochs=1",
+        ]
+    )
     assert code == 0
     from modalrec.run.store import load_run
 

@@ -19,32 +19,48 @@ def _space(tmp_path, text: str):
     return p
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("nothing: 1", "'params:' mapping"),
-    ("params: {lr: {float: [0.1, 1]}}", "not a config key"),
-    ("params: {train.lr: {float: [1, 0.1]}}", "low < high"),
-    ("params: {train.lr: {float: [0, 1], log: true}}", "log range needs low > 0"),
-    ("params: {train.lr: {float: [0.1, 1], choice: [1]}}", "exactly one of"),
-    ("params: {model.hidden_size: {choice: []}}", "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("nothing: 1", "'params:' mapping"),
+        ("params: {lr: {float: [0.1, 1]}}", "not a config key"),
+        ("params: {train.lr: {float: [1, 0.1]}}", "low < high"),
+        ("params: {train.lr: {float: [0, 1], log: true}}", "log range needs low > 0"),
+        ("params: {train.lr: {float: [0.1, 1], choice: [1]}}", "exactly one of"),
+        ("params: {model.hidden_size: {choice: []}}", "non-empty list"),
+    ],
+)
 def test_a_bad_space_is_named(tmp_path, text, msg):
     with pytest.raises(TuneError, match=msg):
         read_space(_space(tmp_path, text))
 
 
 def test_a_search_runs_writes_its_best_and_continues(tmp_path, capsys):
-    space = _space(tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n"
-                             "  model.hidden_size: {choice: [16, 32]}\n")
+    space = _space(
+        tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n  model.hidden_size: {choice: [16, 32]}\n"
+    )
     out = tmp_path / "search"
-    args = ["tune", "--model", "sasrec", "--dataset", "synthetic", "--space", str(space), "--out", str(out),
-            "--quiet", *TINY]
+    args = [
+        "tune",
+        "--model",
+        "sasrec",
+        "--dataset",
+        "synthetic",
+        "--space",
+        str(space),
+        "--out",
+        str(out),
+        "--quiet",
+        *TINY,
+    ]
     assert main([*args, "--trials", "3"]) == 0
     first = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trial-*/config.yaml")}
     assert len(first) == 3 and (out / "study.db").is_file() and (out / "trials.csv").is_file()
     assert main([*args, "--trials", "5"]) == 0  # the same command with more trials: continued, not restarted
     assert sorted(p.name for p in out.glob("trial-*")) == [f"trial-{i:03d}" for i in range(5)]
-    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trial-*/config.yaml")
-            if p.parent.name in first} == first
+    assert {
+        p.parent.name: p.stat().st_mtime_ns for p in out.glob("trial-*/config.yaml") if p.parent.name in first
+    } == first
     study = optuna.load_study(study_name="modalrec", storage=f"sqlite:///{out / 'study.db'}")
     best = study.best_trial
     from modalrec.config import load_yaml
@@ -57,8 +73,7 @@ def test_a_search_runs_writes_its_best_and_continues(tmp_path, capsys):
 
 
 def test_pruning_follows_the_per_epoch_validation(tmp_path):
-    study = optuna.create_study(direction="maximize",
-                                pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
     report = _pruning(optuna, trial, "ndcg@10")
     report(1, {"epoch": 1})  # an epoch without validation reports nothing
@@ -80,13 +95,35 @@ def test_an_epoch_budget_caps_the_epochs_of_all_trials(tmp_path, capsys):
     (and a second call with the budget spent trains nothing)."""
     space = _space(tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n")
     out = tmp_path / "search"
-    args = ["tune", "--model", "sasrec", "--dataset", "synthetic", "--space", str(space), "--out", str(out),
-            "--quiet", "--trials", "10", "--epoch-budget", "5", *TINY, "train.patience=10"]
+    args = [
+        "tune",
+        "--model",
+        "sasrec",
+        "--dataset",
+        "synthetic",
+        "--space",
+        str(space),
+        "--out",
+        str(out),
+        "--quiet",
+        "--trials",
+        "10",
+        "--epoch-budget",
+        "5",
+        *TINY,
+        "train.patience=10",
+    ]
     assert main(args) == 0
     import json
 
-    epochs = [sum(1 for ln in (out / f"trial-{i:03d}" / "metrics.jsonl").read_text().splitlines()
-                  if "final" not in json.loads(ln)) for i in range(2)]
+    epochs = [
+        sum(
+            1
+            for ln in (out / f"trial-{i:03d}" / "metrics.jsonl").read_text().splitlines()
+            if "final" not in json.loads(ln)
+        )
+        for i in range(2)
+    ]
     assert epochs == [3, 2] and not (out / "trial-002").exists()
     assert "(2 trials, 5 epochs)" in capsys.readouterr().out
     assert main(args) == 0 and not (out / "trial-002").exists()

@@ -13,8 +13,12 @@ def _run_overrides(model: str, tiny_text: str) -> list[str]:
     if model == "pmmrec":
         return common + text + TINY_TOWERS + ["model.hidden_size=16", "model.image_grid=2"]
     if model == "missrec":
-        return common + text + TINY_TOWERS + ["model.hidden_size=16", "model.n_heads=2", "model.inner_size=32",
-                                              "model.interest_ratio=0.25"]
+        return (
+            common
+            + text
+            + TINY_TOWERS
+            + ["model.hidden_size=16", "model.n_heads=2", "model.inner_size=32", "model.interest_ratio=0.25"]
+        )
     if model == "unisrec":
         return common + text + ["model.text.max_tokens=8", "model.hidden_size=16", "model.inner_size=32"]
     if model == "sasrec":

@@ -57,7 +57,8 @@ def test_same_content_names_the_existing_item(run_copy):
     cat = rec.dataset.catalogue
     twin = {"item_id": "twin", "text": "  " + cat.text[3].upper() + " "}  # case and spaces ignored
     assert rec.same_content([twin, {"item_id": "other", "text": "nothing like it at all"}]) == {
-        "twin": str(cat.item_ids[3])}
+        "twin": str(cat.item_ids[3])
+    }
     rec.add_items([HEAT])
     assert rec.same_content([{"item_id": "again", "title": "heat", "year": 1995}]) == {"again": "new-heat"}
     assert rec.same_content([{"item_id": "again", "title": "Heat 2", "year": 1995}]) == {}
@@ -115,8 +116,11 @@ def test_journal_brings_added_items_back_after_a_restart(run_copy):
     rec = Recommender.load(run_copy)
     client = TestClient(create_app(rec, journal=AddedItems(run_copy)))
     client.post("/items", json={"items": [HEAT, {"item_id": "gone", "title": "Casino", "year": 1995}]})
-    form = client.post("/items/form", data={"title": "Ronin", "year": "1998", "item_id": "with-image"},
-                       files={"image": ("r.png", _png(), "image/png")})
+    form = client.post(
+        "/items/form",
+        data={"title": "Ronin", "year": "1998", "item_id": "with-image"},
+        files={"image": ("r.png", _png(), "image/png")},
+    )
     assert form.status_code == 201
     client.delete("/items/gone")
     before = {i: rec.recommend([i], k=5) for i in ("new-heat", "with-image")}

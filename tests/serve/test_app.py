@@ -61,16 +61,29 @@ def _ids(resp) -> list[str]:
 
 
 def test_health_page_static_files_and_spec(client, pmm):
-    assert client.get("/health").json() == {"status": "ok", "model": "pmmrec", "n_items": pmm.n_items,
-                                            "can_add_items": True, "index": {"kind": "exact"}}
+    assert client.get("/health").json() == {
+        "status": "ok",
+        "model": "pmmrec",
+        "n_items": pmm.n_items,
+        "can_add_items": True,
+        "index": {"kind": "exact"},
+    }
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'data-testid="search-input"' in page.text and "static/app.js" in page.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/recommend", "/items", "/items/form", "/items/search", "/items/{item_id}",
-                                  "/items/{item_id}/image", "/items/{item_id}/similar", "/health"}
+    assert set(spec["paths"]) == {
+        "/recommend",
+        "/items",
+        "/items/form",
+        "/items/search",
+        "/items/{item_id}",
+        "/items/{item_id}/image",
+        "/items/{item_id}/similar",
+        "/health",
+    }
     req = spec["components"]["schemas"]["RecommendRequest"]
     assert req["required"] == ["history"] and req["examples"]
     assert req["properties"]["k"]["minimum"] == 1 and req["properties"]["k"]["maximum"] == 1000
@@ -109,15 +122,32 @@ def test_recommend(client, pmm):
     assert r.status_code == 200
     body = r.json()
     assert body["model"] == "pmmrec" and body["n_items"] == pmm.n_items and len(body["items"]) == 10
-    assert set(body["items"][0]) == {"item_id", "score", "rank", "text", "is_new", "has_image", "title", "year",
-                                     "genres"}
+    assert set(body["items"][0]) == {
+        "item_id",
+        "score",
+        "rank",
+        "text",
+        "is_new",
+        "has_image",
+        "title",
+        "year",
+        "genres",
+    }
     assert [x["rank"] for x in body["items"]] == list(range(1, 11))
     scores = [x["score"] for x in body["items"]]
     assert scores == sorted(scores, reverse=True) and not set(_ids(r)) & set(hist)
     assert _ids(r) == [x.item_id for x in pmm.recommend(hist, k=10)]
     # options
-    r = client.post("/recommend", json={"history": hist, "k": 3, "exclude_seen": False,
-                                        "include": [pmm._ids[i] for i in (1, 5, 6, 7)], "exclude": [pmm._ids[7]]})
+    r = client.post(
+        "/recommend",
+        json={
+            "history": hist,
+            "k": 3,
+            "exclude_seen": False,
+            "include": [pmm._ids[i] for i in (1, 5, 6, 7)],
+            "exclude": [pmm._ids[7]],
+        },
+    )
     assert r.status_code == 200 and set(_ids(r)) == {pmm._ids[i] for i in (1, 5, 6)}
     # k above the catalogue size: the whole ranked catalogue (minus the history)
     r = client.post("/recommend", json={"history": hist, "k": 1000})
@@ -130,16 +160,24 @@ def test_recommend_with_raw_content_in_the_history(client, pmm):
     by_id = client.post("/recommend", json={"history": [pmm._ids[1], src], "k": 5, "exclude_seen": False})
     by_content = client.post("/recommend", json={"history": [pmm._ids[1], content], "k": 5, "exclude_seen": False})
     assert by_content.status_code == 200 and _ids(by_content) == _ids(by_id)
-    titled = client.post("/recommend", json={"history": [{"title": "Storm at sea", "year": 1999,
-                                                           "genres": ["Drama"]}], "k": 2})
+    titled = client.post(
+        "/recommend", json={"history": [{"title": "Storm at sea", "year": 1999, "genres": ["Drama"]}], "k": 2}
+    )
     assert titled.status_code == 200 and len(titled.json()["items"]) == 2
 
 
 def test_item_search_image_similar(client, pmm):
     iid = pmm._ids[4]
     r = client.get(f"/items/{iid}")
-    assert r.json() == {"item_id": iid, "text": pmm.item(iid).text, "is_new": False, "has_image": True,
-                        "title": pmm.item(iid).title, "year": "", "genres": ""}
+    assert r.json() == {
+        "item_id": iid,
+        "text": pmm.item(iid).text,
+        "is_new": False,
+        "has_image": True,
+        "title": pmm.item(iid).title,
+        "year": "",
+        "genres": "",
+    }
     word = pmm.item(iid).text.split()[-1]
     r = client.get("/items/search", params={"q": word.upper(), "limit": 5})
     assert r.status_code == 200 and 1 <= len(r.json()["items"]) <= 5
@@ -154,10 +192,21 @@ def test_item_search_image_similar(client, pmm):
 def test_added_item_is_searchable_and_recommendable_at_once(client, pmm):
     n0 = pmm.n_items
     png = _png(1)
-    r = client.post("/items", json={"items": [
-        {"item_id": "zeb-1", "title": "Zebracorn Odyssey", "year": 2003, "genres": ["Adventure"],
-         "image_base64": "data:image/png;base64," + _b64(png)},
-        {"item_id": "zeb-2", "text": "Zebracorn Returns: a tale of storms"}]})
+    r = client.post(
+        "/items",
+        json={
+            "items": [
+                {
+                    "item_id": "zeb-1",
+                    "title": "Zebracorn Odyssey",
+                    "year": 2003,
+                    "genres": ["Adventure"],
+                    "image_base64": "data:image/png;base64," + _b64(png),
+                },
+                {"item_id": "zeb-2", "text": "Zebracorn Returns: a tale of storms"},
+            ]
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json() == {"added": ["zeb-1", "zeb-2"], "n_items": n0 + 2, "warnings": []}
     found = client.get("/items/search", params={"q": "zebracorn"}).json()["items"]
@@ -175,8 +224,11 @@ def test_added_item_is_searchable_and_recommendable_at_once(client, pmm):
 
 def test_add_item_through_the_form(client):
     png = _png(2)
-    r = client.post("/items/form", data={"title": "Formica Rising", "year": "1987", "genres": "Drama, Sci-Fi"},
-                    files={"image": ("poster.png", png, "image/png")})
+    r = client.post(
+        "/items/form",
+        data={"title": "Formica Rising", "year": "1987", "genres": "Drama, Sci-Fi"},
+        files={"image": ("poster.png", png, "image/png")},
+    )
     assert r.status_code == 201, r.text
     (new_id,) = r.json()["added"]
     assert new_id.startswith("new-")
@@ -202,32 +254,77 @@ CASES = [
     ("entry of a wrong type", "post", "/recommend", {"json": {"history": ["1", 5]}}, 422, "history.1"),
     ("content without text", "post", "/recommend", {"json": {"history": [{"year": 1999}]}}, 422, "'text' or 'title'"),
     ("typo in a field", "post", "/recommend", {"json": {"history": ["1"], "K": 3}}, 422, "K: Extra inputs"),
-    ("malformed JSON", "post", "/recommend",
-     {"content": b'{"history": [', "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
-    ("not JSON", "post", "/recommend", {"content": b"history=1", "headers": {"content-type": "text/plain"}}, 422,
-     "Content-Type: application/json"),
+    (
+        "malformed JSON",
+        "post",
+        "/recommend",
+        {"content": b'{"history": [', "headers": {"content-type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
+    (
+        "not JSON",
+        "post",
+        "/recommend",
+        {"content": b"history=1", "headers": {"content-type": "text/plain"}},
+        422,
+        "Content-Type: application/json",
+    ),
     ("body not an object", "post", "/recommend", {"json": ["1", "2"]}, 422, "body"),
     ("no items", "post", "/items", {"json": {"items": []}}, 422, "items"),
-    ("bad base64", "post", "/items", {"json": {"items": [{"item_id": "b1", "text": "t", "image_base64": "@@"}]}},
-     422, "not valid base64"),
-    ("not an image", "post", "/items",
-     {"json": {"items": [{"item_id": "b2", "text": "t", "image_base64": _b64(b"hello world")}]}}, 422,
-     "not a PNG, JPEG"),
-    ("undecodable image", "post", "/items",
-     {"json": {"items": [{"item_id": "b3", "text": "t", "image_base64": _b64(TRUNCATED_PNG)}]}}, 422,
-     "cannot be decoded"),
-    ("id twice", "post", "/items", {"json": {"items": [{"item_id": "d", "text": "a"}, {"item_id": "d", "text": "b"}]}},
-     422, "given twice"),
-    ("existing id", "post", "/items", {"json": {"items": [{"item_id": "1", "text": "clash"}]}}, 409,
-     "already in the catalogue: 1"),
+    (
+        "bad base64",
+        "post",
+        "/items",
+        {"json": {"items": [{"item_id": "b1", "text": "t", "image_base64": "@@"}]}},
+        422,
+        "not valid base64",
+    ),
+    (
+        "not an image",
+        "post",
+        "/items",
+        {"json": {"items": [{"item_id": "b2", "text": "t", "image_base64": _b64(b"hello world")}]}},
+        422,
+        "not a PNG, JPEG",
+    ),
+    (
+        "undecodable image",
+        "post",
+        "/items",
+        {"json": {"items": [{"item_id": "b3", "text": "t", "image_base64": _b64(TRUNCATED_PNG)}]}},
+        422,
+        "cannot be decoded",
+    ),
+    (
+        "id twice",
+        "post",
+        "/items",
+        {"json": {"items": [{"item_id": "d", "text": "a"}, {"item_id": "d", "text": "b"}]}},
+        422,
+        "given twice",
+    ),
+    (
+        "existing id",
+        "post",
+        "/items",
+        {"json": {"items": [{"item_id": "1", "text": "clash"}]}},
+        409,
+        "already in the catalogue: 1",
+    ),
     ("slash in id", "post", "/items", {"json": {"items": [{"item_id": "a/b", "text": "t"}]}}, 422, "item_id"),
     ("no content", "post", "/items", {"json": {"items": [{"item_id": "e1"}]}}, 422, "'text' or 'title'"),
     ("form without title", "post", "/items/form", {"data": {"year": "1999"}}, 422, "title: Field required"),
     ("form blank title", "post", "/items/form", {"data": {"title": "   "}}, 422, "title"),
     ("form year out of range", "post", "/items/form", {"data": {"title": "t", "year": "99"}}, 422, "year"),
-    ("form text upload", "post", "/items/form",
-     {"data": {"title": "t"}, "files": {"image": ("notes.txt", b"just text", "text/plain")}}, 422,
-     "'notes.txt' is not a PNG"),
+    (
+        "form text upload",
+        "post",
+        "/items/form",
+        {"data": {"title": "t"}, "files": {"image": ("notes.txt", b"just text", "text/plain")}},
+        422,
+        "'notes.txt' is not a PNG",
+    ),
     ("search without q", "get", "/items/search", {}, 422, "q: Field required"),
     ("search limit 0", "get", "/items/search", {"params": {"q": "a", "limit": 0}}, 422, "limit"),
     ("unknown item", "get", "/items/nope", {}, 404, "'nope'"),
@@ -281,8 +378,10 @@ def test_body_size_limit_does_not_trust_content_length():
         seen.append(await receive())
 
     sent = []
-    messages = [{"type": "http.request", "body": b"x" * 60, "more_body": True},
-                {"type": "http.request", "body": b"x" * 60, "more_body": False}]
+    messages = [
+        {"type": "http.request", "body": b"x" * 60, "more_body": True},
+        {"type": "http.request", "body": b"x" * 60, "more_body": False},
+    ]
 
     async def receive():
         return messages.pop(0)
@@ -295,8 +394,10 @@ def test_body_size_limit_does_not_trust_content_length():
     assert not seen and sent[0]["status"] == 413
     assert b"more than 100 bytes" in sent[1]["body"]
     # a body under the limit reaches the app whole, in one message
-    messages[:] = [{"type": "http.request", "body": b"ab", "more_body": True},
-                   {"type": "http.request", "body": b"cd", "more_body": False}]
+    messages[:] = [
+        {"type": "http.request", "body": b"ab", "more_body": True},
+        {"type": "http.request", "body": b"cd", "more_body": False},
+    ]
     ok = []
 
     async def app2(scope, receive, send):
@@ -326,6 +427,7 @@ def test_adding_while_recommending(load):
     rec = load("pmmrec")
     n0, errors = rec.n_items, []
     with TestClient(create_app(rec)) as c:
+
         def add(t):
             for j in range(5):
                 r = c.post("/items", json={"items": [{"item_id": f"c{t}-{j}", "text": f"thread {t} item {j}"}]})
@@ -386,9 +488,11 @@ def test_cli_help_does_not_import_the_web_stack():
     import subprocess
     import sys
 
-    code = ("import sys\nimport modalrec.cli as c\ntry:\n    c.main(['serve', '--help'])\n"
-            "except SystemExit:\n    pass\n"
-            "print('HEAVY', [m for m in ('fastapi', 'uvicorn', 'starlette', 'torch') if m in sys.modules])")
+    code = (
+        "import sys\nimport modalrec.cli as c\ntry:\n    c.main(['serve', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('HEAVY', [m for m in ('fastapi', 'uvicorn', 'starlette', 'torch') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out and "--add-items" in out
 
@@ -400,8 +504,9 @@ def test_cli_serve_builds_the_app_and_adds_items(served_runs, tmp_path, monkeypa
 
     (tmp_path / "img.png").write_bytes(_png(4))
     items = tmp_path / "new.csv"
-    items.write_text("item_id,title,year,genres,image\ncsv-1,Quokka Quest,2011,Comedy|Family,img.png\n"
-                     "csv-2,Quokka Quest II,2013,,\n")
+    items.write_text(
+        "item_id,title,year,genres,image\ncsv-1,Quokka Quest,2011,Comedy|Family,img.png\ncsv-2,Quokka Quest II,2013,,\n"
+    )
     started = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
     assert main(["serve", str(served_runs["pmmrec"]), "--port", "8123", "--add-items", str(items), "--quiet"]) == 0
@@ -435,8 +540,9 @@ def test_cli_recommend_jsonl_file(served_runs, tmp_path, capsys):
     from modalrec.cli import main
 
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    inp.write_text(json.dumps({"user": "u1", "history": ["1", "2"]}) + "\n"
-                   + json.dumps({"user": "u2", "history": ["3"]}) + "\n")
+    inp.write_text(
+        json.dumps({"user": "u1", "history": ["1", "2"]}) + "\n" + json.dumps({"user": "u2", "history": ["3"]}) + "\n"
+    )
     assert main(["recommend", str(served_runs["sasrec"]), "--input", str(inp), "--output", str(out), "--k", "3"]) == 0
     assert "2 histories" in capsys.readouterr().out
     lines = [json.loads(x) for x in out.read_text().splitlines()]
@@ -453,10 +559,20 @@ def test_a_client_gone_before_its_body_arrived_raises_nothing(pmm):
     import asyncio
 
     app = create_app(pmm)
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/items", "raw_path": b"/items", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                         (b"content-length", b"100")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/items",
+        "raw_path": b"/items",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
     messages = [{"type": "http.request", "body": b'{"items": [', "more_body": True}, {"type": "http.disconnect"}]
     sent = []
 
@@ -487,8 +603,12 @@ def test_accept_errors_from_running_out_of_files_are_one_line_per_power_of_two(c
         quiet_accept_errors(loop)
         with caplog.at_level("WARNING"):
             for _ in range(5):
-                loop.call_exception_handler({"message": "socket.accept() out of system resource",
-                                             "exception": OSError(errno.EMFILE, "Too many open files")})
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(errno.EMFILE, "Too many open files"),
+                    }
+                )
         lines = [r.getMessage() for r in caplog.records if "file descriptors" in r.getMessage()]
         assert [ln.split(":")[1].split()[0] for ln in lines] == ["1", "2", "4"]
         caplog.clear()
@@ -514,4 +634,5 @@ def test_the_connection_limit_warning_is_counted_not_repeated(caplog):
         log.warning("something else")
     msgs = [r.getMessage() for r in caplog.records]
     assert msgs == [f"Exceeded concurrency limit. ({n} so far; one line per power of two)" for n in (1, 2, 4, 8)] + [
-        "something else"]
+        "something else"
+    ]

@@ -14,8 +14,10 @@ BOUNDARY = "b0undary"
 
 
 def _multipart(fields: dict[str, bytes], charset: str = "") -> tuple[bytes, dict]:
-    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
-             for name, value in fields.items()]
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        for name, value in fields.items()
+    ]
     ctype = f"multipart/form-data; boundary={BOUNDARY}" + (f"; charset={charset}" if charset else "")
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode(), {"content-type": ctype}
 
@@ -53,8 +55,10 @@ VALID = {
     "url-encoded, raw bytes": _urlencoded("item_id=ok-1&title=Amélie&genres=Comédie".encode()),
     "url-encoded, percent-escaped": _urlencoded(b"item_id=ok-2&title=Am%C3%A9lie&genres=Com%C3%A9die"),
     "multipart": _multipart({"item_id": b"ok-3", "title": "Amélie".encode(), "genres": "Comédie".encode()}),
-    "multipart, latin-1 declared": _multipart({"item_id": b"ok-4", "title": "Amélie".encode("latin-1"),
-                                               "genres": "Comédie".encode("latin-1")}, charset="iso-8859-1"),
+    "multipart, latin-1 declared": _multipart(
+        {"item_id": b"ok-4", "title": "Amélie".encode("latin-1"), "genres": "Comédie".encode("latin-1")},
+        charset="iso-8859-1",
+    ),
 }
 
 
@@ -76,8 +80,11 @@ def test_a_field_name_or_charset_that_is_not_text_is_refused(client):
 
 
 def test_files_are_not_text_and_pass_untouched():
-    body = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'.encode()
-            + b"\x89PNG\xff\xfe\r\n" + f"--{BOUNDARY}--\r\n".encode())
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'.encode()
+        + b"\x89PNG\xff\xfe\r\n"
+        + f"--{BOUNDARY}--\r\n".encode()
+    )
     assert checked_form_body(MULTIPART, {b"boundary": BOUNDARY.encode()}, body) == body
 
 

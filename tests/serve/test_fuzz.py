@@ -40,8 +40,13 @@ OPERATIONS = [
     ("GET", "/health", (POSITIVE,)),
 ]
 CASES = [pytest.param(m, p, mode, id=f"{m} {p} {mode.value}") for m, p, modes in OPERATIONS for mode in modes]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 MAX_EXAMPLES = 30
 
 
@@ -57,7 +62,8 @@ def api_schema(served_runs, tmp_path_factory):
     app = create_app(rec, max_body_bytes=256 * 1024)  # large generated bodies meet the 413 path
     # a 413 is a rejection too (schemathesis's default list leaves it out)
     config = schemathesis.Config.from_dict(
-        {"checks": {"negative_data_rejection": {"expected-statuses": [400, 404, 409, 413, 422]}}})
+        {"checks": {"negative_data_rejection": {"expected-statuses": [400, 404, 409, 413, 422]}}}
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
 
 
@@ -72,8 +78,13 @@ def test_generated_requests_get_documented_answers(api_schema, method, path, mod
     checks = CHECKS + ([negative_data_rejection] if mode is NEGATIVE else [])
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         case.call_and_validate(checks=checks)
 
@@ -91,8 +102,9 @@ def test_the_spec_examples_work(api_schema):
         label = f"{operation.method.upper()} {operation.path}"
 
         @given(case=st.one_of(strategies))
-        @settings(max_examples=10, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=10, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case):
             response = case.call_and_validate(checks=CHECKS)
             statuses.setdefault(label, set()).add(response.status_code)

@@ -295,7 +295,7 @@ def clustered(n: int, d: int, n_clusters: int, seed: int) -> tuple[torch.Tensor,
     centres = torch.nn.functional.normalize(torch.randn(n_clusters, d, generator=g), dim=1)
 
     def draw(m):
-        x = centres[torch.randint(0, n_clusters, (m,), generator=g)] + torch.randn(m, d, generator=g) / d ** 0.5
+        x = centres[torch.randint(0, n_clusters, (m,), generator=g)] + torch.randn(m, d, generator=g) / d**0.5
         return torch.nn.functional.normalize(x, dim=1)
 
     return torch.cat([torch.zeros(1, d), draw(n)]), draw(200)
@@ -308,8 +308,12 @@ def faiss_data():
     from modalrec.serve.index import FaissIndex
 
     # exact_below=1000: masks of 1000+ allowed items go through over-fetching, not exact search
-    return items, queries, ExactIndex(items), {kind: FaissIndex(items, kind, exact_below=1000)
-                                                for kind in ("ivf", "hnsw")}
+    return (
+        items,
+        queries,
+        ExactIndex(items),
+        {kind: FaissIndex(items, kind, exact_below=1000) for kind in ("ivf", "hnsw")},
+    )
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
@@ -490,7 +494,7 @@ def test_build_index_reserves_room_so_adds_do_not_copy(kind):
     index = build_index(items, kind=kind, spare=0.5)
     buf = index._buf
     assert buf is not None and buf.shape[0] >= 2_001 + 1_024
-    rows = [int(index.add(queries[i:i + 1])[0]) for i in range(5)]
+    rows = [int(index.add(queries[i : i + 1])[0]) for i in range(5)]
     assert index._buf is buf and rows == list(range(2_001, 2_006))  # same storage: nothing copied
     _, idx = index.search(queries[:5], 1)
     assert idx[:, 0].tolist() == rows

@@ -33,8 +33,9 @@ def port(request):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(_ok_app, host="127.0.0.1", port=free, log_level="error", http=request.param,
-                                        lifespan="off"))
+    srv = uvicorn.Server(
+        uvicorn.Config(_ok_app, host="127.0.0.1", port=free, log_level="error", http=request.param, lifespan="off")
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -86,7 +87,8 @@ def test_the_response_bytes_carry_the_servers_default_headers():
     raw = bad_request_bytes("bad Content-Length", [(b"date", b"Sat, 05 Dec 2026 12:00:00 GMT")])
     assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\ndate: Sat, 05 Dec 2026 12:00:00 GMT\r\n")
     assert json.loads(raw.partition(b"\r\n\r\n")[2]) == {
-        "detail": "the request is not valid HTTP (bad Content-Length); send a well-formed HTTP/1.1 request"}
+        "detail": "the request is not valid HTTP (bad Content-Length); send a well-formed HTTP/1.1 request"
+    }
 
 
 def test_serve_picks_the_protocol_uvicorn_would_with_json_errors():

@@ -140,14 +140,21 @@ def test_similar_items(served_runs):
     sim = rec.similar_items(src, k=3)
     assert sim[0].item_id == "twin" and sim[0].score == pytest.approx(1.0, abs=1e-3)
     assert src not in {r.item_id for r in sim}
-    assert rec.similar_items({"text": rec.item(src).text, "image": rec.item_image(src)}, k=2)[0].item_id in (src, "twin")
+    assert rec.similar_items({"text": rec.item(src).text, "image": rec.item_image(src)}, k=2)[0].item_id in (
+        src,
+        "twin",
+    )
 
 
 def test_recommend_file(served_runs, tmp_path):
     rec = Recommender.load(served_runs["sasrec"])
     inp = tmp_path / "in.jsonl"
-    inp.write_text(json.dumps({"user": "u1", "history": [rec._ids[1], rec._ids[2]]}) + "\n\n"
-                   + json.dumps({"user": "u2", "history": [rec._ids[3]]}) + "\n")
+    inp.write_text(
+        json.dumps({"user": "u1", "history": [rec._ids[1], rec._ids[2]]})
+        + "\n\n"
+        + json.dumps({"user": "u2", "history": [rec._ids[3]]})
+        + "\n"
+    )
     out = tmp_path / "out" / "recs.jsonl"
     assert rec.recommend_file(inp, out, k=4) == 2
     lines = [json.loads(x) for x in out.read_text().splitlines()]
@@ -184,8 +191,9 @@ def test_adding_while_recommending_is_safe(served_runs):
         except Exception as e:  # pragma: no cover
             errors.append(e)
 
-    threads = [threading.Thread(target=add, args=(t,)) for t in range(2)] + [threading.Thread(target=ask)
-                                                                            for _ in range(2)]
+    threads = [threading.Thread(target=add, args=(t,)) for t in range(2)] + [
+        threading.Thread(target=ask) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

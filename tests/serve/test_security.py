@@ -21,8 +21,9 @@ def uni(served_runs):
 
 
 def _add(client, item_id: str, **headers):
-    return client.post("/items", json={"items": [{"item_id": item_id, "text": f"a film called {item_id}"}]},
-                       headers=headers)
+    return client.post(
+        "/items", json={"items": [{"item_id": item_id, "text": f"a film called {item_id}"}]}, headers=headers
+    )
 
 
 def test_every_response_carries_the_security_headers(uni):
@@ -64,8 +65,17 @@ def test_a_read_only_server_refuses_every_write(uni):
         assert c.get("/health").status_code == 200
 
 
-@pytest.mark.parametrize("host,local", [("127.0.0.1", True), ("::1", True), ("localhost", True),
-                                        ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
+@pytest.mark.parametrize(
+    "host,local",
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+        ("example.org", False),
+    ],
+)
 def test_loopback_addresses(host, local):
     assert is_loopback(host) is local
 

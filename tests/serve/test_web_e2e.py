@@ -18,12 +18,22 @@ pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'modal
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install 'modalrec[test]'")
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 15_000
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM.is_file() or shutil.which("chromium")),
-                                reason="needs Chromium at /usr/bin/chromium: apt-get install chromium")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.is_file() or shutil.which("chromium")),
+    reason="needs Chromium at /usr/bin/chromium: apt-get install chromium",
+)
 
 
 def _free_port() -> int:
@@ -194,8 +204,9 @@ def test_add_a_new_item_through_the_form(page):
     page.get_by_label("Title", exact=True).fill("Zanzibar Storms")
     page.get_by_label("Year").fill("2004")
     page.get_by_label("Genres").fill("Adventure, Drama")
-    page.get_by_label("Image").set_input_files(files=[{"name": "poster.png", "mimeType": "image/png",
-                                                        "buffer": _png()}])
+    page.get_by_label("Image").set_input_files(
+        files=[{"name": "poster.png", "mimeType": "image/png", "buffer": _png()}]
+    )
     page.get_by_test_id("new-submit").click()
     expect(page.get_by_test_id("new-status")).to_contain_text("Added")
     added = page.get_by_test_id("added-item")
@@ -215,9 +226,11 @@ def test_add_a_new_item_through_the_form(page):
 
 def test_a_page_on_another_site_cannot_add_an_item(browser, server):
     """A page elsewhere auto-submits a form to /items/form in the visitor's browser: refused, nothing added."""
-    evil = ("<html><body><form id='f' method='POST' action='" + server + "items/form'>"
-            "<input name='item_id' value='planted-1'><input name='title' value='Planted'></form>"
-            "<script>document.getElementById('f').submit()</script></body></html>")
+    evil = (
+        "<html><body><form id='f' method='POST' action='" + server + "items/form'>"
+        "<input name='item_id' value='planted-1'><input name='title' value='Planted'></form>"
+        "<script>document.getElementById('f').submit()</script></body></html>"
+    )
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
@@ -255,7 +268,9 @@ def test_api_reference_page_lists_every_operation(browser, server, tmp_path):
     spec = pg.request.get(server + "openapi.json").json()
     operations = {(m, p) for p, item in spec["paths"].items() for m in item if m in HTTP_METHODS}
     expect(pg.get_by_test_id("operation")).to_have_count(len(operations))
-    shown = {(a.get_attribute("data-method"), a.get_attribute("data-path")) for a in pg.get_by_test_id("operation").all()}
+    shown = {
+        (a.get_attribute("data-method"), a.get_attribute("data-path")) for a in pg.get_by_test_id("operation").all()
+    }
     assert shown == operations
     text = pg.locator("main").inner_text()
     assert [p for p in spec["paths"] if p not in text] == []
@@ -266,14 +281,16 @@ def test_api_reference_page_lists_every_operation(browser, server, tmp_path):
     expect(search.get_by_test_id("parameter").first).to_contain_text("maxLength 200")
     recommend = pg.locator('[data-testid="operation"][data-path="/recommend"]')
     expect(recommend.get_by_test_id("request-body")).to_contain_text("RecommendRequest")
-    history = recommend.get_by_test_id("field").filter(has=pg.get_by_test_id("field-name").get_by_text("history",
-                                                                                                      exact=True))
+    history = recommend.get_by_test_id("field").filter(
+        has=pg.get_by_test_id("field-name").get_by_text("history", exact=True)
+    )
     expect(history.first).to_contain_text("required")
     expect(history.first).to_contain_text("ItemContent")  # the array's object items are expanded
     expect(recommend.get_by_test_id("response")).to_have_count(len(spec["paths"]["/recommend"]["post"]["responses"]))
     # every contents link leads somewhere; a schema link unfolds that schema
-    assert pg.evaluate("[...document.querySelectorAll('#toc a')].every("
-                       "a => document.getElementById(a.getAttribute('href').slice(1)))")
+    assert pg.evaluate(
+        "[...document.querySelectorAll('#toc a')].every(a => document.getElementById(a.getAttribute('href').slice(1)))"
+    )
     to_schema = recommend.get_by_role("link", name="ErrorResponse").first
     target = to_schema.get_attribute("href")[1:]
     to_schema.click()
@@ -284,8 +301,9 @@ def test_api_reference_page_lists_every_operation(browser, server, tmp_path):
 
 
 def test_api_reference_page_on_a_phone_has_no_sideways_scroll(browser, server):
-    context, pg, problems = _open_docs(browser, server, viewport={"width": 390, "height": 844},
-                                       device_scale_factor=2, is_mobile=True)
+    context, pg, problems = _open_docs(
+        browser, server, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
     pg.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")  # the widest it gets
     width = pg.evaluate("document.documentElement.scrollWidth")
     context.close()
@@ -296,14 +314,33 @@ def test_api_reference_page_on_a_phone_has_no_sideways_scroll(browser, server):
 def test_api_reference_page_shows_spec_strings_as_text(browser, server):
     """Markup inside the spec (titles, paths, names, descriptions) is shown as text, never parsed as HTML."""
     evil = '<img src="x" data-evil="1"><script>window.pwned = 1</script>'
-    spec = {"openapi": "3.1.0", "info": {"title": evil, "version": "1", "description": evil},
-            "paths": {"/a/<b>{id}</b>": {"get": {
-                "tags": [evil], "summary": evil, "description": evil,
-                "parameters": [{"name": evil, "in": "query", "schema": {"type": "string", "enum": [evil]}}],
-                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/<i>E</i>"}}}},
-                "responses": {"200": {"description": evil}}}}},
-            "components": {"schemas": {"<i>E</i>": {"type": "object", "description": evil,
-                                                    "properties": {evil: {"type": "string", "description": evil}}}}}}
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": evil, "version": "1", "description": evil},
+        "paths": {
+            "/a/<b>{id}</b>": {
+                "get": {
+                    "tags": [evil],
+                    "summary": evil,
+                    "description": evil,
+                    "parameters": [{"name": evil, "in": "query", "schema": {"type": "string", "enum": [evil]}}],
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/<i>E</i>"}}}
+                    },
+                    "responses": {"200": {"description": evil}},
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "<i>E</i>": {
+                    "type": "object",
+                    "description": evil,
+                    "properties": {evil: {"type": "string", "description": evil}},
+                }
+            }
+        },
+    }
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()

@@ -10,8 +10,16 @@ from modalrec.run.folder import RunDir
 from modalrec.run.training import train
 from modalrec.train.loggers import LoggerUnavailable
 
-TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=10", "train.batch_size=32",
-        "train.lr=3e-3", "data.dataset=synthetic", "train.patience=100", "train.epochs=2"]
+TINY = [
+    "model.hidden_size=16",
+    "model.inner_size=32",
+    "model.max_len=10",
+    "train.batch_size=32",
+    "train.lr=3e-3",
+    "data.dataset=synthetic",
+    "train.patience=100",
+    "train.epochs=2",
+]
 
 
 def _cfg(*extra):
@@ -24,8 +32,13 @@ def _jsonl_epochs(rd: RunDir) -> dict[int, dict[str, float]]:
     for line in rd.metrics.read_text().splitlines():
         r = json.loads(line)
         if "epoch" in r:
-            out[r["epoch"]] = {"step": r["step"], "train_loss": r["train_loss"], "lr": r["lr"],
-                               "elapsed_s": r["elapsed_s"], **{f"valid/{k}": v for k, v in r["valid"].items()}}
+            out[r["epoch"]] = {
+                "step": r["step"],
+                "train_loss": r["train_loss"],
+                "lr": r["lr"],
+                "elapsed_s": r["elapsed_s"],
+                **{f"valid/{k}": v for k, v in r["valid"].items()},
+            }
     return out
 
 
@@ -49,8 +62,10 @@ def _mlflow_run(rd: RunDir, experiment: str):
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1
     run = runs[0]
-    history = {k: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, k),
-                                                    key=lambda m: m.step)] for k in run.data.metrics}
+    history = {
+        k: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, k), key=lambda m: m.step)]
+        for k in run.data.metrics
+    }
     return run, history
 
 

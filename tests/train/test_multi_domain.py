@@ -20,12 +20,16 @@ def _second_source(tmp_path):
         "name: second\n"
         f"interactions: {{path: {folder / 'interactions.csv'}}}\n"
         f"items: {{path: {folder / 'items.csv'}, text_fields: [title, description], "
-        "text_template: '{title}: {description}', image_col: image}\n")
+        "text_template: '{title}: {description}', image_col: image}\n"
+    )
     return spec
 
 
 def test_multi_domain_loader_interleaves_every_batch_once(cycle_dataset):
-    parts = [train_loader(cycle_dataset.split.train, 8, 5, seed=0), train_loader(cycle_dataset.split.train, 4, 7, seed=0)]
+    parts = [
+        train_loader(cycle_dataset.split.train, 8, 5, seed=0),
+        train_loader(cycle_dataset.split.train, 4, 7, seed=0),
+    ]
     ld = MultiDomainLoader([p[0] for p in parts], [p[1] for p in parts], seed=3)
     ld.set_epoch(1)
     batches = list(ld)
@@ -43,9 +47,18 @@ def test_multi_domain_loader_interleaves_every_batch_once(cycle_dataset):
 def test_pmmrec_pretrains_on_two_sources(tmp_path, content_overrides):
     spec = _second_source(tmp_path)
     tiny = content_overrides["pmmrec"]
-    cfg = build_config(model="pmmrec", overrides=[
-        "data.dataset=synthetic", f"data.extra_sources=[{spec}]", "data.min_item_inter=1",
-        "train.epochs=1", "train.batch_size=32", "model.max_len=8", *tiny])
+    cfg = build_config(
+        model="pmmrec",
+        overrides=[
+            "data.dataset=synthetic",
+            f"data.extra_sources=[{spec}]",
+            "data.min_item_inter=1",
+            "train.epochs=1",
+            "train.batch_size=32",
+            "model.max_len=8",
+            *tiny,
+        ],
+    )
     seen = []
     res = train(cfg, tmp_path / "run", progress=False, callbacks=[lambda e, r: seen.append(r)])
     assert res["epochs_run"] == 1 and np.isfinite(seen[0]["train_loss"])
@@ -57,8 +70,10 @@ def test_domains_switch_item_tables(tmp_path, content_overrides, cycle_dataset):
     from modalrec.models.registry import build_model, catalogue_features_for
 
     spec = _second_source(tmp_path)
-    cfg = build_config(model="pmmrec", overrides=[*content_overrides["pmmrec"], "model.max_len=8",
-                                                  f"data.dataset={spec}", "data.min_item_inter=1"])
+    cfg = build_config(
+        model="pmmrec",
+        overrides=[*content_overrides["pmmrec"], "model.max_len=8", f"data.dataset={spec}", "data.min_item_inter=1"],
+    )
     other = load_or_prepare(cfg.data, progress=False)
     m = build_model(cfg.model, cycle_dataset)
     m.fit_statistics(cycle_dataset)
@@ -74,7 +89,8 @@ def test_domains_switch_item_tables(tmp_path, content_overrides, cycle_dataset):
 
 
 def test_id_model_refuses_extra_sources(tmp_path):
-    cfg = build_config(model="sasrec", overrides=["data.dataset=synthetic", "data.extra_sources=[synthetic]",
-                                                  "train.epochs=1"])
+    cfg = build_config(
+        model="sasrec", overrides=["data.dataset=synthetic", "data.extra_sources=[synthetic]", "train.epochs=1"]
+    )
     with pytest.raises(ConfigError, match="cannot train on several data sets"):
         train(cfg, tmp_path / "run", progress=False)

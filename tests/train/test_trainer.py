@@ -12,8 +12,15 @@ from modalrec.serve.recommender import Recommender
 from modalrec.run.folder import RunDir, RunDirError
 from modalrec.run.training import train
 
-TINY = ["model.hidden_size=16", "model.inner_size=32", "model.max_len=10", "train.batch_size=32",
-        "train.lr=3e-3", "data.dataset=synthetic", "train.patience=100"]
+TINY = [
+    "model.hidden_size=16",
+    "model.inner_size=32",
+    "model.max_len=10",
+    "train.batch_size=32",
+    "train.lr=3e-3",
+    "data.dataset=synthetic",
+    "train.patience=100",
+]
 
 
 def _cfg(*extra, model="sasrec"):
@@ -35,16 +42,21 @@ def test_run_folder_contents(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    full = train(_cfg("train.epochs=4", "train.schedule=cosine", "train.warmup_steps=3"), tmp_path / "a",
-                 progress=False)
+    full = train(
+        _cfg("train.epochs=4", "train.schedule=cosine", "train.warmup_steps=3"), tmp_path / "a", progress=False
+    )
 
     def interrupt(epoch, record):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg("train.epochs=4", "train.schedule=cosine", "train.warmup_steps=3"), tmp_path / "b",
-              progress=False, callbacks=[interrupt])
+        train(
+            _cfg("train.epochs=4", "train.schedule=cosine", "train.warmup_steps=3"),
+            tmp_path / "b",
+            progress=False,
+            callbacks=[interrupt],
+        )
     assert not RunDir(tmp_path / "b").results.exists()
     resumed = train(None, tmp_path / "b", resume=True, progress=False)
     assert resumed["test"]["metrics"] == full["test"]["metrics"]
@@ -77,8 +89,9 @@ def test_run_folder_is_never_overwritten(tmp_path):
 
 
 def test_early_stopping(tmp_path):
-    res = train(_cfg("train.epochs=30", "train.patience=1", "train.lr=0.5", "train.grad_clip=0"),
-                tmp_path / "r", progress=False)
+    res = train(
+        _cfg("train.epochs=30", "train.patience=1", "train.lr=0.5", "train.grad_clip=0"), tmp_path / "r", progress=False
+    )
     assert res["stopped_early"] and res["epochs_run"] < 30
     assert res["best_epoch"] == res["epochs_run"] - 1
 
@@ -102,18 +115,44 @@ def test_sasrec_learns_the_synthetic_transitions(tmp_path):
 def test_torchrun_two_processes_match_single_process_evaluation(tmp_path):
     """Train under torchrun (gloo, 2 ranks); its distributed test metrics equal a 1-process evaluation."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "modalrec.cli", "train", "--model", "sasrec", "--out", str(tmp_path / "ddp"), "--quiet",
-           *TINY, "train.epochs=2", "eval.batch_size=7"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "modalrec.cli",
+        "train",
+        "--model",
+        "sasrec",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--quiet",
+        *TINY,
+        "train.epochs=2",
+        "eval.batch_size=7",
+    ]
     # prepare once so both ranks read the cache
-    subprocess.run([sys.executable, "-m", "modalrec.cli", "data", "prepare", "--dataset", "synthetic", "--quiet"],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "modalrec.cli", "data", "prepare", "--dataset", "synthetic", "--quiet"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(RunDir(tmp_path / "ddp").results.read_text())
     assert results["world_size"] == 2
     rec = Recommender.load(tmp_path / "ddp")
-    single = evaluate(rec.model, rec.dataset.split.test, max_len=10, progress=False,
-                      cold_items=torch.as_tensor(~rec.dataset.seen_in_train()))
+    single = evaluate(
+        rec.model,
+        rec.dataset.split.test,
+        max_len=10,
+        progress=False,
+        cold_items=torch.as_tensor(~rec.dataset.seen_in_train()),
+    )
     assert results["test"]["count"] == single.count == len(rec.dataset.split.test)
     assert results["test"]["metrics"] == single.metrics

@@ -37,11 +37,23 @@ def encode_dataset(ds, cfg: EncodeConfig, *, progress: bool = True, dist=None) -
         t0 = time.time()
         text_tower = TextTower(cfg.text, quiet=not progress)
         load_s = time.time() - t0
-        feats, rep = encode_text(text_tower, cat.item_ids, cat.text, dataset=ds.name, what=cfg.what,
-                                 root=cfg.root or None, batch_size=cfg.batch_size or 64, progress=progress,
-                                 dist=dist)
-        out["text"] = {"folder": str(feats.folder), "shape": list(feats.values.shape), "load_s": round(load_s, 2),
-                       **rep.to_dict()}
+        feats, rep = encode_text(
+            text_tower,
+            cat.item_ids,
+            cat.text,
+            dataset=ds.name,
+            what=cfg.what,
+            root=cfg.root or None,
+            batch_size=cfg.batch_size or 64,
+            progress=progress,
+            dist=dist,
+        )
+        out["text"] = {
+            "folder": str(feats.folder),
+            "shape": list(feats.values.shape),
+            "load_s": round(load_s, 2),
+            **rep.to_dict(),
+        }
     if "image" in cfg.towers:
         from modalrec.content.image import ImageReader, ImageTower
 
@@ -49,12 +61,25 @@ def encode_dataset(ds, cfg: EncodeConfig, *, progress: bool = True, dist=None) -
         if not reader.has_source():
             raise ValueError(
                 f"{ds.name}: the catalogue has no images. Point items.image_dir or items.image_col at them, "
-                "set image.lmdb, or (MovieLens built-ins) use data.posters=true for posters rendered from metadata")
+                "set image.lmdb, or (MovieLens built-ins) use data.posters=true for posters rendered from metadata"
+            )
         t0 = time.time()
         image_tower = ImageTower(cfg.image, quiet=not progress)
         load_s = time.time() - t0
-        feats, rep = encode_images(image_tower, reader, dataset=ds.name, what=cfg.what, root=cfg.root or None,
-                                   batch_size=cfg.batch_size or 32, progress=progress, dist=dist)
-        out["image"] = {"folder": str(feats.folder), "shape": list(feats.values.shape), "load_s": round(load_s, 2),
-                        **rep.to_dict()}
+        feats, rep = encode_images(
+            image_tower,
+            reader,
+            dataset=ds.name,
+            what=cfg.what,
+            root=cfg.root or None,
+            batch_size=cfg.batch_size or 32,
+            progress=progress,
+            dist=dist,
+        )
+        out["image"] = {
+            "folder": str(feats.folder),
+            "shape": list(feats.values.shape),
+            "load_s": round(load_s, 2),
+            **rep.to_dict(),
+        }
     return out

@@ -70,8 +70,9 @@ class RawItems(Protocol):
     present: np.ndarray | None
 
 
-def catalogue_features(needs: list[FeatureNeed], dataset, *, model: str = "the model", modalities: str = "",
-                       progress: bool = True) -> ItemFeatures:
+def catalogue_features(
+    needs: list[FeatureNeed], dataset, *, model: str = "the model", modalities: str = "", progress: bool = True
+) -> ItemFeatures:
     """The features ``needs`` names for every row of ``dataset``'s catalogue, from the feature store
     (encoded now if not there yet). ``model``/``modalities`` only word the error of a missing image source."""
     from modalrec.content.image import ImageReader
@@ -80,8 +81,9 @@ def catalogue_features(needs: list[FeatureNeed], dataset, *, model: str = "the m
     cat, out = dataset.catalogue, ItemFeatures()
     for need in needs:
         if need.modality == "text":
-            feats, _ = encode_text(need.tower, cat.item_ids, cat.text, dataset=dataset.name, what=need.what,
-                                   progress=progress)
+            feats, _ = encode_text(
+                need.tower, cat.item_ids, cat.text, dataset=dataset.name, what=need.what, progress=progress
+            )
         else:
             reader = ImageReader.for_model(dataset, need.lmdb, model, modalities or need.modality)
             feats, _ = encode_images(need.tower, reader, dataset=dataset.name, what=need.what, progress=progress)
@@ -101,8 +103,15 @@ def new_item_features(needs: list[FeatureNeed], items: RawItems) -> ItemFeatures
             out["text"] = ModalityFeatures(values, present, lengths if need.what == "prefix" else None)
         else:
             present = np.zeros(n, bool) if items.present is None else np.asarray(items.present, dtype=bool)
-            chunks = [image_rows(need.tower, None if items.images is None else items.images[i:i + IMAGE_CHUNK],
-                                 present[i:i + IMAGE_CHUNK], what=need.what) for i in range(0, max(n, 1), IMAGE_CHUNK)]
+            chunks = [
+                image_rows(
+                    need.tower,
+                    None if items.images is None else items.images[i : i + IMAGE_CHUNK],
+                    present[i : i + IMAGE_CHUNK],
+                    what=need.what,
+                )
+                for i in range(0, max(n, 1), IMAGE_CHUNK)
+            ]
             out["image"] = ModalityFeatures(torch.cat(chunks)[:n], present)
     return out
 

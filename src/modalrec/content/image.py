@@ -116,8 +116,11 @@ class EfficientNetLite(ImageBackbone):
         import contextlib
 
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-            net = (EfficientNet.from_pretrained(variant, weights_path=weights_path) if weights_path
-                   else EfficientNet.from_name(variant))
+            net = (
+                EfficientNet.from_pretrained(variant, weights_path=weights_path)
+                if weights_path
+                else EfficientNet.from_name(variant)
+            )
         act = nn.ReLU6()
         n = len(net._blocks)
         rate = net._global_params.drop_connect_rate or 0.0
@@ -175,14 +178,18 @@ class ImageTower(nn.Module):
         self.register_buffer("_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         for param in self.backbone.parameters():
             param.requires_grad_(False)
-        for s in self.backbone.stages[self.split:]:
+        for s in self.backbone.stages[self.split :]:
             for param in s.parameters():
                 param.requires_grad_(True)
         self.eval()
 
     def identity(self) -> dict:
-        return {"encoder": self.name, "weights": self.backbone.weights_hash, "image_size": self.cfg.image_size,
-                "stages": len(self.backbone.stages)}
+        return {
+            "encoder": self.name,
+            "weights": self.backbone.weights_hash,
+            "image_size": self.cfg.image_size,
+            "stages": len(self.backbone.stages),
+        }
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -206,7 +213,7 @@ class ImageTower(nn.Module):
         return x
 
     def top(self, feat: torch.Tensor) -> torch.Tensor:
-        for s in self.backbone.stages[self.split:]:
+        for s in self.backbone.stages[self.split :]:
             feat = s(feat)
         return feat
 
@@ -251,8 +258,9 @@ class ImageReader:
                 raise ImageTowerError("Reading images from an LMDB needs the `lmdb` package: pip install lmdb") from e
             if not Path(lmdb_path).exists():
                 raise ImageTowerError(f"image.lmdb: not found: {lmdb_path}")
-            self._env = lmdb.open(str(lmdb_path), readonly=True, lock=False, readahead=False, subdir=Path(
-                lmdb_path).is_dir())
+            self._env = lmdb.open(
+                str(lmdb_path), readonly=True, lock=False, readahead=False, subdir=Path(lmdb_path).is_dir()
+            )
 
     @classmethod
     def for_model(cls, dataset, lmdb_path: str, model: str, modalities: str) -> "ImageReader":
@@ -262,7 +270,8 @@ class ImageReader:
             raise ValueError(
                 f"{dataset.name}: {model} with modalities={modalities!r} needs item images, and the catalogue has "
                 "none. Use model.modalities=text, point items.image_dir / items.image_col at images, or "
-                "(MovieLens built-ins) set data.posters=true (posters rendered from metadata)")
+                "(MovieLens built-ins) set data.posters=true (posters rendered from metadata)"
+            )
         return reader
 
     def has_source(self) -> bool:
@@ -272,8 +281,7 @@ class ImageReader:
         """bool per row: an image is listed for it (it may still be undecodable)."""
         if self._env is not None:
             with self._env.begin() as txn:
-                return np.array([r > 0 and txn.get(i.encode("utf-8")) is not None
-                                 for r, i in enumerate(self.item_ids)])
+                return np.array([r > 0 and txn.get(i.encode("utf-8")) is not None for r, i in enumerate(self.item_ids)])
         if self.paths is None:
             return np.zeros(len(self.item_ids), dtype=bool)
         ok = self.paths != ""
@@ -308,8 +316,10 @@ class ImageReader:
                 if where and where not in self._warned:
                     self._warned.add(where)
                     self.corrupt.append(where)
-                    warnings.warn(f"image listed for item {self.item_ids[r]!r} cannot be read: {where}; "
-                                  "treated as missing", stacklevel=2)
+                    warnings.warn(
+                        f"image listed for item {self.item_ids[r]!r} cannot be read: {where}; treated as missing",
+                        stacklevel=2,
+                    )
                 continue
             try:
                 out[k] = decode_image(data, size)
@@ -318,8 +328,10 @@ class ImageReader:
                 if where not in self._warned:
                     self._warned.add(where)
                     self.corrupt.append(where)
-                    warnings.warn(f"undecodable image for item {self.item_ids[r]!r} ({where}): {e}; "
-                                  "treated as missing", stacklevel=2)
+                    warnings.warn(
+                        f"undecodable image for item {self.item_ids[r]!r} ({where}): {e}; treated as missing",
+                        stacklevel=2,
+                    )
         return out, present
 
 
@@ -339,8 +351,10 @@ def decode_image(data: bytes, size: int, max_pixels: int | None = None) -> np.nd
     with Image.open(io.BytesIO(data)) as im:
         w, h = im.size
         if max_pixels is not None and w * h > max_pixels:
-            raise ImageTowerError(f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than the "
-                                  f"{max_pixels / 1e6:g} allowed; send a smaller image")
+            raise ImageTowerError(
+                f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels, more than the "
+                f"{max_pixels / 1e6:g} allowed; send a smaller image"
+            )
         im.load()
         rgb = im.convert("RGB")
         w, h = rgb.size

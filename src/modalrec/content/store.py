@@ -64,8 +64,10 @@ class Features:
         present = np.load(folder / "present.npy")
         lengths = np.load(folder / "lengths.npy") if (folder / "lengths.npy").is_file() else None
         if list(values.shape) != man["shape"] or str(values.dtype) != man["dtype"]:
-            raise FeatureStoreError(f"{folder}: values.npy is {values.shape} {values.dtype}, the manifest says "
-                                    f"{man['shape']} {man['dtype']}; delete the folder and encode again")
+            raise FeatureStoreError(
+                f"{folder}: values.npy is {values.shape} {values.dtype}, the manifest says "
+                f"{man['shape']} {man['dtype']}; delete the folder and encode again"
+            )
         return cls(folder, man, values, present, lengths)
 
     @property
@@ -100,7 +102,7 @@ def image_contents(reader) -> list[str]:
     if reader._env is not None:
         stamp = str(os.stat(reader._env.path()).st_mtime_ns)
         return [f"lmdb:{i}:{stamp}" for i in reader.item_ids]
-    for p in (reader.paths if reader.paths is not None else [""] * len(reader.item_ids)):
+    for p in reader.paths if reader.paths is not None else [""] * len(reader.item_ids):
         if p:
             try:
                 st = os.stat(p)
@@ -133,9 +135,15 @@ class EncodeReport:
     reused: bool = False
 
     def to_dict(self) -> dict:
-        return {"items": self.items, "encoded_now": self.encoded_now, "missing": self.missing,
-                "corrupt": len(self.corrupt), "corrupt_files": self.corrupt[:100],
-                "seconds": round(self.seconds, 2), "reused": self.reused}
+        return {
+            "items": self.items,
+            "encoded_now": self.encoded_now,
+            "missing": self.missing,
+            "corrupt": len(self.corrupt),
+            "corrupt_files": self.corrupt[:100],
+            "seconds": round(self.seconds, 2),
+            "reused": self.reused,
+        }
 
 
 def _text_block(tower, ids: torch.Tensor, mask: torch.Tensor, what: str) -> torch.Tensor:
@@ -183,8 +191,18 @@ def image_rows(tower, images_uint8: np.ndarray | None, present: np.ndarray, what
     return out
 
 
-def encode_text(tower, item_ids, texts, *, dataset: str, what: str = "pooled", root=None,
-                batch_size: int = 64, progress: bool = True, dist=None) -> tuple[Features, EncodeReport]:
+def encode_text(
+    tower,
+    item_ids,
+    texts,
+    *,
+    dataset: str,
+    what: str = "pooled",
+    root=None,
+    batch_size: int = 64,
+    progress: bool = True,
+    dist=None,
+) -> tuple[Features, EncodeReport]:
     """Encode every catalogue row's text with ``tower`` (:class:`~modalrec.content.text.TextTower`).
 
     ``what="pooled"``: full tower, pooled ``[N+1, H]``; ``"prefix"``: the frozen layers' token states.
@@ -198,9 +216,16 @@ def encode_text(tower, item_ids, texts, *, dataset: str, what: str = "pooled", r
     ids, mask = tower.tokenize([t if t else " " for t in texts.tolist()])
     lengths = mask.sum(1).to(torch.int32).numpy()
     lengths[~present] = 0
-    identity = {"format": FORMAT, "modality": "text", "what": what, **tower.identity(),
-                "frozen_layers": tower.n_frozen if what == "prefix" else tower.n_layers,
-                "items": items_digest(item_ids, texts), "n_rows": len(texts), "dtype": DTYPE}
+    identity = {
+        "format": FORMAT,
+        "modality": "text",
+        "what": what,
+        **tower.identity(),
+        "frozen_layers": tower.n_frozen if what == "prefix" else tower.n_layers,
+        "items": items_digest(item_ids, texts),
+        "n_rows": len(texts),
+        "dtype": DTYPE,
+    }
     if what == "pooled":
         shape = [len(texts), tower.hidden_size]
     else:
@@ -213,21 +238,48 @@ def encode_text(tower, item_ids, texts, *, dataset: str, what: str = "pooled", r
         return _text_block(tower, ids[rows, :t], mask[rows, :t], what).numpy(), np.ones(len(rows), dtype=bool)
 
     extra = {"lengths": lengths} if what == "prefix" else {}
-    return _encode(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
-                   dist=dist, present_hint=present, extra=extra, desc=f"text {what}")
+    return _encode(
+        identity,
+        shape,
+        order,
+        run,
+        batch_size,
+        dataset=dataset,
+        root=root,
+        progress=progress,
+        dist=dist,
+        present_hint=present,
+        extra=extra,
+        desc=f"text {what}",
+    )
 
 
-def encode_images(tower, reader, *, dataset: str, what: str = "pooled", root=None, batch_size: int = 32,
-                  progress: bool = True, dist=None) -> tuple[Features, EncodeReport]:
+def encode_images(
+    tower,
+    reader,
+    *,
+    dataset: str,
+    what: str = "pooled",
+    root=None,
+    batch_size: int = 32,
+    progress: bool = True,
+    dist=None,
+) -> tuple[Features, EncodeReport]:
     """Encode every catalogue row's image with ``tower`` (:class:`~modalrec.content.image.ImageTower`)."""
     if what not in ("pooled", "prefix"):
         raise ValueError(f"what must be 'pooled' or 'prefix', not {what!r}")
     size = tower.cfg.image_size
     listed = reader.available()
-    identity = {"format": FORMAT, "modality": "image", "what": what, **tower.identity(),
-                "split": tower.split if what == "prefix" else len(tower.backbone.stages),
-                "items": items_digest(reader.item_ids, image_contents(reader)), "n_rows": len(listed),
-                "dtype": DTYPE}
+    identity = {
+        "format": FORMAT,
+        "modality": "image",
+        "what": what,
+        **tower.identity(),
+        "split": tower.split if what == "prefix" else len(tower.backbone.stages),
+        "items": items_digest(reader.item_ids, image_contents(reader)),
+        "n_rows": len(listed),
+        "dtype": DTYPE,
+    }
     with torch.no_grad():
         probe = tower.prefix(torch.zeros(1, 3, size, size))
         if what == "pooled":
@@ -242,12 +294,26 @@ def encode_images(tower, reader, *, dataset: str, what: str = "pooled", root=Non
             out[ok] = _image_block(tower, imgs[ok], what).numpy()
         return out, ok
 
-    return _encode(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
-                   dist=dist, present_hint=listed, extra={}, desc=f"image {what}", reader=reader)
+    return _encode(
+        identity,
+        shape,
+        order,
+        run,
+        batch_size,
+        dataset=dataset,
+        root=root,
+        progress=progress,
+        dist=dist,
+        present_hint=listed,
+        extra={},
+        desc=f"image {what}",
+        reader=reader,
+    )
 
 
-def _encode(identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra,
-            desc, reader=None) -> tuple[Features, EncodeReport]:
+def _encode(
+    identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra, desc, reader=None
+) -> tuple[Features, EncodeReport]:
     """Reuse the finished store or encode it; one process at a time per store (a second one waits, then
     reuses what the first wrote). Ranks of one torchrun job share the work instead."""
     from modalrec.core.distributed import DistInfo
@@ -255,17 +321,44 @@ def _encode(identity, shape, order, run, batch_size, *, dataset, root, progress,
 
     dist = dist or DistInfo()
     if dist.world_size > 1:
-        return _encode_store(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
-                             dist=dist, present_hint=present_hint, extra=extra, desc=desc, reader=reader)
+        return _encode_store(
+            identity,
+            shape,
+            order,
+            run,
+            batch_size,
+            dataset=dataset,
+            root=root,
+            progress=progress,
+            dist=dist,
+            present_hint=present_hint,
+            extra=extra,
+            desc=desc,
+            reader=reader,
+        )
     final = store_folder(dataset, identity, root)
     lock = final.parent.parent / ".locks" / f"{final.parent.name}--{final.name}.lock"
     with file_lock(lock, wait=True, what=f"the feature store {final}"):
-        return _encode_store(identity, shape, order, run, batch_size, dataset=dataset, root=root, progress=progress,
-                             dist=dist, present_hint=present_hint, extra=extra, desc=desc, reader=reader)
+        return _encode_store(
+            identity,
+            shape,
+            order,
+            run,
+            batch_size,
+            dataset=dataset,
+            root=root,
+            progress=progress,
+            dist=dist,
+            present_hint=present_hint,
+            extra=extra,
+            desc=desc,
+            reader=reader,
+        )
 
 
-def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra,
-                  desc, reader=None) -> tuple[Features, EncodeReport]:
+def _encode_store(
+    identity, shape, order, run, batch_size, *, dataset, root, progress, dist, present_hint, extra, desc, reader=None
+) -> tuple[Features, EncodeReport]:
     from tqdm.auto import tqdm
 
     from modalrec.core.distributed import barrier
@@ -286,7 +379,7 @@ def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, pro
             pass
     partial = final.with_name(final.name + ".partial")
     prog = partial / "progress"
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if dist.is_main:
         try:
             same = json.loads((partial / "identity.json").read_text()) == identity
@@ -304,8 +397,14 @@ def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, pro
     mine = [c for c in range(len(chunks)) if c % dist.world_size == dist.rank]
     todo = [c for c in mine if not (prog / f"{c}.done").exists()]
     n_done_items = sum(len(chunks[c]) for c in mine) - sum(len(chunks[c]) for c in todo)
-    bar = tqdm(total=sum(len(chunks[c]) for c in mine), initial=n_done_items, desc=desc, unit="item",
-               disable=not bars_on(progress and dist.is_main), dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(len(chunks[c]) for c in mine),
+        initial=n_done_items,
+        desc=desc,
+        unit="item",
+        disable=not bars_on(progress and dist.is_main),
+        dynamic_ncols=True,
+    )
     for c in todo:
         rows = np.sort(chunks[c])
         out, ok = run(rows)
@@ -337,15 +436,24 @@ def _encode_store(identity, shape, order, run, batch_size, *, dataset, root, pro
         report.corrupt = corrupt
         report.missing = int(report.items - present[1:].sum())
         report.seconds = time.time() - t0
-        manifest = {"identity": identity, "shape": list(shape), "dtype": DTYPE, "complete": True,
-                    "rows": "catalogue rows (row 0 = padding)", "summary": report.to_dict(),
-                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest = {
+            "identity": identity,
+            "shape": list(shape),
+            "dtype": DTYPE,
+            "complete": True,
+            "rows": "catalogue rows (row 0 = padding)",
+            "summary": report.to_dict(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         shutil.rmtree(prog)
         (partial / "identity.json").unlink()
         atomic_write_json(partial / "manifest.json", manifest)
         replace_dir(partial, final)
     barrier(dist)
     if report.corrupt and dist.is_main:
-        warnings.warn(f"{len(report.corrupt)} image(s) could not be decoded and count as missing "
-                      f"(listed in {final / 'manifest.json'})", stacklevel=2)
+        warnings.warn(
+            f"{len(report.corrupt)} image(s) could not be decoded and count as missing "
+            f"(listed in {final / 'manifest.json'})",
+            stacklevel=2,
+        )
     return Features.open(final), report

@@ -37,9 +37,7 @@ def _require_transformers():
     try:
         import transformers  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise TextTowerError(
-            "The text tower needs the `transformers` package: pip install 'modalrec[text]'"
-        ) from e
+        raise TextTowerError("The text tower needs the `transformers` package: pip install 'modalrec[text]'") from e
 
 
 def _hf_model(folder):
@@ -102,7 +100,8 @@ class TextTower(nn.Module):
         if n > 0 and not self._splittable:
             raise TextTowerError(
                 f"{type(self.model).__name__} cannot be split into frozen and trainable layers here "
-                "(supported: BERT-like encoders and MPNet); use text.trainable_layers=0")
+                "(supported: BERT-like encoders and MPNet); use text.trainable_layers=0"
+            )
         self.n_frozen = self.n_layers - n
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -123,12 +122,17 @@ class TextTower(nn.Module):
 
     @property
     def top_layers(self) -> list[nn.Module]:
-        return list(self._layers[self.n_frozen:]) if self._layers is not None else []
+        return list(self._layers[self.n_frozen :]) if self._layers is not None else []
 
     def identity(self) -> dict:
         """What determines the cached prefix (feature-store manifest)."""
-        return {"encoder": self.name, "weights": self.weights_hash, "max_tokens": self.cfg.max_tokens,
-                "pooling": self.cfg.pooling, "layers": self.n_layers}
+        return {
+            "encoder": self.name,
+            "weights": self.weights_hash,
+            "max_tokens": self.cfg.max_tokens,
+            "pooling": self.cfg.pooling,
+            "layers": self.n_layers,
+        }
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -141,8 +145,9 @@ class TextTower(nn.Module):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids, mask)`` as int64 ``[n, T]``, T = the longest text (at most ``max_tokens``)."""
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.max_tokens,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.cfg.max_tokens, return_tensors="pt"
+        )
         return enc["input_ids"], enc["attention_mask"]
 
     def _extended(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

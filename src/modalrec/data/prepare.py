@@ -33,8 +33,7 @@ import pandas as pd
 
 from modalrec.config import ConfigError, DataConfig, InteractionsSpec, ItemsSpec, to_dict, update_dataclass
 from modalrec.data.dataset import FORMAT_VERSION, PAD, Catalogue, PreparedDataset, SeqSet, Split
-from modalrec.data.tables import (FIELD_PREFIX, DataError, check_file, check_known_items, read_interactions,
-                                  read_items)
+from modalrec.data.tables import FIELD_PREFIX, DataError, check_file, check_known_items, read_interactions, read_items
 from modalrec.data.cache import remove_stale_temps
 from modalrec.utils import bars_on, file_digest, file_lock, hash_strings, modalrec_home
 
@@ -86,8 +85,12 @@ def _abs(path: str, base: Path) -> str:
 def _absolute_specs(inter: InteractionsSpec, items: ItemsSpec | None, base: Path):
     inter = replace(inter, path=_abs(inter.path, base))
     if items is not None:
-        items = replace(items, path=_abs(items.path, base), image_dir=_abs(items.image_dir, base),
-                        text_fields=list(items.text_fields))
+        items = replace(
+            items,
+            path=_abs(items.path, base),
+            image_dir=_abs(items.image_dir, base),
+            text_fields=list(items.text_fields),
+        )
     return inter, items
 
 
@@ -137,9 +140,7 @@ def _atomic_folder(folder: Path) -> Source:
         inter_path = found[0]
     stem = inter_path.stem
     cols, _ = _split_atomic_header(_read_header(inter_path, "\t", False))
-    inter = InteractionsSpec(
-        path=str(inter_path), format="atomic", time_col="timestamp" if "timestamp" in cols else ""
-    )
+    inter = InteractionsSpec(path=str(inter_path), format="atomic", time_col="timestamp" if "timestamp" in cols else "")
     item_path = folder / f"{stem}.item"
     items = None
     if item_path.is_file():
@@ -161,8 +162,11 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
     if cfg.interactions.path:
         items = cfg.items if cfg.items.path else None
         inter, items = _absolute_specs(cfg.interactions, items, Path.cwd())
-        default = cfg.dataset if cfg.dataset and cfg.dataset not in builtin.BUILTINS and not Path(
-            cfg.dataset).exists() else Path(inter.path).stem
+        default = (
+            cfg.dataset
+            if cfg.dataset and cfg.dataset not in builtin.BUILTINS and not Path(cfg.dataset).exists()
+            else Path(inter.path).stem
+        )
         return Source(name or default, "spec", inter, items)
     ds = cfg.dataset
     if ds in builtin.BUILTINS:
@@ -170,8 +174,12 @@ def resolve_source(cfg: DataConfig, name: str | None = None) -> Source:
             from modalrec.datasets.posters import render_posters
 
             render_posters(ds)  # no-op when current posters exist
-        inter, items = builtin.specs(ds, posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated",
-                                     text=cfg.text, template=cfg.items.text_template)
+        inter, items = builtin.specs(
+            ds,
+            posters=cfg.posters and builtin.BUILTINS[ds].kind != "generated",
+            text=cfg.text,
+            template=cfg.items.text_template,
+        )
         return Source(name or ds, "builtin", inter, items)
     p = Path(os.path.expanduser(ds))
     if p.is_file() and p.suffix.lower() in (".yaml", ".yml"):
@@ -216,7 +224,9 @@ def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _empty_set(items: np.ndarray, with_targets: bool) -> SeqSet:
     z = np.zeros(0, dtype=np.int64)
-    return SeqSet(items, z, z.copy(), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32) if with_targets else None)
+    return SeqSet(
+        items, z, z.copy(), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32) if with_targets else None
+    )
 
 
 def _seqset(items, start, end, users, targets=None) -> SeqSet:
@@ -411,8 +421,11 @@ def prepare_frames(
     if items is not None:
         pos = pd.Index(items["item_id"]).get_indexer(raw_item_ids)
         text = np.concatenate([[""], items["text"].to_numpy(dtype=object)[pos]]).astype(str)
-        fields = {c[len(FIELD_PREFIX):]: np.concatenate([[""], items[c].to_numpy(dtype=object)[pos]]).astype(str)
-                  for c in items.columns if c.startswith(FIELD_PREFIX)}
+        fields = {
+            c[len(FIELD_PREFIX) :]: np.concatenate([[""], items[c].to_numpy(dtype=object)[pos]]).astype(str)
+            for c in items.columns
+            if c.startswith(FIELD_PREFIX)
+        }
         if "image_path" in items.columns and (items["image_path"] != "").any():
             images = np.concatenate([[""], items["image_path"].to_numpy(dtype=object)[pos]]).astype(str)
         else:
@@ -474,8 +487,10 @@ def _check_options(cfg: DataConfig) -> None:
 
 
 def _source_meta(src: Source, digests: dict[str, str]) -> dict:
-    out: dict[str, dict | str | None] = {"kind": src.kind, "interactions": {**to_dict(src.interactions),
-                                               "digest": digests[src.interactions.path]}}
+    out: dict[str, dict | str | None] = {
+        "kind": src.kind,
+        "interactions": {**to_dict(src.interactions), "digest": digests[src.interactions.path]},
+    }
     if src.items is not None:
         items = {**to_dict(src.items), "digest": digests[src.items.path]}
         if src.items.image_dir:
@@ -491,9 +506,7 @@ def _dir_fingerprint(folder: str) -> str:
     p = Path(folder)
     if not p.is_dir():
         return "missing"
-    entries = sorted(
-        f"{e.name}\t{e.stat().st_size}\t{e.stat().st_mtime_ns}" for e in os.scandir(p) if e.is_file()
-    )
+    entries = sorted(f"{e.name}\t{e.stat().st_size}\t{e.stat().st_mtime_ns}" for e in os.scandir(p) if e.is_file())
     return hash_strings(*entries)
 
 

@@ -246,8 +246,10 @@ def read_table(
         raise
     except _unreadable_errors() as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: cannot read the file as {fmt} ({type(e).__name__}: {detail}); "
-                        "it may be truncated or corrupt, or not readable by you") from e
+        raise DataError(
+            f"{path}: cannot read the file as {fmt} ({type(e).__name__}: {detail}); "
+            "it may be truncated or corrupt, or not readable by you"
+        ) from e
 
 
 def _unreadable_errors() -> tuple[type[BaseException], ...]:
@@ -388,10 +390,15 @@ def check_ids(ids: pd.Series, path, col: str, what: str = "every event needs an 
     if not blank.any():
         return
     i = int(np.flatnonzero(blank)[0])
-    problem = "is a list or mapping, not an id" if ids.iloc[i] == _NOT_AN_ID else (
-        "is empty (missing, null or NaN)" if ids.iloc[i] == "" else f"is blank ({ids.iloc[i]!r})")
-    raise DataError(f"{path}: data row {i + 1}, column {col!r} {problem}; {what} ({int(blank.sum())} row(s) "
-                    "affected). Fix or remove those rows.")
+    problem = (
+        "is a list or mapping, not an id"
+        if ids.iloc[i] == _NOT_AN_ID
+        else ("is empty (missing, null or NaN)" if ids.iloc[i] == "" else f"is blank ({ids.iloc[i]!r})")
+    )
+    raise DataError(
+        f"{path}: data row {i + 1}, column {col!r} {problem}; {what} ({int(blank.sum())} row(s) "
+        "affected). Fix or remove those rows."
+    )
 
 
 def _is_missing(v) -> bool:
@@ -679,10 +686,10 @@ def items_from_frame(df: pd.DataFrame, spec: ItemsSpec, path, image_dir: Path | 
         images = _images_from_dir(ids.tolist(), image_dir)
     else:
         images = np.full(len(df), "", dtype=object)
-    kept = {f"{FIELD_PREFIX}{f}": _as_text(df[f]) for f in dict.fromkeys([*fields, *spec.keep_fields])
-            if f != spec.item_col}
-    return pd.DataFrame({"item_id": ids.to_numpy(), "text": text, "image_path": np.asarray(images, dtype=str),
-                         **kept})
+    kept = {
+        f"{FIELD_PREFIX}{f}": _as_text(df[f]) for f in dict.fromkeys([*fields, *spec.keep_fields]) if f != spec.item_col
+    }
+    return pd.DataFrame({"item_id": ids.to_numpy(), "text": text, "image_path": np.asarray(images, dtype=str), **kept})
 
 
 def _images_from_column(values: pd.Series, root: Path) -> np.ndarray:

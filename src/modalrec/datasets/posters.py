@@ -38,8 +38,15 @@ import numpy as np
 
 from modalrec.datasets import builtin
 from modalrec.datasets.builtin import FetchError, downloads_dir
-from modalrec.utils import (atomic_path, atomic_write_json, file_digest, image_file_stem, modalrec_home, replace_dir,
-                            tar_member_bytes)
+from modalrec.utils import (
+    atomic_path,
+    atomic_write_json,
+    file_digest,
+    image_file_stem,
+    modalrec_home,
+    replace_dir,
+    tar_member_bytes,
+)
 
 RENDERER_VERSION = 1  # bump when the drawing changes: existing poster folders are then re-rendered
 NOTE = builtin.POSTERS_NOTE
@@ -96,21 +103,42 @@ GENRE_PALETTE = {
     "Western": ((110, 50, 20), (230, 170, 90)),
     "unknown": ((50, 56, 70), (140, 150, 170)),
 }
-_ALIASES = {"childrens": "Children", "children": "Children", "scifi": "Sci-Fi", "sciencefiction": "Sci-Fi",
-            "filmnoir": "Film-Noir", "noir": "Film-Noir", "nogenreslisted": "unknown", "unknown": "unknown"}
+_ALIASES = {
+    "childrens": "Children",
+    "children": "Children",
+    "scifi": "Sci-Fi",
+    "sciencefiction": "Sci-Fi",
+    "filmnoir": "Film-Noir",
+    "noir": "Film-Noir",
+    "nogenreslisted": "unknown",
+    "unknown": "unknown",
+}
 _CANON = {re.sub(r"[^a-z0-9]", "", g.lower()): g for g in GENRE_EMOJI} | _ALIASES
 
 # Fonts: first file found wins; the condensed cut fits more title per line.
 FONT_FILES = {
     "title": ("DejaVuSansCondensed-Bold.ttf", "DejaVuSans-Bold.ttf"),
-    "subtitle": ("DejaVuSansCondensed-Oblique.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansCondensed.ttf",
-                 "DejaVuSans.ttf"),
+    "subtitle": (
+        "DejaVuSansCondensed-Oblique.ttf",
+        "DejaVuSans-Oblique.ttf",
+        "DejaVuSansCondensed.ttf",
+        "DejaVuSans.ttf",
+    ),
     "year": ("DejaVuSans-Bold.ttf", "DejaVuSansCondensed-Bold.ttf"),
 }
 FONT_DIRS = (
-    "/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF",
-    "/usr/share/fonts/truetype", "/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts",
-    "~/.fonts", "/opt/homebrew/share/fonts", "/Library/Fonts", "~/Library/Fonts", "C:/Windows/Fonts",
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/dejavu",
+    "/usr/share/fonts/TTF",
+    "/usr/share/fonts/truetype",
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.local/share/fonts",
+    "~/.fonts",
+    "/opt/homebrew/share/fonts",
+    "/Library/Fonts",
+    "~/Library/Fonts",
+    "C:/Windows/Fonts",
 )
 
 _ARTICLES = r"The|A|An|La|Le|Les|L'|Il|El|Los|Las|Das|Der|Die|Un|Une"
@@ -245,7 +273,8 @@ def find_fonts() -> dict[str, str]:
         warnings.warn(
             "No DejaVu TrueType font found (Debian/Ubuntu: apt-get install fonts-dejavu-core; or set "
             "MODALREC_FONT_DIR to a folder with DejaVuSans-Bold.ttf): posters use PIL's default font",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
     return found
 
@@ -329,8 +358,9 @@ class TextBlock:
     line_h: int
 
 
-def fit_text(text: str, role: str, width: float, height: float, max_px: int, min_px: int,
-             max_lines: int = 0) -> TextBlock:
+def fit_text(
+    text: str, role: str, width: float, height: float, max_px: int, min_px: int, max_lines: int = 0
+) -> TextBlock:
     """Largest font size (``max_px`` down to ``min_px``) at which ``text`` wraps into the box.
 
     Words are cut only if no size keeps every word whole; if even ``min_px`` does not fit, the
@@ -386,8 +416,9 @@ def layout_poster(title: str, year, n_icons: int, size: int = SIZE) -> PosterLay
     if n_icons:
         total = n_icons * icon + (n_icons - 1) * gap
         x0 = (size - total) // 2
-        lay.icon_boxes = [(x0 + k * (icon + gap), top, x0 + k * (icon + gap) + icon, top + icon)
-                          for k in range(n_icons)]
+        lay.icon_boxes = [
+            (x0 + k * (icon + gap), top, x0 + k * (icon + gap) + icon, top + icon) for k in range(n_icons)
+        ]
         top += icon + round(10 * s)
     bottom = size - m
     if year:
@@ -404,11 +435,11 @@ def layout_poster(title: str, year, n_icons: int, size: int = SIZE) -> PosterLay
     avail = bottom - top - 2 * pad
     sub_h = 0
     if aka:
-        lay.subtitle = fit_text(aka, "subtitle", width, max(avail * 0.3, 1), max(8, round(13 * s)),
-                                max(7, round(9 * s)), max_lines=2)
+        lay.subtitle = fit_text(
+            aka, "subtitle", width, max(avail * 0.3, 1), max(8, round(13 * s)), max(7, round(9 * s)), max_lines=2
+        )
         sub_h = len(lay.subtitle.lines) * lay.subtitle.line_h + round(4 * s)
-    lay.title = fit_text(main, "title", width, max(avail - sub_h, 1), max(10, round(32 * s)),
-                         max(8, round(11 * s)))
+    lay.title = fit_text(main, "title", width, max(avail - sub_h, 1), max(10, round(32 * s)), max(8, round(11 * s)))
     block_h = len(lay.title.lines) * lay.title.line_h + sub_h
     y = top + pad + max(0, (avail - block_h) // 2)
     lay.panel = (m, y - pad, size - m, y + block_h + pad)
@@ -586,9 +617,13 @@ def _tarball_name() -> str:
 def _npm_pack(dest: str | Path) -> None:
     """Run ``npm pack`` in ``dest`` (the tarball lands there)."""
     builtin._run(
-        ["npm", "pack", emoji_spec()], f"Fetching the emoji images ({emoji_spec()}) failed", cwd=dest,
-        hint=(f"Check that this machine reaches the npm registry, or run `npm pack {emoji_spec()}` "
-              f"elsewhere and put {_tarball_name()} into {downloads_dir()}."),
+        ["npm", "pack", emoji_spec()],
+        f"Fetching the emoji images ({emoji_spec()}) failed",
+        cwd=dest,
+        hint=(
+            f"Check that this machine reaches the npm registry, or run `npm pack {emoji_spec()}` "
+            f"elsewhere and put {_tarball_name()} into {downloads_dir()}."
+        ),
     )
 
 
@@ -608,9 +643,12 @@ def emoji_tarball(*, quiet: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="modalrec-dl-") as tmp:
         builtin._say(f"fetching the genre icons: cd {downloads_dir()} && {cmd}", quiet)
         _npm_pack(tmp)
-        return builtin.check_pinned(builtin._keep_download(
-            tmp, pattern, f"`{cmd}` finished but wrote no {_tarball_name()}; run it by hand in {downloads_dir()}"
-        ), quiet)
+        return builtin.check_pinned(
+            builtin._keep_download(
+                tmp, pattern, f"`{cmd}` finished but wrote no {_tarball_name()}; run it by hand in {downloads_dir()}"
+            ),
+            quiet,
+        )
 
 
 def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
@@ -634,8 +672,11 @@ def _extract_icons(tgz: Path, names: list[str], dest: Path) -> dict[str, str]:
                 img = by_name.get(n)
                 m = members.get(f"package/img/google/64/{img}") if img else None
                 if img is None or m is None:
-                    warnings.warn(f"{tgz.name}: no Google image for emoji {n!r}; that genre gets no icon",
-                                  RuntimeWarning, stacklevel=3)
+                    warnings.warn(
+                        f"{tgz.name}: no Google image for emoji {n!r}; that genre gets no icon",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                     continue
                 todo.append((m.offset_data, n, img, m))
             dest.mkdir(parents=True, exist_ok=True)
@@ -756,8 +797,14 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
     todo = [r for r in rows if r[3] not in done]
     from modalrec.utils import bars_on
 
-    bar = tqdm(todo, desc=f"posters {name}", unit="img", disable=not bars_on(progress),
-               initial=len(files) - len(todo), total=len(files))
+    bar = tqdm(
+        todo,
+        desc=f"posters {name}",
+        unit="img",
+        disable=not bars_on(progress),
+        initial=len(files) - len(todo),
+        total=len(files),
+    )
     for title, year, genres, fname in bar:
         data = poster_png(title, year, genres, icons=icons)
         tmp = partial / f".{fname}.tmp"
@@ -768,17 +815,24 @@ def render_posters(name: str, *, force: bool = False, progress: bool = True) -> 
     manifest = {
         "name": name,
         "note": NOTE,
-        "description": ("Images rendered from each movie's title, year and genres (genre palette and icons, "
-                        "title and year in DejaVu type). They are not the movies' real posters."),
+        "description": (
+            "Images rendered from each movie's title, year and genres (genre palette and icons, "
+            "title and year in DejaVu type). They are not the movies' real posters."
+        ),
         "count": len(files),
         **fp,
         "renderer": "modalrec.datasets.posters",
         "fonts": {role: os.path.basename(p) if p else "PIL default font" for role, p in fonts.items()},
         "font_file": fonts["title"] or "PIL default font",
         "font_licence": FONT_LICENCE,
-        "emoji": {"package": EMOJI_PACKAGE, "version": EMOJI_VERSION, "licence": EMOJI_LICENCE,
-                  "source": icons.source, "genre_icons": GENRE_EMOJI,
-                  "missing_icons": sorted(set(GENRE_EMOJI.values()) - set(icons.images))},
+        "emoji": {
+            "package": EMOJI_PACKAGE,
+            "version": EMOJI_VERSION,
+            "licence": EMOJI_LICENCE,
+            "source": icons.source,
+            "genre_icons": GENRE_EMOJI,
+            "missing_icons": sorted(set(GENRE_EMOJI.values()) - set(icons.images)),
+        },
         "pillow": PIL.__version__,
         "file_names": "<item_id>.png",
         "renamed": renamed,  # ids that cannot be file names (hashed; items.image_dir finds them)
@@ -799,8 +853,13 @@ def _record_in_raw_manifest(name: str, manifest: dict) -> None:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    raw["posters"] = {"folder": "posters", "count": manifest["count"], "note": NOTE,
-                      "renderer_version": RENDERER_VERSION, "created_at": manifest["created_at"]}
+    raw["posters"] = {
+        "folder": "posters",
+        "count": manifest["count"],
+        "note": NOTE,
+        "renderer_version": RENDERER_VERSION,
+        "created_at": manifest["created_at"],
+    }
     atomic_write_json(path, raw)
 
 

@@ -25,8 +25,16 @@ from modalrec.evaluate.scoring import Exclusions, top_k
 
 
 @torch.no_grad()
-def top_k_lists(model, seqset: SeqSet, k: int, *, max_len: int, exclude_history: bool = True,
-                batch_size: int = 256, item_chunk: int = 0) -> torch.Tensor:
+def top_k_lists(
+    model,
+    seqset: SeqSet,
+    k: int,
+    *,
+    max_len: int,
+    exclude_history: bool = True,
+    batch_size: int = 256,
+    item_chunk: int = 0,
+) -> torch.Tensor:
     """LongTensor [B, k]: each example's exact top-``k`` items (ties: lower index first)."""
     model.eval()
     V = model.item_embeddings(None)
@@ -35,11 +43,18 @@ def top_k_lists(model, seqset: SeqSet, k: int, *, max_len: int, exclude_history:
     for b0 in range(0, len(seqset), batch_size):
         b1 = min(b0 + batch_size, len(seqset))
         start, end = seqset.start[b0:b1], seqset.end[b0:b1]
-        users = model.user_embeddings({"items": pad_histories(seqset.items, start, end, max_len),
-                                       "users": torch.from_numpy(np.asarray(seqset.users[b0:b1], dtype=np.int64))})
+        users = model.user_embeddings(
+            {
+                "items": pad_histories(seqset.items, start, end, max_len),
+                "users": torch.from_numpy(np.asarray(seqset.users[b0:b1], dtype=np.int64)),
+            }
+        )
         targets = torch.from_numpy(np.asarray(seqset.target_items()[b0:b1], dtype=np.int64))
-        ex = (_history_exclusions(seqset.items, start, end, torch.zeros_like(targets), V.shape[0])
-              if exclude_history else Exclusions.none("cpu"))
+        ex = (
+            _history_exclusions(seqset.items, start, end, torch.zeros_like(targets), V.shape[0])
+            if exclude_history
+            else Exclusions.none("cpu")
+        )
         out.append(top_k(model.score, users, V, k, ex, chunk)[1])
     return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
 
@@ -54,25 +69,35 @@ def list_metrics(lists: torch.Tensor, counts: np.ndarray, vectors: torch.Tensor,
     sim = v @ v.transpose(1, 2)  # [B, k, k]
     pairs = k * (k - 1)
     ild = float((1.0 - (sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)) / pairs).mean()) if k > 1 else 0.0
-    return {f"coverage@{k}": len(np.unique(items)) / n_items, f"avg_popularity@{k}": float(counts[items].mean()),
-            f"novelty@{k}": float(self_info[items].mean()), f"diversity@{k}": ild}
+    return {
+        f"coverage@{k}": len(np.unique(items)) / n_items,
+        f"avg_popularity@{k}": float(counts[items].mean()),
+        f"novelty@{k}": float(self_info[items].mean()),
+        f"diversity@{k}": ild,
+    }
 
 
-def segment_metrics(ranks: np.ndarray, history_lengths: np.ndarray, cold_target: np.ndarray,
-                    k: int) -> dict[str, dict]:
+def segment_metrics(ranks: np.ndarray, history_lengths: np.ndarray, cold_target: np.ndarray, k: int) -> dict[str, dict]:
     """HR@k and NDCG@k (from 0-based pessimistic ranks) for short / long histories (split at the median)
     and cold / warm targets; each with its number of examples."""
     ranks = np.asarray(ranks)
     median = float(np.median(history_lengths)) if len(history_lengths) else 0.0
-    groups = {f"history <= {median:g}": history_lengths <= median, f"history > {median:g}": history_lengths > median,
-              "cold targets": cold_target, "warm targets": ~cold_target}
+    groups = {
+        f"history <= {median:g}": history_lengths <= median,
+        f"history > {median:g}": history_lengths > median,
+        "cold targets": cold_target,
+        "warm targets": ~cold_target,
+    }
     out = {}
     for name, mask in groups.items():
         r = ranks[mask]
         hit = r < k
         ndcg = np.where(hit, 1.0 / np.log2(np.minimum(r, k) + 2.0), 0.0)
-        out[name] = {"count": int(mask.sum()), f"hr@{k}": float(hit.mean()) if len(r) else math.nan,
-                     f"ndcg@{k}": float(ndcg.mean()) if len(r) else math.nan}
+        out[name] = {
+            "count": int(mask.sum()),
+            f"hr@{k}": float(hit.mean()) if len(r) else math.nan,
+            f"ndcg@{k}": float(ndcg.mean()) if len(r) else math.nan,
+        }
     return out
 
 

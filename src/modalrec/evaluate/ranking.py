@@ -164,8 +164,7 @@ def _item_matrix(model, seqset: SeqSet) -> tuple[torch.Tensor, int]:
     n_items = getattr(model, "n_items", n_cols - 1)
     if n_cols != n_items + 1:
         raise ValueError(
-            f"item_embeddings(None) returned {n_cols} rows; expected n_items + 1 = "
-            f"{n_items + 1} (row 0 = padding)"
+            f"item_embeddings(None) returned {n_cols} rows; expected n_items + 1 = {n_items + 1} (row 0 = padding)"
         )
     all_t = np.asarray(seqset.targets)
     if int(all_t.min()) < 1 or int(all_t.max()) > n_items:
@@ -310,8 +309,15 @@ def evaluate(
             cold = _cold_mask(cold_items, n_items + 1, device)
             chunk = item_chunk if 0 < item_chunk < n_items + 1 else n_items + 1
             buf = torch.empty(min(batch_size, hi - lo) * chunk, dtype=torch.float32, device=device)
-            opts = dict(device=device, batch_size=batch_size, max_len=max_len, exclude_history=exclude_history,
-                        chunk=chunk, buf=buf, per_user=per_user)
+            opts = dict(
+                device=device,
+                batch_size=batch_size,
+                max_len=max_len,
+                exclude_history=exclude_history,
+                chunk=chunk,
+                buf=buf,
+                per_user=per_user,
+            )
             bar = _progress(progress and rank_id == 0, hi - lo, split)
             hist, cold_hist, out_ranks = _rank_histograms(model, V, seqset, lo, hi, max(ks), cold, opts, bar)
             if bar is not None:
@@ -347,5 +353,12 @@ def _result(hist, cold_hist, ks: list[int], protocol: dict, per_user) -> EvalRes
         cold_sums = sums_from_histogram(cold_hist, ks)
         cold_count = int(cold_sums["count"])
         cold_metrics = finalize(cold_sums) if cold_count else {}
-    return EvalResult(metrics=finalize(sums), count=count, protocol={**protocol, "examples": count},
-                      cold_metrics=cold_metrics, cold_count=cold_count, per_user=per_user, sums=sums)
+    return EvalResult(
+        metrics=finalize(sums),
+        count=count,
+        protocol={**protocol, "examples": count},
+        cold_metrics=cold_metrics,
+        cold_count=cold_count,
+        per_user=per_user,
+        sums=sums,
+    )

@@ -112,9 +112,15 @@ def check_no_nan(scores: torch.Tensor, labels: np.ndarray | None = None) -> None
         )
 
 
-def walk(score: Scorer, queries: torch.Tensor, items: torch.Tensor, chunk: int, ex: Exclusions,
-         candidates: torch.Tensor | None = None, labels: np.ndarray | None = None,
-         ) -> Iterator[tuple[int, torch.Tensor, Exclusions]]:
+def walk(
+    score: Scorer,
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    chunk: int,
+    ex: Exclusions,
+    candidates: torch.Tensor | None = None,
+    labels: np.ndarray | None = None,
+) -> Iterator[tuple[int, torch.Tensor, Exclusions]]:
     """Yield ``(c0, block [B, w], the chunk's exclusions)`` for consecutive chunks of ``chunk`` items.
 
     Columns ``c0..c0+w`` of the walk are item indices, or positions in ``candidates`` (sorted item
@@ -127,13 +133,15 @@ def walk(score: Scorer, queries: torch.Tensor, items: torch.Tensor, chunk: int, 
         c1 = min(c0 + chunk, n)
         block = score(queries, items[c0:c1] if candidates is None else items[candidates[c0:c1]])
         if block.shape != (B, c1 - c0):
-            raise ValueError(f"the scorer returned shape {tuple(block.shape)} for {B} queries and {c1 - c0} "
-                             f"items; it must return [queries, items]")
+            raise ValueError(
+                f"the scorer returned shape {tuple(block.shape)} for {B} queries and {c1 - c0} "
+                f"items; it must return [queries, items]"
+            )
         check_no_nan(block, labels)
         if bounds is None or bounds[j] == bounds[j + 1]:
             yield c0, block, Exclusions.none(ex.cols.device)
         else:
-            yield c0, block, Exclusions(ex.rows[bounds[j]:bounds[j + 1]], ex.cols[bounds[j]:bounds[j + 1]])
+            yield c0, block, Exclusions(ex.rows[bounds[j] : bounds[j + 1]], ex.cols[bounds[j] : bounds[j + 1]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +180,14 @@ def _excluded_ge(block: torch.Tensor, c0: int, t: torch.Tensor, ex: Exclusions) 
     return torch.bincount(ex.rows[ge], minlength=B)
 
 
-def count_before(block: torch.Tensor, c0: int, t: torch.Tensor, targets: torch.Tensor, ex: Exclusions,
-                 buf: torch.Tensor | None = None) -> torch.Tensor:
+def count_before(
+    block: torch.Tensor,
+    c0: int,
+    t: torch.Tensor,
+    targets: torch.Tensor,
+    ex: Exclusions,
+    buf: torch.Tensor | None = None,
+) -> torch.Tensor:
     """int64 [B]: candidates of items ``c0..c0+w`` placed before the target (pessimistic ties).
 
     ``block`` [B, w] scores; ``t`` [B] the targets' scores; ``targets`` [B] item indices; ``ex``
@@ -192,8 +206,9 @@ def count_before(block: torch.Tensor, c0: int, t: torch.Tensor, targets: torch.T
     return rank
 
 
-def target_scores(score: Scorer, queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-                  chunk: int) -> torch.Tensor:
+def target_scores(
+    score: Scorer, queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """[B]: each row's score of its target, from ``score`` on the item chunk that holds the target.
 
     Each query is scored against one chunk only (its target's), so the cost is one chunk's worth,
@@ -211,9 +226,16 @@ def target_scores(score: Scorer, queries: torch.Tensor, items: torch.Tensor, tar
     return queries.new_empty(0) if t is None else t  # no targets: no scores
 
 
-def target_ranks(score: Scorer, queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-                 ex: Exclusions, chunk: int = 0, buf: torch.Tensor | None = None,
-                 labels: np.ndarray | None = None) -> torch.Tensor:
+def target_ranks(
+    score: Scorer,
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    ex: Exclusions,
+    chunk: int = 0,
+    buf: torch.Tensor | None = None,
+    labels: np.ndarray | None = None,
+) -> torch.Tensor:
     """LongTensor [B]: 0-based rank of ``targets`` [B] (items 1..N) among all items of ``items`` [N+1, d].
 
     ``chunk`` items per block (0: the whole catalogue in one block). With several chunks the
@@ -267,8 +289,9 @@ def _block_topk(block: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tenso
     return sort_desc_then_index(vals, idx)
 
 
-def _merge(best: tuple[torch.Tensor, torch.Tensor] | None, v: torch.Tensor, i: torch.Tensor,
-           k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _merge(
+    best: tuple[torch.Tensor, torch.Tensor] | None, v: torch.Tensor, i: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The top ``k`` of a running top-k and a later chunk's (every index in ``i`` is higher)."""
     if best is None:
         return v, i
@@ -277,9 +300,16 @@ def _merge(best: tuple[torch.Tensor, torch.Tensor] | None, v: torch.Tensor, i: t
     return v.gather(1, o), i.gather(1, o)
 
 
-def top_k(score: Scorer, queries: torch.Tensor, items: torch.Tensor, k: int, ex: Exclusions, chunk: int,
-          keep: torch.Tensor | None = None, candidates: torch.Tensor | None = None,
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(
+    score: Scorer,
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    k: int,
+    ex: Exclusions,
+    chunk: int,
+    keep: torch.Tensor | None = None,
+    candidates: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` of ``score(queries [B, q], items [N+1, d])``: (float32 scores, int64 items) [B, <=k].
 
     Sorted by descending score, ties by lower item index. Padding (item 0), the pairs of ``ex`` and
@@ -295,7 +325,7 @@ def top_k(score: Scorer, queries: torch.Tensor, items: torch.Tensor, k: int, ex:
         if candidates is None and c0 == 0:
             block[:, 0] = _NEG_INF
         if keep is not None:
-            block.masked_fill_(~keep[c0:c0 + w], _NEG_INF)
+            block.masked_fill_(~keep[c0 : c0 + w], _NEG_INF)
         block[part.rows, part.cols - c0] = _NEG_INF
         v, i = _block_topk(block, min(k, w))
         best = _merge(best, v, i + c0, k)

@@ -111,8 +111,10 @@ class SequentialRecommender(nn.Module):
     def add_domain(self, dataset: "PreparedDataset", features: "ItemFeatures") -> int:
         """Another training data set (with its catalogue's features) and its own item space; returns its
         domain index (batches carry it)."""
-        raise CapabilityError(f"{self.name} cannot train on several data sets at once (it has no item "
-                              "representation shared across catalogues); use a content model such as pmmrec")
+        raise CapabilityError(
+            f"{self.name} cannot train on several data sets at once (it has no item "
+            "representation shared across catalogues); use a content model such as pmmrec"
+        )
 
     def __init__(self, config: ModelConfig, dataset: "PreparedDataset"):
         """The architecture for ``dataset``'s catalogue. A content model's item features come next, from
@@ -149,7 +151,8 @@ class SequentialRecommender(nn.Module):
         their indices."""
         raise CapabilityError(
             f"{self.name} learns one ID embedding per training item, so it cannot score or use an item it "
-            "never saw; use an ID-free model (pmmrec, missrec or unisrec in inductive mode) for new items")
+            "never saw; use an ID-free model (pmmrec, missrec or unisrec in inductive mode) for new items"
+        )
 
     def truncate_items(self, n_items: int) -> None:
         """Forget items above ``n_items`` (undoes :meth:`add_items`)."""

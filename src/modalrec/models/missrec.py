@@ -120,8 +120,11 @@ class MISSRec(SequentialRecommender):
         mods = [m.strip() for m in c.modalities.split(",") if m.strip()]
         if not mods or set(mods) - {"text", "image"} or len(set(mods)) != len(mods):
             raise ValueError(f"model.modalities must be text, image or text,image; got {c.modalities!r}")
-        for key, val, ok in (("mode", c.mode, ("inductive", "transductive")), ("stage", c.stage, ("pretrain", "finetune")),
-                             ("fusion", c.fusion, ("dynamic", "static"))):
+        for key, val, ok in (
+            ("mode", c.mode, ("inductive", "transductive")),
+            ("stage", c.stage, ("pretrain", "finetune")),
+            ("fusion", c.fusion, ("dynamic", "static")),
+        ):
             if val not in ok:
                 raise ValueError(f"model.{key} must be one of {', '.join(ok)}, not {val!r}")
         if not 0.0 < c.interest_ratio <= 0.5:
@@ -142,11 +145,13 @@ class MISSRec(SequentialRecommender):
         if c.mode == "transductive":
             self.item_embedding = nn.Embedding(self.n_items + 1, d, padding_idx=0)
         if c.interests:
-            self.encoder = nn.ModuleList(TransformerBlock(d, c.n_heads, c.inner_size, c.dropout, c.attn_dropout,
-                                                          norm_first=False, eps=1e-12)
-                                         for _ in range(c.encoder_layers))
-        self.decoder = nn.ModuleList(DecoderBlock(d, c.n_heads, c.inner_size, c.dropout, c.attn_dropout)
-                                     for _ in range(c.decoder_layers))
+            self.encoder = nn.ModuleList(
+                TransformerBlock(d, c.n_heads, c.inner_size, c.dropout, c.attn_dropout, norm_first=False, eps=1e-12)
+                for _ in range(c.encoder_layers)
+            )
+        self.decoder = nn.ModuleList(
+            DecoderBlock(d, c.n_heads, c.inner_size, c.dropout, c.attn_dropout) for _ in range(c.decoder_layers)
+        )
         self.fusion = _Sharpness()
         init_normal(self, c.init_std)
         self.register_buffer("centroids", torch.zeros(1, d), persistent=False)
@@ -161,19 +166,24 @@ class MISSRec(SequentialRecommender):
 
     def feature_needs(self) -> list[FeatureNeed]:
         """The frozen towers' pooled vectors, per modality (the adapters train on them)."""
-        return [FeatureNeed(m, "pooled", self._tower(m), self.config.image.lmdb if m == "image" else "")
-                for m in self.modalities]
+        return [
+            FeatureNeed(m, "pooled", self._tower(m), self.config.image.lmdb if m == "image" else "")
+            for m in self.modalities
+        ]
 
     def attach(self, dataset, features: ItemFeatures) -> None:
         """Point the model at ``dataset``'s catalogue, given its frozen pooled features."""
         if self.config.mode == "transductive" and dataset.n_items != self.n_items:
-            raise ValueError(f"{dataset.name} has {dataset.n_items} items, this transductive MISSRec has an ID "
-                             f"table for {self.n_items}; use model.mode=inductive")
+            raise ValueError(
+                f"{dataset.name} has {dataset.n_items} items, this transductive MISSRec has an ID "
+                f"table for {self.n_items}; use model.mode=inductive"
+            )
         for m in self.modalities:
             feat = features[m].tensor().float()
             if feat.shape[1:] != self._feat[m].shape[1:]:
-                raise ValueError(f"{m} features of width {tuple(feat.shape[1:])}, the model reads "
-                                 f"{tuple(self._feat[m].shape[1:])}")
+                raise ValueError(
+                    f"{m} features of width {tuple(feat.shape[1:])}, the model reads {tuple(self._feat[m].shape[1:])}"
+                )
             self._feat[m] = feat
             self._present[m] = torch.from_numpy(np.asarray(features[m].present, dtype=bool))
         self._feat_std = {m: float(f[1:].std()) for m, f in self._feat.items()}
@@ -199,8 +209,11 @@ class MISSRec(SequentialRecommender):
         from modalrec.content.image import ImageTower
 
         for m in self.modalities:
-            width = (self._tower("text").hidden_size if m == "text"
-                     else ImageTower(replace(self.config.image, pretrained=False), quiet=True).out_dim)
+            width = (
+                self._tower("text").hidden_size
+                if m == "text"
+                else ImageTower(replace(self.config.image, pretrained=False), quiet=True).out_dim
+            )
             self._feat[m] = torch.zeros(self.n_items + 1, width)
             self._present[m] = torch.zeros(self.n_items + 1, dtype=torch.bool)
         self._feat_std = {m: 1.0 for m in self.modalities}
@@ -288,7 +301,7 @@ class MISSRec(SequentialRecommender):
         self.text_interest = torch.zeros(self.n_items + 1, dtype=torch.long, device=dev)
         self.image_interest = torch.zeros(self.n_items + 1, dtype=torch.long, device=dev)
         for m, rows in owners:
-            getattr(self, f"{m}_interest")[rows.to(dev)] = assign[off:off + len(rows)].to(dev) + 1
+            getattr(self, f"{m}_interest")[rows.to(dev)] = assign[off : off + len(rows)].to(dev) + 1
             off += len(rows)
         self._discoveries += 1
         self._stale = False
@@ -319,9 +332,11 @@ class MISSRec(SequentialRecommender):
             with torch.random.fork_rng(devices=[]):
                 if m == "text":
                     from modalrec.content.text import TextTower
+
                     towers[m] = TextTower(self.config.text, quiet=True).eval()
                 else:
                     from modalrec.content.image import ImageTower
+
                     towers[m] = ImageTower(self.config.image, quiet=True).eval()
         return towers[m]
 
@@ -330,8 +345,10 @@ class MISSRec(SequentialRecommender):
         """Append items never seen, given their frozen pooled features; each modality is assigned to its
         nearest interest centroid (interests are not re-discovered)."""
         if not self.id_free:
-            raise CapabilityError("this MISSRec model is transductive (content + ID embeddings): a new item "
-                                  "has no ID embedding; train with model.mode=inductive to serve new items")
+            raise CapabilityError(
+                "this MISSRec model is transductive (content + ID embeddings): a new item "
+                "has no ID embedding; train with model.mode=inductive to serve new items"
+            )
         if self._stale and self.config.interests:
             self.discover_interests()
         n0, n = self.n_items, len(features[self.modalities[0]])
@@ -353,14 +370,14 @@ class MISSRec(SequentialRecommender):
         if not 0 < n_items <= self.n_items:
             raise ValueError(f"cannot truncate a catalogue of {self.n_items} items to {n_items}")
         for m in self.modalities:
-            self._feat[m] = self._feat[m][:n_items + 1]
-            self._present[m] = self._present[m][:n_items + 1]
-            setattr(self, f"{m}_interest", getattr(self, f"{m}_interest")[:n_items + 1])
+            self._feat[m] = self._feat[m][: n_items + 1]
+            self._present[m] = self._present[m][: n_items + 1]
+            setattr(self, f"{m}_interest", getattr(self, f"{m}_interest")[: n_items + 1])
         self.n_items = n_items
 
     def similarity_vectors(self, table: torch.Tensor) -> torch.Tensor:
         """The per-modality normalised vectors (presence flags dropped)."""
-        return table[:, :len(self.modalities) * self.config.hidden_size]
+        return table[:, : len(self.modalities) * self.config.hidden_size]
 
     # -- item tower --------------------------------------------------------------------------
 
@@ -388,13 +405,13 @@ class MISSRec(SequentialRecommender):
         if nm == 1:
             s = users @ items[:, :d].T
         else:  # two modalities: softmax over 2 = a sigmoid of the difference (much faster than a softmax of size 2)
-            s_t, s_v = users @ items[:, :d].T, users @ items[:, d:2 * d].T
+            s_t, s_v = users @ items[:, :d].T, users @ items[:, d : 2 * d].T
             w_t = torch.sigmoid(beta * (s_t - s_v))
             has_t, has_v = flags[:, 0].bool()[None], flags[:, 1].bool()[None]
             w_t = torch.where(has_v, torch.where(has_t, w_t, 0.0), 1.0)  # a missing modality gets no weight
             s = s_v + w_t * (s_t - s_v)
         if self.config.mode == "transductive":
-            ids = items[:, nm * d:(nm + 1) * d]
+            ids = items[:, nm * d : (nm + 1) * d]
             s = (users @ ids.T + 2.0 * s) / 3.0
         return s / self.config.temperature
 
@@ -418,7 +435,7 @@ class MISSRec(SequentialRecommender):
         x = x[inv].reshape(b, l, -1)
         if self.config.mode == "transductive":
             x = x + self.item_embedding(items)
-        x = x + self.position.weight[self.config.max_len - l:][None]
+        x = x + self.position.weight[self.config.max_len - l :][None]
         x = self.drop(self.item_norm(x)) * (items != 0).unsqueeze(-1)
         allowed_self = causal_padding_mask(items)
         reg = x.new_zeros(())
@@ -428,7 +445,8 @@ class MISSRec(SequentialRecommender):
             memory = self.centroids[ids]
             w = ids.shape[1]
             allowed_enc = (real[:, None, :] & (first[:, None, :] <= first[:, :, None])) | torch.eye(
-                w, dtype=torch.bool, device=items.device)[None]
+                w, dtype=torch.bool, device=items.device
+            )[None]
             for layer in self.encoder:
                 memory = layer(memory, allowed_enc[:, None])
             pos = torch.arange(l, device=items.device)

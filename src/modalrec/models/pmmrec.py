@@ -118,14 +118,21 @@ class PMMRec(SequentialRecommender):
             self.text_encoder = TextItemEncoder(c.text, d, quiet)
         if "image" in mods:
             self.image_encoder = ImageItemEncoder(c.image, d, c.image_grid, quiet)
-        self.fusion = Fusion(c.fusion, d, [MODALITY_TYPE[m] for m in mods], c.fusion_layers, c.fusion_heads,
-                             c.fusion_dropout)
-        self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size or 4 * d,
-                                            c.dropout, c.attn_dropout, norm_first=False)
+        self.fusion = Fusion(
+            c.fusion, d, [MODALITY_TYPE[m] for m in mods], c.fusion_layers, c.fusion_heads, c.fusion_dropout
+        )
+        self.user_encoder = SequenceEncoder(
+            d, c.max_len, c.n_layers, c.n_heads, c.inner_size or 4 * d, c.dropout, c.attn_dropout, norm_first=False
+        )
         self.nicl_head = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
         self.nid_head = nn.Linear(d, 1)
-        for module in (self.fusion, self.user_encoder, self.nicl_head, self.nid_head,
-                       *(enc.proj for enc in self.content_encoders())):
+        for module in (
+            self.fusion,
+            self.user_encoder,
+            self.nicl_head,
+            self.nid_head,
+            *(enc.proj for enc in self.content_encoders()),
+        ):
             init_normal(module, c.init_std)
         self.register_buffer("log_q", torch.zeros(self.n_items + 1), persistent=False)
         self._table: torch.Tensor | None = None
@@ -151,8 +158,10 @@ class PMMRec(SequentialRecommender):
 
     def feature_needs(self) -> list[FeatureNeed]:
         """The frozen prefix of each modality's tower (token states, feature maps); the top trains."""
-        needs = {"text": lambda: FeatureNeed("text", "prefix", self.text_encoder.tower),
-                 "image": lambda: FeatureNeed("image", "prefix", self.image_encoder.tower, self.config.image.lmdb)}
+        needs = {
+            "text": lambda: FeatureNeed("text", "prefix", self.text_encoder.tower),
+            "image": lambda: FeatureNeed("image", "prefix", self.image_encoder.tower, self.config.image.lmdb),
+        }
         return [needs[m]() for m in self.modalities]
 
     def attach(self, dataset, features: ItemFeatures) -> None:
@@ -223,8 +232,10 @@ class PMMRec(SequentialRecommender):
             order = torch.cat(groups)
             inverse[order] = torch.arange(len(rows), device=rows.device)
             vec = torch.cat([o[0] for o in outs])[inverse]
-            pooled = [(torch.cat([o[1][k][0] for o in outs])[inverse], torch.cat([o[1][k][1] for o in outs])[inverse])
-                      for k in range(len(outs[0][1]))]
+            pooled = [
+                (torch.cat([o[1][k][0] for o in outs])[inverse], torch.cat([o[1][k][1] for o in outs])[inverse])
+                for k in range(len(outs[0][1]))
+            ]
         return (vec, pooled) if return_parts else vec
 
     def _encode_group(self, rows: torch.Tensor):
@@ -244,16 +255,20 @@ class PMMRec(SequentialRecommender):
         dev = self.log_q.device
         if self._fixed_table is not None:
             if self.training:
-                raise RuntimeError("this PMMRec was rebuilt from a run folder without its item features: it "
-                                   "recommends and adds items; to train it, fine-tune from the run "
-                                   "(modalrec finetune --from RUN)")
+                raise RuntimeError(
+                    "this PMMRec was rebuilt from a run folder without its item features: it "
+                    "recommends and adds items; to train it, fine-tune from the run "
+                    "(modalrec finetune --from RUN)"
+                )
             table = self._fixed_table.to(dev)
             return table if items is None else table[items]
         if items is None:
             if self._table is None or self.training:
                 rows = torch.arange(1, self.n_items + 1, device=dev)
-                chunks = [self._encode(rows[i:i + self.config.encode_chunk])
-                          for i in range(0, len(rows), self.config.encode_chunk)]
+                chunks = [
+                    self._encode(rows[i : i + self.config.encode_chunk])
+                    for i in range(0, len(rows), self.config.encode_chunk)
+                ]
                 table = torch.cat([torch.zeros(1, self.config.hidden_size, device=dev), *chunks])
                 if self.training:
                     return table
@@ -265,8 +280,9 @@ class PMMRec(SequentialRecommender):
         return vec[inv].reshape(*items.shape, -1)
 
     @torch.no_grad()
-    def encode_content(self, texts: list[str] | None = None, images: np.ndarray | None = None,
-                       present: np.ndarray | None = None) -> torch.Tensor:
+    def encode_content(
+        self, texts: list[str] | None = None, images: np.ndarray | None = None, present: np.ndarray | None = None
+    ) -> torch.Tensor:
         """Item vectors ``[n, d]`` for raw content never seen before (serving new items)."""
         dev = self.log_q.device
         parts = []
@@ -301,8 +317,10 @@ class PMMRec(SequentialRecommender):
     def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
         table = state["item_table"]
         if table.shape != (self.n_items + 1, self.config.hidden_size):
-            raise ValueError(f"item_table of shape {tuple(table.shape)} does not fit {self.n_items} items of size "
-                             f"{self.config.hidden_size}")
+            raise ValueError(
+                f"item_table of shape {tuple(table.shape)} does not fit {self.n_items} items of size "
+                f"{self.config.hidden_size}"
+            )
         self._fixed_table = table.float()
 
     def save_assets(self, folder) -> None:
@@ -318,7 +336,9 @@ class PMMRec(SequentialRecommender):
         from pathlib import Path
 
         config = cls.own_config(config, PMMRecConfig)
-        text = replace(config.text, model=str(Path(folder) / "text")) if (Path(folder) / "text").is_dir() else config.text
+        text = (
+            replace(config.text, model=str(Path(folder) / "text")) if (Path(folder) / "text").is_dir() else config.text
+        )
         return replace(config, text=text, image=replace(config.image, pretrained=False))
 
     @torch.no_grad()
@@ -330,15 +350,19 @@ class PMMRec(SequentialRecommender):
         if "text" in self.modalities:
             vals, lengths = features["text"].values, features["text"].lengths
             pad = vals.new_zeros(1, *vals.shape[1:])
-            dom["text"] = (torch.cat([pad, vals]).float(),
-                           torch.cat([torch.zeros(1, dtype=torch.int64), torch.from_numpy(lengths.astype(np.int64))]))
+            dom["text"] = (
+                torch.cat([pad, vals]).float(),
+                torch.cat([torch.zeros(1, dtype=torch.int64), torch.from_numpy(lengths.astype(np.int64))]),
+            )
         if "image" in self.modalities:
             present, vals = features["image"].present, features["image"].values
             tower = self.image_encoder.tower
             if tower.split >= len(tower.backbone.stages):
                 vals = F.adaptive_avg_pool2d(vals.float(), self.image_encoder.grid)
-            dom["image"] = (torch.cat([vals.new_zeros(1, *vals.shape[1:]), vals]),
-                            torch.cat([torch.zeros(1, dtype=torch.bool), torch.from_numpy(present)]))
+            dom["image"] = (
+                torch.cat([vals.new_zeros(1, *vals.shape[1:]), vals]),
+                torch.cat([torch.zeros(1, dtype=torch.bool), torch.from_numpy(present)]),
+            )
         self._domains.append(dom)
         try:
             self._active = -1
@@ -369,7 +393,7 @@ class PMMRec(SequentialRecommender):
             cache, aux = dom["text"]
             t = max(cache.shape[1], vals.shape[1])
             grow = torch.zeros(n, t, cache.shape[2], dtype=cache.dtype)
-            grow[:, :vals.shape[1]] = vals.to(cache.dtype)
+            grow[:, : vals.shape[1]] = vals.to(cache.dtype)
             if t > cache.shape[1]:  # a longer text than any in the catalogue: widen the token axis
                 cache = torch.cat([cache, cache.new_zeros(cache.shape[0], t - cache.shape[1], cache.shape[2])], 1)
             dom["text"] = (torch.cat([cache, grow]), torch.cat([aux, torch.from_numpy(lengths.astype(np.int64))]))
@@ -394,19 +418,19 @@ class PMMRec(SequentialRecommender):
         if not 0 < n_items <= dom["n_items"]:
             raise ValueError(f"cannot truncate a catalogue of {dom['n_items']} items to {n_items}")
         if self._fixed_table is not None:
-            self._fixed_table = self._fixed_table[:n_items + 1]
+            self._fixed_table = self._fixed_table[: n_items + 1]
             self.n_items = dom["n_items"] = n_items
             return
         table = self._table
         for m in self.modalities:
             cache, aux = dom[m]
-            dom[m] = (cache[:n_items + 1], aux[:n_items + 1])
-        dom["log_q"] = dom["log_q"][:n_items + 1]
+            dom[m] = (cache[: n_items + 1], aux[: n_items + 1])
+        dom["log_q"] = dom["log_q"][: n_items + 1]
         dom["n_items"] = n_items
         self._active = -1
         self._use(0)
         if table is not None:
-            self._table = table[:n_items + 1]
+            self._table = table[: n_items + 1]
 
     # -- user tower --------------------------------------------------------------------------
 
@@ -465,8 +489,8 @@ class PMMRec(SequentialRecommender):
         vec, parts = self._encode(uniq[1:], return_parts=True)
         table = torch.cat([vec.new_zeros(1, vec.shape[1]), vec])  # indexed by position in uniq
         n_full = full.numel()
-        full_pos = inv[1:1 + n_full].view(b, l + 1)
-        tgt_pos = inv[1 + n_full:1 + n_full + targets.numel()].view(b, l)
+        full_pos = inv[1 : 1 + n_full].view(b, l + 1)
+        tgt_pos = inv[1 + n_full : 1 + n_full + targets.numel()].view(b, l)
         logs = {}
 
         h = self.user_encoder(table[full_pos[:, :l]], items)
@@ -495,7 +519,7 @@ class PMMRec(SequentialRecommender):
             logs["nicl"] = nicl.detach()
         if noise is not None:
             noised, changed = noise
-            noised_pos = inv[-noised.numel():].view(b, l)
+            noised_pos = inv[-noised.numel() :].view(b, l)
             hn = self.user_encoder(table[noised_pos], noised)
             if c.nid and c.nid_weight > 0:
                 logit = self.nid_head(hn).squeeze(-1)
@@ -528,7 +552,7 @@ class PMMRec(SequentialRecommender):
             keep = torch.randperm(len(ar), device=ar.device)[: c.nicl_max_anchors]
             ar, aj = ar[keep], aj[keep]
         a = full_pos[ar, aj]  # anchor item (position in uniq)
-        nxt_ok = (aj + 1 < l1)
+        nxt_ok = aj + 1 < l1
         nxt = torch.where(nxt_ok, full_pos[ar, (aj + 1).clamp_max(l1 - 1)], torch.zeros_like(a))
         nxt_ok = nxt_ok & (nxt != 0)
         neg = ~member[ar]  # items outside the anchor's window

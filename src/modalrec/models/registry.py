@@ -10,8 +10,14 @@ if TYPE_CHECKING:
     from modalrec.data.dataset import PreparedDataset
     from modalrec.models.base import SequentialRecommender
 
-__all__ = ["UnknownModelError", "available_models", "build_model", "get_model_class", "model_config_class",
-           "register_model"]
+__all__ = [
+    "UnknownModelError",
+    "available_models",
+    "build_model",
+    "get_model_class",
+    "model_config_class",
+    "register_model",
+]
 
 
 def model_config_class(name: str) -> type:
@@ -21,8 +27,9 @@ def model_config_class(name: str) -> type:
     return lookup(name)
 
 
-def build_model(config, dataset: "PreparedDataset", features="compute", *,
-                progress: bool = False) -> "SequentialRecommender":
+def build_model(
+    config, dataset: "PreparedDataset", features="compute", *, progress: bool = False
+) -> "SequentialRecommender":
     """The model named by ``config.name`` for ``dataset``, attached to its catalogue's item features.
 
     ``features``: "compute" (from the feature store, encoded now if needed), an ``ItemFeatures`` already
@@ -39,5 +46,10 @@ def catalogue_features_for(model: "SequentialRecommender", dataset: "PreparedDat
     """The item features ``model`` reads, for every row of ``dataset``'s catalogue."""
     from modalrec.content.features import catalogue_features
 
-    return catalogue_features(model.feature_needs(), dataset, model=model.name,
-                              modalities=getattr(model.config, "modalities", ""), progress=progress)
+    return catalogue_features(
+        model.feature_needs(),
+        dataset,
+        model=model.name,
+        modalities=getattr(model.config, "modalities", ""),
+        progress=progress,
+    )

@@ -46,8 +46,14 @@ class SASRec(SequentialRecommender):
         c = config
         self.item_embedding = nn.Embedding(self.n_items + 1, c.hidden_size, padding_idx=0)
         self.user_encoder = SequenceEncoder(
-            c.hidden_size, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
-            c.attn_dropout, norm_first=c.norm_first,
+            c.hidden_size,
+            c.max_len,
+            c.n_layers,
+            c.n_heads,
+            c.inner_size,
+            c.dropout,
+            c.attn_dropout,
+            norm_first=c.norm_first,
         )
         init_normal(self, c.init_std)
 

@@ -162,13 +162,17 @@ class UniSRec(SequentialRecommender):
     def __init__(self, config: UniSRecConfig, dataset, *, quiet: bool = False):
         super().__init__(config, dataset)
         c = config
-        for key, val, ok in (("mode", c.mode, ("inductive", "transductive")),
-                             ("stage", c.stage, ("pretrain", "finetune"))):
+        for key, val, ok in (
+            ("mode", c.mode, ("inductive", "transductive")),
+            ("stage", c.stage, ("pretrain", "finetune")),
+        ):
             if val not in ok:
                 raise ValueError(f"model.{key} must be one of {', '.join(ok)}, not {val!r}")
         if c.text.trainable_layers != 0:
-            raise ValueError("UniSRec uses frozen text features: model.text.trainable_layers must be 0, "
-                             f"not {c.text.trainable_layers}")
+            raise ValueError(
+                "UniSRec uses frozen text features: model.text.trainable_layers must be 0, "
+                f"not {c.text.trainable_layers}"
+            )
         if c.n_experts < 1:
             raise ValueError(f"model.n_experts must be at least 1, not {c.n_experts}")
         if c.temperature <= 0:
@@ -196,8 +200,9 @@ class UniSRec(SequentialRecommender):
                 self.item_embedding.weight[0].zero_()
             if self.hybrid:  # which rows have a trained ID embedding (items seen in training: fit_statistics)
                 self.register_buffer("has_id", torch.ones(self.n_items + 1, dtype=torch.bool))
-        self.user_encoder = SequenceEncoder(d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout,
-                                            c.attn_dropout, norm_first=c.norm_first)
+        self.user_encoder = SequenceEncoder(
+            d, c.max_len, c.n_layers, c.n_heads, c.inner_size, c.dropout, c.attn_dropout, norm_first=c.norm_first
+        )
         init_normal(self.user_encoder, c.init_std)
 
     def feature_needs(self) -> list[FeatureNeed]:
@@ -211,8 +216,10 @@ class UniSRec(SequentialRecommender):
         catalogue of its ID table's size.
         """
         if hasattr(self, "item_embedding") and dataset.n_items + 1 != self.item_embedding.num_embeddings:
-            raise ValueError(f"{dataset.name} has {dataset.n_items} items, this transductive UniSRec has an ID "
-                             f"table for {self.item_embedding.num_embeddings - 1}; use model.mode=inductive")
+            raise ValueError(
+                f"{dataset.name} has {dataset.n_items} items, this transductive UniSRec has an ID "
+                f"table for {self.item_embedding.num_embeddings - 1}; use model.mode=inductive"
+            )
         feats = features["text"]
         dev = self.text_feat.device
         feat = feats.tensor().float().to(dev)
@@ -233,8 +240,10 @@ class UniSRec(SequentialRecommender):
     def load_item_state(self, state: dict[str, torch.Tensor]) -> None:
         feat, present = state["text_feat"].float(), state["text_present"].bool()
         if feat.shape != (self.n_items + 1, self.text_encoder.hidden_size) or present.shape != (self.n_items + 1,):
-            raise ValueError(f"text_feat {tuple(feat.shape)} does not fit {self.n_items} items of "
-                             f"{self.text_encoder.hidden_size} dims")
+            raise ValueError(
+                f"text_feat {tuple(feat.shape)} does not fit {self.n_items} items of "
+                f"{self.text_encoder.hidden_size} dims"
+            )
         dev = self.text_feat.device
         self.text_feat, self.text_present = feat.to(dev), present.to(dev)
         self._feat_std = float(feat[present].std()) if int(present.sum()) > 1 else 1.0
@@ -278,7 +287,7 @@ class UniSRec(SequentialRecommender):
 
     def _negatives(self, n: int) -> torch.Tensor:
         """bool [n] over items 1..n: which may serve as negatives (items added since fit_statistics may)."""
-        mask = self.in_training[1:n + 1]
+        mask = self.in_training[1 : n + 1]
         return mask if len(mask) == n else torch.cat([mask, mask.new_ones(n - len(mask))])
 
     def fit_statistics(self, dataset) -> None:
@@ -306,9 +315,11 @@ class UniSRec(SequentialRecommender):
         Inductive or hybrid models only: a plain transductive model has no ID embedding for a new item.
         """
         if not self.id_free:
-            raise ValueError("this UniSRec model is transductive (text + ID embeddings): a new item has no ID "
-                             "embedding, so its vector is not comparable; train with model.mode=inductive, or as a "
-                             "hybrid (model.id_dropout > 0), to encode new items from text")
+            raise ValueError(
+                "this UniSRec model is transductive (text + ID embeddings): a new item has no ID "
+                "embedding, so its vector is not comparable; train with model.mode=inductive, or as a "
+                "hybrid (model.id_dropout > 0), to encode new items from text"
+            )
         texts = [str(t) for t in texts]
         dev = self.text_feat.device
         ids, mask = self.text_encoder.tokenize([t if t else " " for t in texts])
@@ -326,9 +337,11 @@ class UniSRec(SequentialRecommender):
     def add_items(self, features: ItemFeatures) -> torch.Tensor:
         """Append items never seen (inductive mode or a hybrid), given their pooled text features."""
         if not self.id_free:
-            raise CapabilityError("this UniSRec model is transductive (text + ID embeddings): a new item has no "
-                                  "ID embedding; train with model.mode=inductive, or as a hybrid (model.id_dropout > 0), "
-                                  "to serve new items")
+            raise CapabilityError(
+                "this UniSRec model is transductive (text + ID embeddings): a new item has no "
+                "ID embedding; train with model.mode=inductive, or as a hybrid (model.id_dropout > 0), "
+                "to serve new items"
+            )
         vals, present = features["text"].values, np.asarray(features["text"].present, dtype=bool)
         dev = self.text_feat.device
         n0, n = self.n_items, len(present)
@@ -340,7 +353,7 @@ class UniSRec(SequentialRecommender):
     def truncate_items(self, n_items: int) -> None:
         if not 0 < n_items <= self.n_items:
             raise ValueError(f"cannot truncate a catalogue of {self.n_items} items to {n_items}")
-        self.text_feat, self.text_present = self.text_feat[:n_items + 1], self.text_present[:n_items + 1]
+        self.text_feat, self.text_present = self.text_feat[: n_items + 1], self.text_present[: n_items + 1]
         self.n_items = n_items
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

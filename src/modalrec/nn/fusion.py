@@ -29,8 +29,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Fusion(nn.Module):
-    def __init__(self, kind: str, d: int, type_ids: list[int], n_layers: int = 1, n_heads: int = 2,
-                 dropout: float = 0.1, n_types: int = 2):
+    def __init__(
+        self,
+        kind: str,
+        d: int,
+        type_ids: list[int],
+        n_layers: int = 1,
+        n_heads: int = 2,
+        dropout: float = 0.1,
+        n_types: int = 2,
+    ):
         super().__init__()
         if kind not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, not {kind!r}")
@@ -39,7 +47,8 @@ class Fusion(nn.Module):
         self.type_embedding = nn.Embedding(n_types, d)
         if kind == "merged_attention":
             self.layers = nn.ModuleList(
-                TransformerBlock(d, n_heads, 4 * d, dropout, dropout, norm_first=False) for _ in range(n_layers))
+                TransformerBlock(d, n_heads, 4 * d, dropout, dropout, norm_first=False) for _ in range(n_layers)
+            )
         elif kind == "concat":
             self.mlp = nn.Sequential(nn.Linear(n_types * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         elif kind == "gated":

@@ -18,15 +18,16 @@ def _nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tenso
     c_sq = (c * c).sum(1)
     out = torch.empty(len(x), dtype=torch.long, device=x.device)
     for i in range(0, len(x), chunk):
-        xb = x[i:i + chunk]
+        xb = x[i : i + chunk]
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 is constant per row
-        out[i:i + chunk] = (c_sq[None, :] - 2.0 * (xb @ c.T)).argmin(1)
+        out[i : i + chunk] = (c_sq[None, :] - 2.0 * (xb @ c.T)).argmin(1)
     return out
 
 
 @torch.no_grad()
-def kmeans(x: torch.Tensor, k: int, *, steps: int = 5, batch_size: int = 2048, seed: int = 0
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    x: torch.Tensor, k: int, *, steps: int = 5, batch_size: int = 2048, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster the rows of ``x`` [M, d] into ``k`` clusters; returns (centroids [k, d], assignment [M]).
 
     ``steps`` mini-batch updates of ``max(batch_size, 1.1 k)`` random points each, then one exact

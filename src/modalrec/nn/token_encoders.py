@@ -25,8 +25,10 @@ class _Cached(nn.Module):
     def active(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(cache, aux)`` of the active catalogue; a RuntimeError before item features are attached."""
         if self.cache is None or self.aux is None:
-            raise RuntimeError(f"{type(self).__name__}: no item features yet (build_model attaches the catalogue's, "
-                               "a model loaded from a run has them from load_item_state)")
+            raise RuntimeError(
+                f"{type(self).__name__}: no item features yet (build_model attaches the catalogue's, "
+                "a model loaded from a run has them from load_item_state)"
+            )
         return self.cache, self.aux
 
 
@@ -53,8 +55,7 @@ class TextItemEncoder(_Cached):
         cache, aux = self.active()
         lengths = aux[r]
         t = max(int(lengths.max()) if len(r) else 1, 1)
-        h, mask = self.tower.from_cache(cache[r, :t].to(rows.device), lengths.to(rows.device),
-                                        output="tokens")
+        h, mask = self.tower.from_cache(cache[r, :t].to(rows.device), lengths.to(rows.device), output="tokens")
         return self.proj(h), mask
 
     def encode_raw(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,8 +83,7 @@ class ImageItemEncoder(_Cached):
         """(pooled grid fp32 of a frozen tower, else the fp16 prefix feature maps; present [N+1])."""
         x = feats.tensor()
         if self.tower.split >= len(self.tower.backbone.stages):
-            x = torch.cat([F.adaptive_avg_pool2d(x[i:i + 1024].float(), self.grid)
-                           for i in range(0, len(x), 1024)])
+            x = torch.cat([F.adaptive_avg_pool2d(x[i : i + 1024].float(), self.grid) for i in range(0, len(x), 1024)])
         return x, torch.from_numpy(np.asarray(feats.present, dtype=bool))
 
     def _tokens(self, fmap: torch.Tensor) -> torch.Tensor:

@@ -32,14 +32,23 @@ class TransformerBlock(nn.Module):
     """Attention + position-wise feed-forward, residuals, pre- or post-LayerNorm."""
 
     def __init__(
-        self, d: int, n_heads: int, inner: int, dropout: float, attn_dropout: float,
-        norm_first: bool = True, activation: str = "gelu", eps: float = 1e-8,
+        self,
+        d: int,
+        n_heads: int,
+        inner: int,
+        dropout: float,
+        attn_dropout: float,
+        norm_first: bool = True,
+        activation: str = "gelu",
+        eps: float = 1e-8,
     ):
         super().__init__()
         self.attn = MultiHeadSelfAttention(d, n_heads, attn_dropout)
         self.ff = nn.Sequential(
-            nn.Linear(d, inner), nn.GELU() if activation == "gelu" else nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(inner, d),
+            nn.Linear(d, inner),
+            nn.GELU() if activation == "gelu" else nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(inner, d),
         )
         self.norm1 = nn.LayerNorm(d, eps=eps)
         self.norm2 = nn.LayerNorm(d, eps=eps)
@@ -75,8 +84,16 @@ class SequenceEncoder(nn.Module):
     """
 
     def __init__(
-        self, d: int, max_len: int, n_layers: int, n_heads: int, inner: int, dropout: float,
-        attn_dropout: float, norm_first: bool = True, activation: str = "gelu",
+        self,
+        d: int,
+        max_len: int,
+        n_layers: int,
+        n_heads: int,
+        inner: int,
+        dropout: float,
+        attn_dropout: float,
+        norm_first: bool = True,
+        activation: str = "gelu",
     ):
         super().__init__()
         self.max_len = max_len
@@ -84,8 +101,7 @@ class SequenceEncoder(nn.Module):
         self.emb_norm = nn.LayerNorm(d, eps=1e-8)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(d, n_heads, inner, dropout, attn_dropout, norm_first, activation)
-            for _ in range(n_layers)
+            TransformerBlock(d, n_heads, inner, dropout, attn_dropout, norm_first, activation) for _ in range(n_layers)
         )
         self.final_norm = nn.LayerNorm(d, eps=1e-8) if norm_first else nn.Identity()
 
@@ -121,8 +137,9 @@ class CrossAttention(nn.Module):
         s, h = memory.shape[1], self.n_heads
         q = self.q(x).view(b, l, h, d // h).transpose(1, 2)
         k, v = self.kv(memory).view(b, s, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
+        )
         return self.out(y.transpose(1, 2).reshape(b, l, d))
 
 

@@ -24,8 +24,7 @@ from modalrec.utils import atomic_path
 
 SIZE = (7.0, 4.0)  # inches
 DPI = 110
-PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
-           "#CCB974", "#64B5CD"]
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
 
 class MatplotlibMissing(ImportError):
@@ -118,8 +117,9 @@ def _integer_epochs(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def learning_curve(run_dir: str | Path, out: str | Path | None = None, key: str = "ndcg@10",
-                   title: str | None = None) -> Path | None:
+def learning_curve(
+    run_dir: str | Path, out: str | Path | None = None, key: str = "ndcg@10", title: str | None = None
+) -> Path | None:
     """Plot validation ``key`` and the training loss per epoch from ``run_dir/metrics.jsonl``.
 
     Writes ``out`` (default ``run_dir/learning_curve.png``) and returns its path; returns None and
@@ -129,8 +129,11 @@ def learning_curve(run_dir: str | Path, out: str | Path | None = None, key: str 
     run_dir = Path(run_dir)
     recs = read_epochs(run_dir / "metrics.jsonl")
     loss = [(r["epoch"], float(r["train_loss"])) for r in recs if _finite(r.get("train_loss"))]
-    val = [(r["epoch"], float(r["valid"][key])) for r in recs
-           if isinstance(r.get("valid"), dict) and _finite(r["valid"].get(key))]
+    val = [
+        (r["epoch"], float(r["valid"][key]))
+        for r in recs
+        if isinstance(r.get("valid"), dict) and _finite(r["valid"].get(key))
+    ]
     if not loss and not val:
         return None
     fig, axes = new_figure(1, 2)
@@ -139,8 +142,15 @@ def learning_curve(run_dir: str | Path, out: str | Path | None = None, key: str 
         xs, ys = zip(*val)
         ax_v.plot(xs, ys, marker="o", markersize=3, color=PALETTE[0])
         best = max(range(len(ys)), key=lambda i: (ys[i], -i))  # first epoch with the best value
-        ax_v.plot([xs[best]], [ys[best]], marker="*", markersize=11, color=PALETTE[3], linestyle="none",
-                  label=f"best: epoch {xs[best]}, {ys[best]:.4f}")
+        ax_v.plot(
+            [xs[best]],
+            [ys[best]],
+            marker="*",
+            markersize=11,
+            color=PALETTE[3],
+            linestyle="none",
+            label=f"best: epoch {xs[best]}, {ys[best]:.4f}",
+        )
         ax_v.legend(loc="lower right", fontsize=8)
     else:
         ax_v.text(0.5, 0.5, "no validation", ha="center", va="center", transform=ax_v.transAxes)
@@ -168,10 +178,21 @@ def _group_colours(groups: Sequence[str] | None, n: int) -> list[str]:
     return [PALETTE[order[g] % len(PALETTE)] for g in groups]
 
 
-def hbar(path: str | Path, labels: Sequence[str], values: Sequence[float], *, errors: Sequence[float] | None = None,
-         groups: Sequence[str] | None = None, annotations: Sequence[str] | None = None, title: str = "",
-         xlabel: str = "", log: bool = False, reference: float | None = None, reference_label: str = "",
-         width: float = SIZE[0]) -> Path:
+def hbar(
+    path: str | Path,
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    errors: Sequence[float] | None = None,
+    groups: Sequence[str] | None = None,
+    annotations: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    log: bool = False,
+    reference: float | None = None,
+    reference_label: str = "",
+    width: float = SIZE[0],
+) -> Path:
     """Horizontal bars, first label on top; ``errors`` as error bars, ``groups`` pick the colours,
     ``annotations`` are written at the end of each bar, ``reference`` draws a vertical line."""
     n = len(values)
@@ -206,9 +227,16 @@ def hbar(path: str | Path, labels: Sequence[str], values: Sequence[float], *, er
     return save_figure(fig, path)
 
 
-def curve_panels(path: str | Path, panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[float], Sequence[float]]]]],
-                 *, title: str = "", xlabel: str = "", ylabel: str = "", integer_x: bool = False,
-                 ncols: int = 3) -> Path:
+def curve_panels(
+    path: str | Path,
+    panels: Sequence[tuple[str, Sequence[tuple[str, Sequence[float], Sequence[float]]]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    integer_x: bool = False,
+    ncols: int = 3,
+) -> Path:
     """Small multiples: one panel per ``(panel title, series)``, each series ``(label, xs, ys)`` (e.g. one per
     seed) in shades of the panel's colour, its best point starred; every panel on the same y axis."""
     n = max(1, len(panels))
@@ -245,8 +273,16 @@ def curve_panels(path: str | Path, panels: Sequence[tuple[str, Sequence[tuple[st
     return save_figure(fig, path)
 
 
-def curves(path: str | Path, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, title: str = "",
-           xlabel: str = "", ylabel: str = "", integer_x: bool = False, log_x: bool = False) -> Path:
+def curves(
+    path: str | Path,
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    integer_x: bool = False,
+    log_x: bool = False,
+) -> Path:
     """One line per ``(label, xs, ys)``; the best point of each line is starred; the legend goes below."""
     ncol = 2 if len(series) > 3 else 1
     legend_rows = math.ceil(len(series) / ncol)

@@ -9,12 +9,24 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "RunDir": "folder", "RunDirError": "folder", "run_lock": "folder",
-    "train": "training", "train_or_resume": "training",
-    "save_run": "store", "load_run": "store", "LoadedRun": "store", "RunLoadError": "store",
-    "data_fingerprint": "fingerprint", "check_data": "fingerprint", "DataMismatchError": "fingerprint",
-    "finetune_config": "finetune", "evaluate_run": "data", "checked_data": "data", "RunDataError": "data",
-    "write_learning_curve": "curve", "resolve_paths": "paths",
+    "RunDir": "folder",
+    "RunDirError": "folder",
+    "run_lock": "folder",
+    "train": "training",
+    "train_or_resume": "training",
+    "save_run": "store",
+    "load_run": "store",
+    "LoadedRun": "store",
+    "RunLoadError": "store",
+    "data_fingerprint": "fingerprint",
+    "check_data": "fingerprint",
+    "DataMismatchError": "fingerprint",
+    "finetune_config": "finetune",
+    "evaluate_run": "data",
+    "checked_data": "data",
+    "RunDataError": "data",
+    "write_learning_curve": "curve",
+    "resolve_paths": "paths",
 }
 
 __all__ = sorted(_NAMES)

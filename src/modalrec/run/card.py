@@ -12,8 +12,7 @@ def _metrics_table(metrics: dict) -> list[str]:
     ks = sorted({int(k.split("@")[1]) for k in metrics if "@" in k})
     names = [n for n in ("hr", "ndcg", "mrr") if any(k.startswith(n + "@") for k in metrics)]
     rows = ["| metric | " + " | ".join(f"@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
-    rows += [f"| {n} | " + " | ".join(f"{metrics.get(f'{n}@{k}', float('nan')):.4f}" for k in ks) + " |"
-             for n in names]
+    rows += [f"| {n} | " + " | ".join(f"{metrics.get(f'{n}@{k}', float('nan')):.4f}" for k in ks) + " |" for n in names]
     return rows
 
 
@@ -35,21 +34,34 @@ def card_text(cfg, model, dataset, results: dict, command: str, date: str | None
         + (" (stopped early)" if results.get("stopped_early") else ""),
     ]
     if cfg.transfer.init_from:
-        lines.append(f"- initialised from `{cfg.transfer.init_from}` (components: "
-                     f"{', '.join(cfg.transfer.components) or 'all'}; frozen: {', '.join(cfg.transfer.freeze) or 'none'})")
-    lines += ["", "## Data",
-              f"- `{dataset.name}`: {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} interactions",
-              f"- split: {s['split']} ({s['train_sequences']:,} training sequences, {s['valid_examples']:,} validation "
-              f"and {s['test_examples']:,} test examples)", ""]
+        lines.append(
+            f"- initialised from `{cfg.transfer.init_from}` (components: "
+            f"{', '.join(cfg.transfer.components) or 'all'}; frozen: {', '.join(cfg.transfer.freeze) or 'none'})"
+        )
+    lines += [
+        "",
+        "## Data",
+        f"- `{dataset.name}`: {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} interactions",
+        f"- split: {s['split']} ({s['train_sequences']:,} training sequences, {s['valid_examples']:,} validation "
+        f"and {s['test_examples']:,} test examples)",
+        "",
+    ]
     if test.get("metrics"):
-        lines += [f"## Test metrics ({test.get('count', '?')} users)",
-                  f"Protocol: exact full ranking over {proto.get('n_items', s['items'])} items, history "
-                  f"{'excluded' if proto.get('exclude_history', True) else 'included'}, pessimistic ties; model "
-                  "selection on validation NDCG@10.", "", *_metrics_table(test["metrics"]), ""]
+        lines += [
+            f"## Test metrics ({test.get('count', '?')} users)",
+            f"Protocol: exact full ranking over {proto.get('n_items', s['items'])} items, history "
+            f"{'excluded' if proto.get('exclude_history', True) else 'included'}, pessimistic ties; model "
+            "selection on validation NDCG@10.",
+            "",
+            *_metrics_table(test["metrics"]),
+            "",
+        ]
     lines += ["## How it was made", f"- date: {date}"]
     if command:
         lines.append(f"- command: `{command}`")
-    lines.append(f"- training time: {results.get('train_time_s', 0):.1f} s on {results.get('world_size', 1)} process(es)")
+    lines.append(
+        f"- training time: {results.get('train_time_s', 0):.1f} s on {results.get('world_size', 1)} process(es)"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -18,12 +18,18 @@ def describe_data(record: dict, data_cfg) -> str:
     origin = record.get("origin", {})
     name = record.get("fingerprint", {}).get("name", "")
     if origin.get("kind") == "given":
-        return (f"the data set {name!r} that was given in Python (train(cfg, out, dataset=...)); pass the same "
-                "prepared data set again")
-    files = [str(v["path"]) for v in (record.get("meta", {}).get("source") or {}).values()
-             if isinstance(v, dict) and v.get("path")]
+        return (
+            f"the data set {name!r} that was given in Python (train(cfg, out, dataset=...)); pass the same "
+            "prepared data set again"
+        )
+    files = [
+        str(v["path"])
+        for v in (record.get("meta", {}).get("source") or {}).values()
+        if isinstance(v, dict) and v.get("path")
+    ]
     where = f"data.dataset={data_cfg.dataset}" + (
-        f", interactions {data_cfg.interactions.path}" if data_cfg.interactions.path else "")
+        f", interactions {data_cfg.interactions.path}" if data_cfg.interactions.path else ""
+    )
     return f"{name or data_cfg.dataset!r} ({where}" + (f"; files: {', '.join(files)}" if files else "") + ")"
 
 
@@ -49,8 +55,10 @@ def load_data(data_cfg, record: dict, what: str, progress: bool = False):
     try:
         return load_or_prepare(data_cfg, progress=progress)
     except (FileNotFoundError, OSError, ValueError) as e:
-        raise RunDataError(f"{what} needs the data the run was trained on, {describe_data(record, data_cfg)}, and "
-                           f"it cannot be read here: {e}") from e
+        raise RunDataError(
+            f"{what} needs the data the run was trained on, {describe_data(record, data_cfg)}, and "
+            f"it cannot be read here: {e}"
+        ) from e
 
 
 def checked_data(rd: RunDir, data_cfg, what: str, dataset=None, progress: bool = False):
@@ -63,8 +71,17 @@ def checked_data(rd: RunDir, data_cfg, what: str, dataset=None, progress: bool =
     return ds
 
 
-def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: bool | None = None,
-                 per_user: bool = False, progress: bool = False, pop_prior: bool = False, beyond: bool = False):
+def evaluate_run(
+    run,
+    split: str = "test",
+    dataset=None,
+    *,
+    exclude_history: bool | None = None,
+    per_user: bool = False,
+    progress: bool = False,
+    pop_prior: bool = False,
+    beyond: bool = False,
+):
     """Exact full-ranking evaluation of a loaded run (:class:`LoadedRun`) on its data (read and checked,
     or ``dataset``); no serving index is built. ``pop_prior``: add the data's popularity prior to the
     model's scores, its weight chosen on validation (:mod:`modalrec.evaluate.prior`); the choice is
@@ -79,9 +96,17 @@ def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: boo
 
     def run_eval(model, seqset, name, **kw):
         return evaluate(
-            model, seqset, max_len=cfg.model.max_len, ks=cfg.eval.ks,
+            model,
+            seqset,
+            max_len=cfg.model.max_len,
+            ks=cfg.eval.ks,
             exclude_history=cfg.eval.exclude_history if exclude_history is None else exclude_history,
-            batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk, progress=progress, split=name, **kw)
+            batch_size=cfg.eval.batch_size,
+            item_chunk=cfg.eval.item_chunk,
+            progress=progress,
+            split=name,
+            **kw,
+        )
 
     model, choice = run.model, None
     if pop_prior:
@@ -89,15 +114,24 @@ def evaluate_run(run, split: str = "test", dataset=None, *, exclude_history: boo
 
         choice = choose_prior(model, ds, lambda m, s: run_eval(m, s, "valid"), max_len=cfg.model.max_len)
         model = PopularityPrior(model, ds.train_item_counts(), choice.weight)
-    res = run_eval(model, getattr(ds.split, split), split, per_user=per_user or beyond,
-                   cold_items=torch.as_tensor(~ds.seen_in_train()))
+    res = run_eval(
+        model,
+        getattr(ds.split, split),
+        split,
+        per_user=per_user or beyond,
+        cold_items=torch.as_tensor(~ds.seen_in_train()),
+    )
     if beyond:
         res.beyond = _beyond(model, ds, getattr(ds.split, split), res, cfg, exclude_history)
         if not per_user:
             res.per_user = None
     if choice is not None:
-        res.protocol["popularity_prior"] = {"beta": choice.beta, "weight": choice.weight, "unit": choice.unit,
-                                            "valid_ndcg@10_by_beta": choice.valid_ndcg}
+        res.protocol["popularity_prior"] = {
+            "beta": choice.beta,
+            "weight": choice.weight,
+            "unit": choice.unit,
+            "valid_ndcg@10_by_beta": choice.valid_ndcg,
+        }
     return res, ds
 
 
@@ -110,13 +144,23 @@ def _beyond(model, ds, seqset, res, cfg, exclude_history) -> dict:
 
     k = 10 if 10 in cfg.eval.ks else min(cfg.eval.ks)
     excl = cfg.eval.exclude_history if exclude_history is None else exclude_history
-    lists = top_k_lists(model, seqset, k, max_len=cfg.model.max_len, exclude_history=excl,
-                        batch_size=cfg.eval.batch_size, item_chunk=cfg.eval.item_chunk)
+    lists = top_k_lists(
+        model,
+        seqset,
+        k,
+        max_len=cfg.model.max_len,
+        exclude_history=excl,
+        batch_size=cfg.eval.batch_size,
+        item_chunk=cfg.eval.item_chunk,
+    )
     with torch.no_grad():
         vectors = model.similarity_vectors(model.item_embeddings(None)).float()
     pu = res.per_user  # example order, as the seqset
     lengths = np.asarray(seqset.end) - np.asarray(seqset.start)
     cold = ~ds.seen_in_train()[np.asarray(pu["targets"])]
-    return {"k": k, "lists": list_metrics(lists, ds.train_item_counts(), vectors, k),
-            "catalogue_mean_cosine": mean_cosine(vectors[1:]),
-            "segments": segment_metrics(np.asarray(pu["ranks"]), lengths, cold, k)}
+    return {
+        "k": k,
+        "lists": list_metrics(lists, ds.train_item_counts(), vectors, k),
+        "catalogue_mean_cosine": mean_cosine(vectors[1:]),
+        "segments": segment_metrics(np.asarray(pu["ranks"]), lengths, cold, k),
+    }

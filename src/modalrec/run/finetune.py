@@ -16,8 +16,14 @@ def source_config_file(source: str | Path) -> Path:
     raise FileNotFoundError(f"{source} is not a run folder with a config.json or config.yaml")
 
 
-def finetune_config(source_run: str | Path, dataset: str | None = None, transfer=("all",), freeze=(),
-                    overrides=(), base: dict | None = None):
+def finetune_config(
+    source_run: str | Path,
+    dataset: str | None = None,
+    transfer=("all",),
+    freeze=(),
+    overrides=(),
+    base: dict | None = None,
+):
     """The RunConfig that fine-tunes ``source_run``'s model on ``dataset``.
 
     The model section comes from the source run (``base["model"]`` and ``model.*`` overrides win); a
@@ -38,6 +44,9 @@ def finetune_config(source_run: str | Path, dataset: str | None = None, transfer
     base["model"] = {**to_dict(finetuned), **(base.get("model") or {})}  # the --config YAML and overrides win
     comps = [c.strip() for c in transfer if c.strip()]
     frozen = [c.strip() for c in freeze if c.strip()]
-    tr = [f"transfer.init_from={Path(source_run).resolve()}", f"transfer.components=[{','.join(comps)}]",
-          f"transfer.freeze=[{','.join(frozen)}]"]
+    tr = [
+        f"transfer.init_from={Path(source_run).resolve()}",
+        f"transfer.components=[{','.join(comps)}]",
+        f"transfer.freeze=[{','.join(frozen)}]",
+    ]
     return build_config(base, ([f"data.dataset={dataset}"] if dataset else []) + tr + list(overrides))

@@ -76,8 +76,9 @@ def id_map_difference(run_ids, data_ids) -> str:
         parts.append(f"{len(added)} item ids of the data are not in the run ({_shown(added)})")
     if not missing and not added:
         row = next(k for k, (a, b) in enumerate(zip(run_ids, data_ids)) if a != b)
-        parts.append(f"the same ids in another order (first at row {row + 1}: run {run_ids[row]!r}, "
-                     f"data {data_ids[row]!r})")
+        parts.append(
+            f"the same ids in another order (first at row {row + 1}: run {run_ids[row]!r}, data {data_ids[row]!r})"
+        )
     return "; ".join(parts)
 
 
@@ -85,8 +86,10 @@ def check_ids(run_ids, ds, where: str) -> None:
     """Raise DataMismatchError unless ``ds`` has exactly the item ids ``run_ids``, in the same order."""
     diff = id_map_difference(run_ids, ds.catalogue.item_ids)
     if diff:
-        raise DataMismatchError(f"the data {ds.name!r} is not the data {where} was trained on: {diff}. Nothing was "
-                                "remapped; restore the data the run was trained on, or train a new run on this data")
+        raise DataMismatchError(
+            f"the data {ds.name!r} is not the data {where} was trained on: {diff}. Nothing was "
+            "remapped; restore the data the run was trained on, or train a new run on this data"
+        )
 
 
 def check_data(record: dict, run_ids, ds, where: str) -> None:
@@ -99,9 +102,13 @@ def check_data(record: dict, run_ids, ds, where: str) -> None:
     if record.get("fingerprint") in (None, theirs["fingerprint"]):
         return
     what = [k for k in ("sequences", "split") if record.get(k) != theirs[k]]
-    counts = (f"run: {record.get('users')} users, {record.get('interactions')} interactions, split "
-              f"{record.get('split_kind')}; data: {theirs['users']} users, {theirs['interactions']} interactions, "
-              f"split {theirs['split_kind']}")
-    raise DataMismatchError(f"the data {ds.name!r} is not the data {where} was trained on: same item ids, but the "
-                            f"{' and '.join(what) or 'prepared data'} differ ({counts}). Restore the data the run "
-                            "was trained on, or train a new run on this data")
+    counts = (
+        f"run: {record.get('users')} users, {record.get('interactions')} interactions, split "
+        f"{record.get('split_kind')}; data: {theirs['users']} users, {theirs['interactions']} interactions, "
+        f"split {theirs['split_kind']}"
+    )
+    raise DataMismatchError(
+        f"the data {ds.name!r} is not the data {where} was trained on: same item ids, but the "
+        f"{' and '.join(what) or 'prepared data'} differ ({counts}). Restore the data the run "
+        "was trained on, or train a new run on this data"
+    )

@@ -38,9 +38,24 @@ class RunDir:
 
     def entries(self) -> list[Path]:
         """Everything a run writes (what --overwrite and a fresh restart remove)."""
-        return [self.config, self.config_json, self.metrics, self.checkpoints, self.best, self.results, self.dataset,
-                self.weights, self.item_state, self.catalogue, self.histories, self.assets, self.card,
-                self.learning_curve, self.tensorboard, self.mlflow]
+        return [
+            self.config,
+            self.config_json,
+            self.metrics,
+            self.checkpoints,
+            self.best,
+            self.results,
+            self.dataset,
+            self.weights,
+            self.item_state,
+            self.catalogue,
+            self.histories,
+            self.assets,
+            self.card,
+            self.learning_curve,
+            self.tensorboard,
+            self.mlflow,
+        ]
 
     @property
     def started(self) -> bool:
@@ -92,20 +107,24 @@ def choose_start(rd: RunDir, resume: bool, overwrite: bool) -> tuple[bool, str]:
     foreign = rd.foreign()
     if foreign and not rd.lock.exists() and (overwrite or not rd.started):  # no run made this folder
         shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-        raise RunDirError(f"{rd.path} holds files that are not part of a run ({shown}); choose an empty or new "
-                          "folder for --out")
+        raise RunDirError(
+            f"{rd.path} holds files that are not part of a run ({shown}); choose an empty or new folder for --out"
+        )
     if overwrite:
         return False, f"--overwrite: replacing the run in {rd.path}" if rd.started else ""
     if resume:
         if rd.last.is_file():
             return True, ""
         if rd.finished:
-            raise RunDirError(f"{rd.path} holds a finished run with nothing to resume (pass --overwrite to train it "
-                              "again)")
+            raise RunDirError(
+                f"{rd.path} holds a finished run with nothing to resume (pass --overwrite to train it again)"
+            )
         if not rd.config.is_file():
             raise RunDirError(f"nothing to resume in {rd.path}: no config.yaml or checkpoints/last.pt")
         return False, f"{rd.path} has no checkpoint (its start failed): starting it fresh"
     if rd.started:
-        raise RunDirError(f"{rd.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                          "or choose another --out")
+        raise RunDirError(
+            f"{rd.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+            "or choose another --out"
+        )
     return False, ""

@@ -74,8 +74,13 @@ def catalogue_arrays(cat) -> dict[str, np.ndarray]:
 
 def history_arrays(ds) -> dict[str, np.ndarray]:
     """Users' sequences and the split, with each distinct flat item array stored once."""
-    out = {"user_ids": np.asarray(ds.user_ids, dtype=str), "offsets": ds.offsets, "items": ds.items,
-           "timestamps": ds.timestamps, "split_kind": np.asarray([ds.split.kind])}
+    out = {
+        "user_ids": np.asarray(ds.user_ids, dtype=str),
+        "offsets": ds.offsets,
+        "items": ds.items,
+        "timestamps": ds.timestamps,
+        "split_kind": np.asarray([ds.split.kind]),
+    }
     for name in ("train", "valid", "test"):
         s = getattr(ds.split, name)
         if s.items is not ds.items:
@@ -92,8 +97,9 @@ def _npz(path: Path, arrays: dict) -> None:
             np.savez(f, **arrays)
 
 
-def save_run(rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, command: str = "",
-             record: dict | None = None) -> None:
+def save_run(
+    rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, command: str = "", record: dict | None = None
+) -> None:
     """Write the self-contained part of a finished run into ``rd`` (the trainer wrote the rest).
 
     ``record``: the data record to keep (default: computed from ``dataset``; a served run saved with
@@ -120,8 +126,13 @@ def save_run(rd: RunDir, cfg, model, dataset, results: dict, *, origin: dict, co
 
 def data_record(dataset, origin: dict) -> dict:
     """``dataset.json``: where the data came from, its fingerprint and summary."""
-    return {"origin": origin, "fingerprint": data_fingerprint(dataset), "summary": dataset.summary(),
-            "meta_key": dataset.meta.get("key"), "meta": json.loads(json.dumps(dataset.meta, default=str))}
+    return {
+        "origin": origin,
+        "fingerprint": data_fingerprint(dataset),
+        "summary": dataset.summary(),
+        "meta_key": dataset.meta.get("key"),
+        "meta": json.loads(json.dumps(dataset.meta, default=str)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -154,11 +165,16 @@ def dataset_from_run(rd: RunDir, name: str = "run"):
     from modalrec.data.dataset import PreparedDataset, SeqSet, Split
 
     a = _read_npz(rd.histories)
-    sets = {n: SeqSet(a.get(f"{n}_items", a["items"]), a[f"{n}_start"], a[f"{n}_end"], a[f"{n}_users"],
-                      a.get(f"{n}_targets")) for n in ("train", "valid", "test")}
+    sets = {
+        n: SeqSet(
+            a.get(f"{n}_items", a["items"]), a[f"{n}_start"], a[f"{n}_end"], a[f"{n}_users"], a.get(f"{n}_targets")
+        )
+        for n in ("train", "valid", "test")
+    }
     split = Split(str(a["split_kind"][0]), sets["train"], sets["valid"], sets["test"])
-    return PreparedDataset(name, load_catalogue(rd.catalogue), a["user_ids"], a["offsets"], a["items"],
-                           a["timestamps"], split, {})
+    return PreparedDataset(
+        name, load_catalogue(rd.catalogue), a["user_ids"], a["offsets"], a["items"], a["timestamps"], split, {}
+    )
 
 
 def read_config(rd: RunDir):
@@ -168,8 +184,9 @@ def read_config(rd: RunDir):
         return build_config(json.loads(rd.config_json.read_text(encoding="utf-8")))
     if rd.config.is_file():
         return build_config(load_yaml(rd.config))
-    raise FileNotFoundError(f"{rd.path} is not a run folder (no config.json or config.yaml); train one with "
-                            "`modalrec train`")
+    raise FileNotFoundError(
+        f"{rd.path} is not a run folder (no config.json or config.yaml); train one with `modalrec train`"
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -218,11 +235,14 @@ def _load_legacy(rd: RunDir, cfg, checkpoint: str, dataset) -> LoadedRun:
 
     path = rd.best if checkpoint == "best" else rd.last
     if not rd.results.is_file():
-        raise RunLoadError(f"{rd.path} holds an unfinished run: finish it with `modalrec train --out {rd.path} "
-                           "--resume` first")
+        raise RunLoadError(
+            f"{rd.path} holds an unfinished run: finish it with `modalrec train --out {rd.path} --resume` first"
+        )
     if not path.is_file():
-        raise RunLoadError(f"{rd.path} holds no finished model (no model.safetensors or {path.name}): train it to the "
-                           "end (`modalrec train --resume`) first")
+        raise RunLoadError(
+            f"{rd.path} holds no finished model (no model.safetensors or {path.name}): train it to the "
+            "end (`modalrec train --resume`) first"
+        )
     ck = ckpt_io.load(path, expect_model=cfg.model.name)
     ds = dataset if dataset is not None else load_or_prepare(cfg.data, progress=False)
     model = build_model(cfg.model, ds)

@@ -139,20 +139,29 @@ def train(
                 rd.clear()
                 _write_start(rd, cfg, dataset, origin)
         barrier(dist_info)
-        results, model, dataset = fit(cfg, rd, resume=resume, dataset=dataset, dist_info=dist_info,
-                                      progress=progress, callbacks=callbacks)
+        results, model, dataset = fit(
+            cfg, rd, resume=resume, dataset=dataset, dist_info=dist_info, progress=progress, callbacks=callbacks
+        )
         if dist_info.is_main:
             if resume:
                 origin = json.loads(rd.dataset.read_text()).get("origin", origin) if rd.dataset.is_file() else origin
             save_run(rd, cfg, model, dataset, results, origin=origin, command=command or "modalrec.run.train")
-            write_learning_curve(rd, select_key(cfg.eval.ks), show,
-                                 title=f"{cfg.model.name} on {dataset.name}: {rd.path.name}")
+            write_learning_curve(
+                rd, select_key(cfg.eval.ks), show, title=f"{cfg.model.name} on {dataset.name}: {rd.path.name}"
+            )
         barrier(dist_info)
     return results
 
 
-def train_or_resume(cfg, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-                    log_to: Callable[[str], None] = print, **kwargs) -> dict:
+def train_or_resume(
+    cfg,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log_to: Callable[[str], None] = print,
+    **kwargs,
+) -> dict:
     """Reuse a finished run in ``out``, continue an interrupted one, or start a fresh one (a folder
     without a checkpoint is started again). Returns the results. ``cfg`` may be a callable that
     builds the config.
@@ -168,8 +177,10 @@ def train_or_resume(cfg, out: str | Path, *, overwrite: bool = False, progress: 
     if rd.started:
         diff = config_difference(rd, cfg)
         if diff and not overwrite:
-            raise RunDirError(f"{rd.path} holds a run of another config ({diff}); pass --overwrite to replace it, "
-                              "or choose another --out")
+            raise RunDirError(
+                f"{rd.path} holds a run of another config ({diff}); pass --overwrite to replace it, "
+                "or choose another --out"
+            )
         if diff:
             log_to(f"{rd.path} holds a run of another config ({diff}); replacing it")
             return train(cfg, out, overwrite=True, progress=progress, **kwargs)

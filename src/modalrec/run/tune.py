@@ -71,8 +71,12 @@ def _param(where: str, key: str, spec) -> Param:
         if not isinstance(value, list) or not value:
             raise TuneError(f"{where}: {key}: choice needs a non-empty list")
         return Param(key, kind, choices=tuple(value))
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
-            and value[0] < value[1]):
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+        and value[0] < value[1]
+    ):
         raise TuneError(f"{where}: {key}: {kind} needs [low, high] with low < high, not {value!r}")
     log = bool(spec.get("log", False))
     if log and value[0] <= 0:
@@ -92,8 +96,13 @@ def _optuna():
 def _study(optuna, out: Path, seed: int):
     out.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
-        study_name="modalrec", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner(n_warmup_steps=2))
+        study_name="modalrec",
+        storage=f"sqlite:///{out / 'study.db'}",
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_warmup_steps=2),
+    )
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # left running by a killed search
     return study
@@ -115,9 +124,17 @@ def epochs_spent(study) -> int:
     return sum(int(t.user_attrs.get("epochs", 0)) for t in study.get_trials(deepcopy=False))
 
 
-def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str | Path, *, trials: int,
-         seed: int = 0, timeout: float | None = None, epoch_budget: int | None = None,
-         log: Callable[[str], None] = print) -> dict:
+def tune(
+    make_config: Callable[[list[str]], Any],
+    space: list[Param],
+    out: str | Path,
+    *,
+    trials: int,
+    seed: int = 0,
+    timeout: float | None = None,
+    epoch_budget: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Run the search until ``trials`` trials are finished or pruned (counting earlier runs of the study),
     or until the trials have run ``epoch_budget`` training epochs in all: the last trial's ``train.epochs``
     is cut to what is left, so the search never trains more epochs than the budget.
@@ -141,8 +158,14 @@ def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str |
             cfg.train.epochs = min(cfg.train.epochs, epoch_budget - epochs_spent(study))
         key = select_key(cfg.eval.ks)
         folder = out / f"trial-{trial.number:03d}"
-        res = train(cfg, folder, overwrite=True, progress=False, callbacks=[_pruning(optuna, trial, key)],
-                    command=f"modalrec tune (trial {trial.number})")
+        res = train(
+            cfg,
+            folder,
+            overwrite=True,
+            progress=False,
+            callbacks=[_pruning(optuna, trial, key)],
+            command=f"modalrec tune (trial {trial.number})",
+        )
         trial.set_user_attr("folder", str(folder))
         value = res["valid"]["metrics"][key]  # the best epoch's weights on validation
         log(f"trial {trial.number}: valid {key} {value:.4f}  {values}")
@@ -165,6 +188,10 @@ def tune(make_config: Callable[[list[str]], Any], space: list[Param], out: str |
     best_cfg = make_config([f"{k}={v}" for k, v in best.params.items()])
     save_config(best_cfg, out / "best.yaml")
     study.trials_dataframe().to_csv(out / "trials.csv", index=False)
-    return {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
-            "trials": len(study.get_trials(deepcopy=False, states=done)), "epochs": epochs_spent(study)}
-
+    return {
+        "best_value": best.value,
+        "best_params": best.params,
+        "best_trial": best.number,
+        "trials": len(study.get_trials(deepcopy=False, states=done)),
+        "epochs": epochs_spent(study),
+    }

@@ -35,8 +35,18 @@ from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, Uplo
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, StrictBool, StrictInt,
-                      StringConstraints, Tag, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from modalrec import __version__
 from modalrec.serve.added import AddedItems
@@ -105,17 +115,28 @@ def decode_base64_image(value: str, where: str = "image_base64") -> bytes:
 class ItemContent(BaseModel):
     """An item given by its content: ``text``, or ``title`` with optional ``year`` and ``genres``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}, {"text": "A film about bees"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}, {"text": "A film about bees"}]
+        },
+    )
 
-    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT,
-                             description="the item's full text as the model reads it (overrides title/year/genres)")
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TEXT,
+        description="the item's full text as the model reads it (overrides title/year/genres)",
+    )
     title: str | None = Field(None, min_length=1, max_length=500, examples=["Heat"])
     year: int | None = Field(None, ge=1800, le=2200, examples=[1995])
     genres: list[Genre] | None = Field(None, max_length=50, examples=[["Action", "Crime"]])
     image_base64: str | None = Field(
-        None, min_length=1, max_length=12 * 2**20,
-        description="PNG, JPEG, WebP or GIF file, base64-encoded (a 'data:image/...;base64,' prefix is accepted)")
+        None,
+        min_length=1,
+        max_length=12 * 2**20,
+        description="PNG, JPEG, WebP or GIF file, base64-encoded (a 'data:image/...;base64,' prefix is accepted)",
+    )
 
     _image: bytes | None = PrivateAttr(None)
 
@@ -129,8 +150,9 @@ class ItemContent(BaseModel):
 
     def fields(self) -> dict[str, Any]:
         """The recommender's content dict (only the fields given; the image as bytes)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in ("text", "title", "year", "genres")
-                               if getattr(self, k) is not None}
+        out: dict[str, Any] = {
+            k: getattr(self, k) for k in ("text", "title", "year", "genres") if getattr(self, k) is not None
+        }
         if self._image is not None:
             out["image"] = self._image
         return out
@@ -144,24 +166,36 @@ def _history_kind(value: Any) -> str | None:
 
 HistoryEntry = Annotated[
     Union[Annotated[ItemId, Tag("item-id")], Annotated[ItemContent, Tag("item-content")]],
-    Discriminator(_history_kind, custom_error_type="history_entry",
-                  custom_error_message="a history entry must be an item id (a string) or an item's content (an "
-                                       "object with 'text' or 'title')"),
-    Field(description="a catalogue item id, or the content of an item the model never saw (ID-free models only)")]
+    Discriminator(
+        _history_kind,
+        custom_error_type="history_entry",
+        custom_error_message="a history entry must be an item id (a string) or an item's content (an "
+        "object with 'text' or 'title')",
+    ),
+    Field(description="a catalogue item id, or the content of an item the model never saw (ID-free models only)"),
+]
 _TAGS = ("item-id", "item-content")  # union tags pydantic puts into error locations; not shown to users
 
 
 class RecommendRequest(BaseModel):
     """A history (oldest first) and what to return."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"history": ["1", "2", "3"], "k": 10},
-                     {"history": ["1", {"title": "Heat", "year": 1995, "genres": ["Action"]}], "k": 5,
-                      "exclude": ["7"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"history": ["1", "2", "3"], "k": 10},
+                {"history": ["1", {"title": "Heat", "year": 1995, "genres": ["Action"]}], "k": 5, "exclude": ["7"]},
+            ]
+        },
+    )
 
-    history: list[HistoryEntry] = Field(min_length=1, max_length=MAX_HISTORY,
-                                        description=f"oldest first; at most {MAX_CONTENT_ENTRIES} entries may be "
-                                                    "content (each is encoded for this request)")
+    history: list[HistoryEntry] = Field(
+        min_length=1,
+        max_length=MAX_HISTORY,
+        description=f"oldest first; at most {MAX_CONTENT_ENTRIES} entries may be "
+        "content (each is encoded for this request)",
+    )
     k: StrictInt = Field(10, ge=1, le=MAX_K, description="how many items to return (at most the catalogue size)")
     exclude_seen: StrictBool = Field(True, description="leave out the items of the history")
     include: list[ItemId] | None = Field(None, max_length=MAX_ID_LIST, description="recommend only these ids")
@@ -178,19 +212,32 @@ class RecommendRequest(BaseModel):
 class NewItem(ItemContent):
     """An item to add to the catalogue (ID-free models only)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action", "Crime"]}]
+        },
+    )
 
-    item_id: str = Field(min_length=1, max_length=256, pattern=NEW_ID_PATTERN, examples=["new-1"],
-                         description="a new id: no '/' and no leading or trailing white space")
+    item_id: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=NEW_ID_PATTERN,
+        examples=["new-1"],
+        description="a new id: no '/' and no leading or trailing white space",
+    )
 
     def fields(self) -> dict[str, Any]:
         return {"item_id": self.item_id, **super().fields()}
 
 
 class AddItemsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"items": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action"]}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"items": [{"item_id": "new-1", "title": "Heat", "year": 1995, "genres": ["Action"]}]}]
+        },
+    )
 
     items: list[NewItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_ADD)
 
@@ -223,8 +270,11 @@ class ItemsResponse(BaseModel):
 class AddItemsResponse(BaseModel):
     added: list[str]
     n_items: int = Field(ge=0)
-    warnings: list[str] = Field(default_factory=list, description="added, but worth a look: e.g. a new item whose "
-                                "content matches an item already in the catalogue (same text, or same title and year)")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="added, but worth a look: e.g. a new item whose "
+        "content matches an item already in the catalogue (same text, or same title and year)",
+    )
 
 
 class RemoveItemsResponse(BaseModel):
@@ -237,8 +287,10 @@ class HealthResponse(BaseModel):
     model: str
     n_items: int = Field(ge=0)
     can_add_items: bool
-    index: dict = Field(description='how items are searched: {"kind": "exact"}, or the FAISS settings with the '
-                                    'recall@10 against exact search measured on validation users')
+    index: dict = Field(
+        description='how items are searched: {"kind": "exact"}, or the FAISS settings with the '
+        "recall@10 against exact search measured on validation users"
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -250,13 +302,18 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what is wrong, in words")
     errors: list[ErrorDetail] | None = Field(None, description="schema violations, one per field")
-    unknown_item_ids: list[str] | None = Field(None, max_length=100,
-                                               description="the ids that are not in the catalogue (the first 100)")
+    unknown_item_ids: list[str] | None = Field(
+        None, max_length=100, description="the ids that are not in the catalogue (the first 100)"
+    )
 
 
-_STATUS_TEXT = {400: "the body cannot be parsed (not valid JSON, or a broken form)", 404: "no such item",
-                409: "the item id exists already",
-                413: "the body is too large", 422: "the request cannot be answered as asked"}
+_STATUS_TEXT = {
+    400: "the body cannot be parsed (not valid JSON, or a broken form)",
+    404: "no such item",
+    409: "the item id exists already",
+    413: "the body is too large",
+    422: "the request cannot be answered as asked",
+}
 
 
 def _errors(*codes: int) -> dict:
@@ -283,19 +340,25 @@ def _validation_response(exc: RequestValidationError, content_type: str) -> JSON
         reason = (e.get("ctx") or {}).get("error", "JSON decode error")
         pos = e["loc"][-1] if e.get("loc") else "?"
         return error_response(400, f"the request body is not valid JSON: {reason} (at character {pos})")
-    if (len(errors) == 1 and tuple(errors[0].get("loc", ())) == ("body",) and "json" not in content_type
-            and errors[0].get("type") in ("model_attributes_type", "dict_type", "model_type")):
+    if (
+        len(errors) == 1
+        and tuple(errors[0].get("loc", ())) == ("body",)
+        and "json" not in content_type
+        and errors[0].get("type") in ("model_attributes_type", "dict_type", "model_type")
+    ):
         got = f"'{content_type}'" if content_type else "none"
-        return error_response(422, "the body must be a JSON object sent with 'Content-Type: application/json' "
-                                    f"(content type: {got})")
+        return error_response(
+            422, f"the body must be a JSON object sent with 'Content-Type: application/json' (content type: {got})"
+        )
     clean, parts = [], []
     for e in errors:
         loc = [p if isinstance(p, (int, str)) else str(p) for p in e.get("loc", ()) if p not in _TAGS]
         msg = str(e.get("msg", "invalid"))
         clean.append({"loc": loc, "msg": msg, "type": str(e.get("type", ""))})
         inp = e.get("input")
-        shown = f" (got {inp!r})" if isinstance(inp, (int, float, bool)) or (isinstance(inp, str) and len(inp) < 60) \
-            else ""
+        shown = (
+            f" (got {inp!r})" if isinstance(inp, (int, float, bool)) or (isinstance(inp, str) and len(inp) < 60) else ""
+        )
         if e.get("type") == "missing":
             shown = ""
         parts.append(f"{_loc_text(loc)}: {msg}{shown}")
@@ -402,8 +465,11 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             refused += 1
             if _is_power_of_two(refused):
-                log.warning("out of file descriptors: %d connection(s) could not be accepted yet (raise the "
-                            "open-files limit, or expect fewer connections at once)", refused)
+                log.warning(
+                    "out of file descriptors: %d connection(s) could not be accepted yet (raise the "
+                    "open-files limit, or expect fewer connections at once)",
+                    refused,
+                )
             return
         if previous is not None:
             previous(loop, context)
@@ -501,14 +567,19 @@ class BodySizeLimit:
         await self._closing(408, "the request body did not arrive in time")(scope, receive, send)
 
     async def _too_large(self, scope, receive, send, size: str) -> None:
-        await self._closing(413, f"the request body ({size}) is larger than the limit of {self.max_bytes} bytes; "
-                                 "send fewer items or smaller images per request")(scope, receive, send)
+        await self._closing(
+            413,
+            f"the request body ({size}) is larger than the limit of {self.max_bytes} bytes; "
+            "send fewer items or smaller images per request",
+        )(scope, receive, send)
 
 
 # -- the app -------------------------------------------------------------------------------------
 
-FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
-           b'fill="#2b5797"/><path d="M3 12V4l5 5 5-5v8" fill="none" stroke="#fff" stroke-width="2"/></svg>')
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+    b'fill="#2b5797"/><path d="M3 12V4l5 5 5-5v8" fill="none" stroke="#fff" stroke-width="2"/></svg>'
+)
 
 DESCRIPTION = """\
 Recommendations from a trained modalrec run. Items are catalogue ids, or (ID-free models: pmmrec,
@@ -523,8 +594,15 @@ answered (the detail says what).
 """
 
 
-def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str | None = None,
-               read_only: bool = False, body_timeout_s: float = 30.0, journal: AddedItems | None = None) -> FastAPI:
+def create_app(
+    rec: Recommender,
+    *,
+    max_body_bytes: int = 8 * 2**20,
+    token: str | None = None,
+    read_only: bool = False,
+    body_timeout_s: float = 30.0,
+    journal: AddedItems | None = None,
+) -> FastAPI:
     """The HTTP service (JSON API under ``/``, OpenAPI at ``/openapi.json``, its reference page at ``/docs``, web
     page at ``/``) for ``rec``.
 
@@ -537,8 +615,14 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
     from modalrec.serve.forms import StrictFormText
     from modalrec.serve.security import WriteGuard
 
-    app = FastAPI(title="modalrec", version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None,
-                  lifespan=_tidy_memory)
+    app = FastAPI(
+        title="modalrec",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_tidy_memory,
+    )
     app.state.recommender = rec
     app.add_middleware(StrictFormText)  # inside the size limit: it reads the body the limit has counted
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
@@ -576,8 +660,11 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
         return ItemOut(**info.to_dict())
 
     def _recs_out(recs) -> RecommendResponse:
-        return RecommendResponse(items=[RecommendationOut(**r.to_dict(), rank=n) for n, r in enumerate(recs, 1)],
-                                 model=rec.model_name, n_items=rec.n_items)
+        return RecommendResponse(
+            items=[RecommendationOut(**r.to_dict(), rank=n) for n, r in enumerate(recs, 1)],
+            model=rec.model_name,
+            n_items=rec.n_items,
+        )
 
     def _exists(item_id: str) -> bool:
         try:
@@ -604,40 +691,73 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
             raise
         if journal is not None:
             journal.record_add(rows, {r["item_id"]: r["image"] for r in rows if isinstance(r.get("image"), bytes)})
-        warnings = [f"{new!r} has the same content as catalogue item {old!r} ({rec.item(old).text[:120]}); both "
-                    "are kept" for new, old in same.items()]
+        warnings = [
+            f"{new!r} has the same content as catalogue item {old!r} ({rec.item(old).text[:120]}); both are kept"
+            for new, old in same.items()
+        ]
         return AddItemsResponse(added=added, n_items=rec.n_items, warnings=warnings)
 
-    @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"], responses=_errors(400, 413, 422),
-              summary="Top-k items after a history")
+    @app.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        tags=["recommend"],
+        responses=_errors(400, 413, 422),
+        summary="Top-k items after a history",
+    )
     def recommend(req: RecommendRequest) -> RecommendResponse:
         """The ``k`` best items after ``history`` (oldest first), best first. Unknown ids in ``history``,
         ``include`` or ``exclude`` give 422 (listed in ``unknown_item_ids``); ``k`` larger than the catalogue
         returns the whole ranked catalogue."""
         history = [h if isinstance(h, str) else h.fields() for h in req.history]
         k = min(req.k, max(rec.n_items, 1))
-        recs = _call(rec.recommend, history, k=k, exclude_seen=req.exclude_seen, include=req.include,
-                     exclude=req.exclude, unknown_status=422)
+        recs = _call(
+            rec.recommend,
+            history,
+            k=k,
+            exclude_seen=req.exclude_seen,
+            include=req.include,
+            exclude=req.exclude,
+            unknown_status=422,
+        )
         return _recs_out(recs)
 
-    @app.post("/items", response_model=AddItemsResponse, status_code=201, tags=["items"],
-              responses=_errors(400, 409, 413, 422), summary="Add new items (JSON)")
+    @app.post(
+        "/items",
+        response_model=AddItemsResponse,
+        status_code=201,
+        tags=["items"],
+        responses=_errors(400, 409, 413, 422),
+        summary="Add new items (JSON)",
+    )
     def add_items(req: AddItemsRequest) -> AddItemsResponse:
         """Encode new items with the model's towers; they are searchable and recommendable at once.
         All or nothing. 409 when an id exists already; 422 for ids repeated in the request, images that
         cannot be decoded, or a model that gives every item a learnt ID embedding (sasrec, pop)."""
         return _add([it.fields() for it in req.items])
 
-    @app.post("/items/form", response_model=AddItemsResponse, status_code=201, tags=["items"],
-              responses=_errors(400, 409, 413, 422), summary="Add one new item (HTML form upload)")
+    @app.post(
+        "/items/form",
+        response_model=AddItemsResponse,
+        status_code=201,
+        tags=["items"],
+        responses=_errors(400, 409, 413, 422),
+        summary="Add one new item (HTML form upload)",
+    )
     def add_item_form(
         title: Annotated[str, Form(min_length=1, max_length=500, description="the title")],
         year: Annotated[int | None, Form(ge=1800, le=2200)] = None,
-        genres: Annotated[str | None, Form(max_length=5000, description="comma-separated, e.g. 'Action, Crime'")]
-        = None,
-        item_id: Annotated[str | None, Form(min_length=1, max_length=256, pattern=NEW_ID_PATTERN,
-                                            description="a new id (default: 'new-' and 8 random hex digits)")]
-        = None,
+        genres: Annotated[
+            str | None, Form(max_length=5000, description="comma-separated, e.g. 'Action, Crime'")
+        ] = None,
+        item_id: Annotated[
+            str | None,
+            Form(
+                min_length=1,
+                max_length=256,
+                pattern=NEW_ID_PATTERN,
+                description="a new id (default: 'new-' and 8 random hex digits)",
+            ),
+        ] = None,
         image: Annotated[UploadFile | None, File(description="a PNG, JPEG, WebP or GIF file")] = None,
     ) -> AddItemsResponse:
         """The web page's form: one item from ``multipart/form-data`` (or url-encoded, without image)."""
@@ -658,8 +778,13 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
                     raise ApiError(422, str(e)) from None
         return _add([row])
 
-    @app.delete("/items/{item_id}", response_model=RemoveItemsResponse, tags=["items"],
-                responses=_errors(404, 422), summary="Remove an item added since training")
+    @app.delete(
+        "/items/{item_id}",
+        response_model=RemoveItemsResponse,
+        tags=["items"],
+        responses=_errors(404, 422),
+        summary="Remove an item added since training",
+    )
     def remove_item(item_id: ItemIdPath) -> RemoveItemsResponse:
         """An item added through this service (or the Python API) is never recommended, searched or
         accepted in a history again; its id may be added anew. Items the model was trained on cannot be
@@ -669,44 +794,68 @@ def create_app(rec: Recommender, *, max_body_bytes: int = 8 * 2**20, token: str 
             journal.record_remove(removed)
         return RemoveItemsResponse(removed=removed, n_items=rec.n_items)
 
-    @app.get("/items/search", response_model=ItemsResponse, tags=["items"], responses=_errors(422),
-             summary="Find items by text")
-    def search(q: Annotated[str, Query(min_length=1, max_length=200, description="case-insensitive text",
-                                       examples=["star"])],
-               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> ItemsResponse:
+    @app.get(
+        "/items/search",
+        response_model=ItemsResponse,
+        tags=["items"],
+        responses=_errors(422),
+        summary="Find items by text",
+    )
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=200, description="case-insensitive text", examples=["star"])],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> ItemsResponse:
         """Items whose text contains ``q`` (texts that start with it first), new items included."""
         return ItemsResponse(items=[_item_out(i) for i in _call(rec.search, q, limit)])
 
-    @app.get("/items/{item_id}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422),
-             summary="One item")
+    @app.get(
+        "/items/{item_id}", response_model=ItemOut, tags=["items"], responses=_errors(404, 422), summary="One item"
+    )
     def get_item(item_id: ItemIdPath) -> ItemOut:
         return _item_out(_call(rec.item, item_id))
 
     image_content = {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES}
     image_content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
 
-    @app.get("/items/{item_id}/image", response_class=Response, tags=["items"], summary="An item's image",
-             responses={200: {"content": image_content, "description": "the encoded image file"},
-                        **_errors(404, 422)})
+    @app.get(
+        "/items/{item_id}/image",
+        response_class=Response,
+        tags=["items"],
+        summary="An item's image",
+        responses={200: {"content": image_content, "description": "the encoded image file"}, **_errors(404, 422)},
+    )
     def get_image(item_id: ItemIdPath) -> Response:
         """The image file as stored; the media type comes from its magic bytes. 404 when the item is
         unknown or has no image."""
         data = _call(rec.item_image, item_id)
         if data is None:
             raise ApiError(404, f"item {item_id!r} has no image")
-        return Response(content=data, media_type=image_media_type(data) or "application/octet-stream",
-                        headers={"Cache-Control": "public, max-age=3600"})
+        return Response(
+            content=data,
+            media_type=image_media_type(data) or "application/octet-stream",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
-    @app.get("/items/{item_id}/similar", response_model=RecommendResponse, tags=["items"],
-             responses=_errors(404, 422), summary="Items similar to an item")
+    @app.get(
+        "/items/{item_id}/similar",
+        response_model=RecommendResponse,
+        tags=["items"],
+        responses=_errors(404, 422),
+        summary="Items similar to an item",
+    )
     def similar(item_id: ItemIdPath, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10) -> RecommendResponse:
         """The ``k`` items closest to ``item_id`` by the cosine of the model's item vectors (itself left out)."""
         return _recs_out(_call(rec.similar_items, item_id, k=min(k, max(rec.n_items, 1))))
 
     @app.get("/health", response_model=HealthResponse, tags=["service"], summary="Liveness and catalogue size")
     def health() -> HealthResponse:
-        return HealthResponse(status="ok", model=rec.model_name, n_items=rec.n_items, can_add_items=rec.can_add_items,
-                              index=rec.index_info)
+        return HealthResponse(
+            status="ok",
+            model=rec.model_name,
+            n_items=rec.n_items,
+            can_add_items=rec.can_add_items,
+            index=rec.index_info,
+        )
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:

@@ -17,5 +17,6 @@ def error_response(status: int, detail: str, headers: dict[str, str] | None = No
     if ids is not None and len(ids) > MAX_LISTED_IDS:  # never echo a huge list back
         extra = {**extra, "unknown_item_ids": ids[:MAX_LISTED_IDS]}
         detail = f"{detail} ({len(ids)} unknown ids; the first {MAX_LISTED_IDS} are listed)"
-    return JSONResponse({"detail": detail, **{k: v for k, v in extra.items() if v is not None}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"detail": detail, **{k: v for k, v in extra.items() if v is not None}}, status_code=status, headers=headers
+    )

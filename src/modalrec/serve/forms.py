@@ -19,8 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 if TYPE_CHECKING:  # checked against the current package; the older one has the same names
     from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import (MultipartCallbacks, MultipartParser, QuerystringParser,
-                                            parse_options_header)
+    from python_multipart.multipart import MultipartCallbacks, MultipartParser, QuerystringParser, parse_options_header
 else:
     try:
         from python_multipart.exceptions import FormParserError
@@ -45,8 +44,10 @@ def _decode(raw: bytes, codec: str, what: str) -> str:
         return raw.decode(codec)
     except UnicodeDecodeError as e:
         name = "UTF-8" if codec == "utf-8" else codec
-        raise FormTextError(f"{what} is not valid {name} (byte {raw[e.start]:#04x} at position {e.start}); "
-                            "send the form's text in UTF-8") from None
+        raise FormTextError(
+            f"{what} is not valid {name} (byte {raw[e.start]:#04x} at position {e.start}); "
+            "send the form's text in UTF-8"
+        ) from None
 
 
 def _check_fields(fields: Sequence[tuple[bytes, bytes | None]], codec: str) -> None:
@@ -69,10 +70,14 @@ def urlencoded_fields(body: bytes) -> list[tuple[bytes, bytes]]:
         name.clear()
         value.clear()
 
-    parser = QuerystringParser({"on_field_start": start,
-                                "on_field_name": lambda data, a, b: name.extend(data[a:b]),
-                                "on_field_data": lambda data, a, b: value.extend(data[a:b]),
-                                "on_field_end": lambda: fields.append((_unquote_plus(name), _unquote_plus(value)))})
+    parser = QuerystringParser(
+        {
+            "on_field_start": start,
+            "on_field_name": lambda data, a, b: name.extend(data[a:b]),
+            "on_field_data": lambda data, a, b: value.extend(data[a:b]),
+            "on_field_end": lambda: fields.append((_unquote_plus(name), _unquote_plus(value))),
+        }
+    )
     parser.write(body)
     parser.finalize()
     return fields
@@ -88,10 +93,15 @@ class _Parts:
         self.name, self.is_file = b"", False
 
     def callbacks(self) -> MultipartCallbacks:
-        return {"on_part_begin": self.headers.clear, "on_header_field": self._extend(self.header),
-                "on_header_value": self._extend(self.value), "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
-                "on_part_end": self._part_end}
+        return {
+            "on_part_begin": self.headers.clear,
+            "on_header_field": self._extend(self.header),
+            "on_header_value": self._extend(self.value),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
 
     @staticmethod
     def _extend(buffer: bytearray):
@@ -157,8 +167,9 @@ class StrictFormText:
         kind: bytes = b""
         params: dict[bytes, bytes] = {}
         if scope["type"] == "http":
-            kind, params = parse_options_header(next((v for k, v in scope.get("headers", ()) if k == b"content-type"),
-                                                     None))
+            kind, params = parse_options_header(
+                next((v for k, v in scope.get("headers", ()) if k == b"content-type"), None)
+            )
         if kind not in (URLENCODED, MULTIPART):
             await self.app(scope, receive, send)
             return

@@ -36,11 +36,13 @@ def known_histories(rec, users) -> list[list[str]]:
     users = [str(u) for u in users]
     unknown = [u for u in users if u not in index]
     if unknown:
-        raise RequestError(f"unknown user id(s): {', '.join(map(repr, unknown[:10]))}"
-                           + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-                           + "; give their histories instead (recommend_histories)")
+        raise RequestError(
+            f"unknown user id(s): {', '.join(map(repr, unknown[:10]))}"
+            + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            + "; give their histories instead (recommend_histories)"
+        )
     ids = rec._ids
-    return [[ids[int(i)] for i in ds.items[ds.offsets[index[u]]:ds.offsets[index[u] + 1]]] for u in users]
+    return [[ids[int(i)] for i in ds.items[ds.offsets[index[u]] : ds.offsets[index[u] + 1]]] for u in users]
 
 
 def histories_of(histories) -> tuple[list, list[list]]:
@@ -54,16 +56,17 @@ def histories_of(histories) -> tuple[list, list[list]]:
         grouped = df.groupby("user_id", sort=False)["item_id"].apply(lambda s: [str(x) for x in s])
         return list(grouped.index), list(grouped.values)
     if isinstance(histories, dict):
-        return list(histories), [list(h) if isinstance(h, (list, tuple, np.ndarray)) else h
-                                 for h in histories.values()]
+        return list(histories), [list(h) if isinstance(h, (list, tuple, np.ndarray)) else h for h in histories.values()]
     raise RequestError(f"histories must be a dict of user -> item ids or a DataFrame, not {type(histories).__name__}")
 
 
 def output_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise RequestError(f"{path}: cannot tell the output format from '{path.suffix or '(no extension)'}'; "
-                           f"use one of {', '.join(FORMATS)}")
+        raise RequestError(
+            f"{path}: cannot tell the output format from '{path.suffix or '(no extension)'}'; "
+            f"use one of {', '.join(FORMATS)}"
+        )
     return fmt
 
 
@@ -73,8 +76,10 @@ def write(df: pd.DataFrame, path: Path, fmt: str) -> None:
     from modalrec.utils import atomic_path, atomic_write_text
 
     if fmt == "jsonl":
-        lines = [json.dumps({"user": u, "items": g["item_id"].tolist(), "scores": [round(s, 6) for s in g["score"]]})
-                 for u, g in df.groupby("user_id", sort=False)]
+        lines = [
+            json.dumps({"user": u, "items": g["item_id"].tolist(), "scores": [round(s, 6) for s in g["score"]]})
+            for u, g in df.groupby("user_id", sort=False)
+        ]
         atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
         return
     with atomic_path(path) as tmp:

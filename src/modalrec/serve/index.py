@@ -62,19 +62,24 @@ def _exclusion_pairs(exclude, n_queries: int, n_rows: int, device) -> Exclusions
     if exclude is None:
         return Exclusions.none(device)
     if isinstance(exclude, (torch.Tensor, np.ndarray)) and exclude.ndim == 1:
-        raise ValueError("exclude must hold one collection of item indices per query row (a list of "
-                         "1-D tensors or arrays, or a 2-D [B, L] array), not a single 1-D array")
+        raise ValueError(
+            "exclude must hold one collection of item indices per query row (a list of "
+            "1-D tensors or arrays, or a 2-D [B, L] array), not a single 1-D array"
+        )
     if len(exclude) != n_queries:
-        raise ValueError(f"exclude has {len(exclude)} entries for {n_queries} queries: give one collection "
-                         "of item indices per query row (an empty one for none)")
+        raise ValueError(
+            f"exclude has {len(exclude)} entries for {n_queries} queries: give one collection "
+            "of item indices per query row (an empty one for none)"
+        )
     parts = [torch.as_tensor(e if e is not None else [], dtype=torch.long).reshape(-1) for e in exclude]
     cols = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
     rows = torch.repeat_interleave(torch.arange(n_queries), torch.tensor([len(p) for p in parts], dtype=torch.long))
     bad = (cols < 0) | (cols >= n_rows)
     if bool(bad.any()):
         j = int(torch.nonzero(bad)[0])
-        raise ValueError(f"exclude[{int(rows[j])}] holds item index {int(cols[j])}, outside the index's "
-                         f"0..{n_rows - 1}")
+        raise ValueError(
+            f"exclude[{int(rows[j])}] holds item index {int(cols[j])}, outside the index's 0..{n_rows - 1}"
+        )
     return exclusions(rows, cols, n_queries, n_rows, device=device)
 
 
@@ -88,11 +93,13 @@ def _allowed_mask(allowed, n_rows: int, device) -> torch.Tensor | None:
         return None
     a = torch.as_tensor(allowed)
     if a.dtype != torch.bool or a.dim() != 1:
-        raise ValueError(f"allowed must be a 1-D bool mask over item indices, got dtype {a.dtype} and "
-                         f"shape {tuple(a.shape)}")
+        raise ValueError(
+            f"allowed must be a 1-D bool mask over item indices, got dtype {a.dtype} and shape {tuple(a.shape)}"
+        )
     if a.numel() > n_rows:
-        raise ValueError(f"allowed has {a.numel()} entries but the index holds only {n_rows} rows "
-                         f"(item indices 0..{n_rows - 1})")
+        raise ValueError(
+            f"allowed has {a.numel()} entries but the index holds only {n_rows} rows (item indices 0..{n_rows - 1})"
+        )
     mask = torch.zeros(n_rows, dtype=torch.bool, device=device)
     mask[: a.numel()] = a.to(device)
     mask[0] = False
@@ -103,9 +110,16 @@ def _allowed_mask(allowed, n_rows: int, device) -> torch.Tensor | None:
 # Exact chunked top-k
 
 
-def _exact_topk(queries: torch.Tensor, items: torch.Tensor, k: int, score: Scorer, ex: Exclusions,
-                keep: torch.Tensor | None, chunk: int,
-                rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact_topk(
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    k: int,
+    score: Scorer,
+    ex: Exclusions,
+    keep: torch.Tensor | None,
+    chunk: int,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`modalrec.evaluate.scoring.top_k` padded to the index's convention: CPU [B, k], -inf / -1.
 
     ``rows`` (sorted item indices without 0): only those items compete; ``keep``: bool mask over item
@@ -157,8 +171,7 @@ class Index:
     def _queries(self, queries, items: torch.Tensor) -> torch.Tensor:
         q = torch.as_tensor(queries)
         if q.dim() != 2:
-            raise ValueError(f"queries must be a 2-D [B, d] matrix (one row per user), got shape "
-                             f"{tuple(q.shape)}")
+            raise ValueError(f"queries must be a 2-D [B, d] matrix (one row per user), got shape {tuple(q.shape)}")
         if self.scorer is None and q.shape[1] != items.shape[1]:
             raise ValueError(f"queries have dimension {q.shape[1]} but the item vectors have {items.shape[1]}")
         return q.detach().to(items.device, items.dtype if self.scorer is None else q.dtype)
@@ -166,8 +179,9 @@ class Index:
     def _vectors(self, vectors) -> torch.Tensor:
         v = _as_matrix(vectors, "vectors")
         if v.shape[1] != self._items.shape[1]:
-            raise ValueError(f"vectors have dimension {v.shape[1]} but the index's item rows have "
-                             f"{self._items.shape[1]}")
+            raise ValueError(
+                f"vectors have dimension {v.shape[1]} but the index's item rows have {self._items.shape[1]}"
+            )
         return v.to(self._items.device, self._items.dtype)
 
     def _append(self, v: torch.Tensor) -> torch.Tensor:
@@ -183,8 +197,8 @@ class Index:
             buf = torch.empty(cap, cur.shape[1], dtype=cur.dtype, device=cur.device)
             buf[:n] = cur
             self._buf = buf
-        self._buf[n:n + m] = v
-        self._items = self._buf[:n + m]
+        self._buf[n : n + m] = v
+        self._items = self._buf[: n + m]
         return torch.arange(n, n + m, dtype=torch.long)
 
     def reserve(self, extra: int) -> None:
@@ -198,8 +212,9 @@ class Index:
                 buf[:n] = cur
                 self._buf, self._items = buf, buf[:n]
 
-    def search(self, queries, k: int, exclude: Sequence | None = None,
-               allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(
+        self, queries, k: int, exclude: Sequence | None = None, allowed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def add(self, vectors) -> torch.Tensor:
@@ -225,8 +240,9 @@ class ExactIndex(Index):
             raise ValueError(f"chunk={chunk!r}: must be a positive integer (items scored per block)")
         self.chunk = int(chunk)
 
-    def search(self, queries, k: int, exclude: Sequence | None = None,
-               allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(
+        self, queries, k: int, exclude: Sequence | None = None, allowed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` items per query row: (scores [B, k] float32, indices [B, k] int64), padded with
         -inf / -1 when fewer than ``k`` items are eligible (see the module docstring)."""
         items = self._items  # snapshot: add() never writes rows visible here
@@ -248,8 +264,10 @@ class ExactIndex(Index):
             return self._append(v)
 
     def __repr__(self) -> str:
-        return f"ExactIndex({len(self)} items, dim={self.dim}, chunk={self.chunk}, " \
-               f"scorer={'dot' if self.scorer is None else getattr(self.scorer, '__qualname__', 'custom')})"
+        return (
+            f"ExactIndex({len(self)} items, dim={self.dim}, chunk={self.chunk}, "
+            f"scorer={'dot' if self.scorer is None else getattr(self.scorer, '__qualname__', 'custom')})"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,8 +278,9 @@ def _import_faiss():
     try:
         import faiss
     except ImportError as e:
-        raise ImportError("the FAISS indexes (kind 'ivf' or 'hnsw') need the faiss-cpu package: "
-                          "pip install 'modalrec[faiss]'") from e
+        raise ImportError(
+            "the FAISS indexes (kind 'ivf' or 'hnsw') need the faiss-cpu package: pip install 'modalrec[faiss]'"
+        ) from e
     return faiss
 
 
@@ -316,8 +335,13 @@ def _rescore(q: torch.Tensor, items: torch.Tensor, cand: torch.Tensor, budget: i
     """Exact dot products of query row b with items ``cand[b]``: [B, C], gathering at most about
     ``budget`` floats at a time."""
     step = max(1, budget // max(1, cand.shape[1] * items.shape[1]))
-    return torch.cat([torch.einsum("bd,bcd->bc", q[i:i + step], items[cand[i:i + step]])
-                      for i in range(0, len(cand), step)]) if len(cand) else q.new_zeros(0, cand.shape[1])
+    return (
+        torch.cat(
+            [torch.einsum("bd,bcd->bc", q[i : i + step], items[cand[i : i + step]]) for i in range(0, len(cand), step)]
+        )
+        if len(cand)
+        else q.new_zeros(0, cand.shape[1])
+    )
 
 
 class FaissIndex(Index):
@@ -358,10 +382,23 @@ class FaissIndex(Index):
     OpenMP threads, read at every call.
     """
 
-    def __init__(self, items, kind: str = "ivf", *, nlist: int | None = None, nprobe: int | None = None,
-                 M: int = 32, ef_construction: int = 40, ef_search: int = 256, train_size: int | None = None,
-                 seed: int = 0, max_fetch: int = 4096, min_fetch: int = 32, exact_below: int = 20_000,
-                 chunk: int = 65536):
+    def __init__(
+        self,
+        items,
+        kind: str = "ivf",
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        M: int = 32,
+        ef_construction: int = 40,
+        ef_search: int = 256,
+        train_size: int | None = None,
+        seed: int = 0,
+        max_fetch: int = 4096,
+        min_fetch: int = 32,
+        exact_below: int = 20_000,
+        chunk: int = 65536,
+    ):
         faiss = _import_faiss()
         if kind not in ("ivf", "hnsw"):
             raise ValueError(f"FaissIndex kind={kind!r}: choose 'ivf' or 'hnsw'")
@@ -395,8 +432,11 @@ class FaissIndex(Index):
             if train_size < self.nlist:
                 raise ValueError(f"train_size={train_size}: IVF needs at least nlist={self.nlist} training items")
             rng = np.random.default_rng(seed)
-            sample = np.sort(rng.choice(n_real, size=train_size, replace=False)) + 1 if train_size < n_real \
+            sample = (
+                np.sort(rng.choice(n_real, size=train_size, replace=False)) + 1
+                if train_size < n_real
                 else np.arange(1, n_real + 1)
+            )
             index.cp.max_points_per_centroid = max(256, -(-train_size // self.nlist))  # no silent resampling
             index.train(np.ascontiguousarray(x[sample]))
             index.add(x)
@@ -459,13 +499,14 @@ class FaissIndex(Index):
         if self.kind != "ivf":
             return np.ascontiguousarray(x.float().numpy())
         sq = x.float().pow(2).sum(1, keepdim=True)
-        extra = (self._radius ** 2 - sq).clamp(min=0).sqrt()
+        extra = (self._radius**2 - sq).clamp(min=0).sqrt()
         return np.ascontiguousarray(torch.cat([x.float(), extra], 1).numpy())
 
     # -- search ------------------------------------------------------------------------------------
 
-    def search(self, queries, k: int, exclude: Sequence | None = None,
-               allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(
+        self, queries, k: int, exclude: Sequence | None = None, allowed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Approximate top-``k`` by inner product: (scores [B, k] float32, indices [B, k] int64), padded
         with -inf / -1 when fewer than ``k`` items are eligible (see the module docstring)."""
         k = _check_k(k)
@@ -549,8 +590,9 @@ class FaissIndex(Index):
                 d[remap[ex_rows[m]], cols[ex_cols[m]]] = _NEG_INF
             if keep is not None:
                 d[:, ~keep[spill]] = _NEG_INF
-            v, i = sort_desc_then_index(torch.cat([out_v[rows], d], 1),
-                                         torch.cat([out_i[rows], spill.expand(len(rows), -1)], 1))
+            v, i = sort_desc_then_index(
+                torch.cat([out_v[rows], d], 1), torch.cat([out_i[rows], spill.expand(len(rows), -1)], 1)
+            )
             out_v[rows], out_i[rows] = v[:, :k], i[:, :k]
         return out_v, out_i
 
@@ -622,12 +664,24 @@ class FaissIndex(Index):
 
 
 _EXACT_OPTS = {"chunk"}
-_FAISS_OPTS = {"nlist", "nprobe", "M", "ef_construction", "ef_search", "train_size", "seed", "max_fetch", "min_fetch",
-               "exact_below", "chunk"}
+_FAISS_OPTS = {
+    "nlist",
+    "nprobe",
+    "M",
+    "ef_construction",
+    "ef_search",
+    "train_size",
+    "seed",
+    "max_fetch",
+    "min_fetch",
+    "exact_below",
+    "chunk",
+}
 
 
-def build_index(items, kind: str = "auto", scorer: Scorer | None = None, threshold: int = 200_000,
-                spare: float = 0.05, **opts) -> Index:
+def build_index(
+    items, kind: str = "auto", scorer: Scorer | None = None, threshold: int = 200_000, spare: float = 0.05, **opts
+) -> Index:
     """The index serving uses: ``"exact"``, ``"ivf"``, ``"hnsw"`` or ``"auto"``.
 
     ``"auto"`` is exact below ``threshold`` items or with a custom ``scorer``, else IVF when faiss is
@@ -639,11 +693,15 @@ def build_index(items, kind: str = "auto", scorer: Scorer | None = None, thresho
         raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(KINDS)}")
     unknown = set(opts) - _FAISS_OPTS - _EXACT_OPTS
     if unknown:
-        raise ValueError(f"unknown index option(s) {', '.join(sorted(unknown))}: exact takes "
-                         f"{', '.join(sorted(_EXACT_OPTS))}; ivf/hnsw take {', '.join(sorted(_FAISS_OPTS))}")
+        raise ValueError(
+            f"unknown index option(s) {', '.join(sorted(unknown))}: exact takes "
+            f"{', '.join(sorted(_EXACT_OPTS))}; ivf/hnsw take {', '.join(sorted(_FAISS_OPTS))}"
+        )
     if kind in ("ivf", "hnsw") and scorer is not None:
-        raise ValueError(f"index kind {kind!r} needs a plain dot-product score, but this model scores with its "
-                         "own function (e.g. MISSRec's fusion of per-modality cosines); use kind 'exact' or 'auto'")
+        raise ValueError(
+            f"index kind {kind!r} needs a plain dot-product score, but this model scores with its "
+            "own function (e.g. MISSRec's fusion of per-modality cosines); use kind 'exact' or 'auto'"
+        )
     items = _as_matrix(items, "items")
     n_real = items.shape[0] - 1
     if kind == "auto":
@@ -652,9 +710,12 @@ def build_index(items, kind: str = "auto", scorer: Scorer | None = None, thresho
         elif faiss_available():
             kind = "ivf"
         else:
-            warnings.warn(f"{n_real} items is above the threshold of {threshold} for an approximate index, "
-                          "but faiss is not installed: searching exactly (slower). "
-                          "pip install 'modalrec[faiss]' for FAISS.", stacklevel=2)
+            warnings.warn(
+                f"{n_real} items is above the threshold of {threshold} for an approximate index, "
+                "but faiss is not installed: searching exactly (slower). "
+                "pip install 'modalrec[faiss]' for FAISS.",
+                stacklevel=2,
+            )
             kind = "exact"
     index: Index
     if kind == "exact":

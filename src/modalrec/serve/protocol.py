@@ -36,8 +36,11 @@ def _parser_reason(fallback: str) -> str:
 
 def bad_request_bytes(reason: str, default_headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
     """The whole HTTP/1.1 400 response (status line, headers, JSON body) for a request that is not valid HTTP."""
-    resp = error_response(400, f"the request is not valid HTTP ({reason}); send a well-formed HTTP/1.1 request",
-                          headers={**SECURITY_HEADERS, "connection": "close"})
+    resp = error_response(
+        400,
+        f"the request is not valid HTTP ({reason}); send a well-formed HTTP/1.1 request",
+        headers={**SECURITY_HEADERS, "connection": "close"},
+    )
     head = [b"HTTP/1.1 400 Bad Request"]
     head += [name + b": " + value for name, value in (*default_headers, *resp.raw_headers)]
     return b"\r\n".join(head) + b"\r\n\r\n" + resp.body

@@ -44,8 +44,10 @@ class UnknownItemError(RequestError, KeyError):
     def __init__(self, item_ids: list[str]):
         self.item_ids = list(item_ids)
         shown = ", ".join(repr(i) for i in self.item_ids[:10]) + (" ..." if len(self.item_ids) > 10 else "")
-        super().__init__(f"unknown item id(s): {shown} (not in the catalogue; add new items first, or give "
-                         "their content instead of an id)")
+        super().__init__(
+            f"unknown item id(s): {shown} (not in the catalogue; add new items first, or give "
+            "their content instead of an id)"
+        )
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
@@ -136,8 +138,9 @@ def read_jsonl_objects(path: Path, expected: str, error=ValueError):
 class Recommender:
     """A trained run ready to answer: ``Recommender.load("runs/demo/pmmrec").recommend(["50", "181"])``."""
 
-    def __init__(self, cfg, dataset, model, *, index: str = "auto", source=None, recall_target: float = 0.95,
-                 **index_opts):
+    def __init__(
+        self, cfg, dataset, model, *, index: str = "auto", source=None, recall_target: float = 0.95, **index_opts
+    ):
         from modalrec.serve.index import build_index
 
         from modalrec.content.image import MAX_SERVED_PIXELS
@@ -187,18 +190,25 @@ class Recommender:
         an approximate index is tuned on."""
         split = self.dataset.split
         part = split.valid if len(split.valid) else split.train
-        rows = [[int(i) for i in part.sequence(s)[-self.cfg.model.max_len:]] for s in range(min(n, len(part)))]
+        rows = [[int(i) for i in part.sequence(s)[-self.cfg.model.max_len :]] for s in range(min(n, len(part)))]
         rows = [r for r in rows if r]
         if not rows:  # no histories to learn from: item vectors stand in for users
-            return self.index.items[1:n + 1].float()
+            return self.index.items[1 : n + 1].float()
         with torch.no_grad():
             return self.model.user_embeddings({"items": self._left_pad(rows)}).float()
 
     # -- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best", progress: bool = False, index: str = "auto",
-             dataset=None, **index_opts) -> "Recommender":
+    def load(
+        cls,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        progress: bool = False,
+        index: str = "auto",
+        dataset=None,
+        **index_opts,
+    ) -> "Recommender":
         """A finished run ready to answer, from its folder alone (``checkpoint``: ``best`` or ``last``).
 
         ``dataset``: serve with this prepared data set instead of the run's own copy; it must be the
@@ -223,19 +233,34 @@ class Recommender:
 
         rd = RunDir(run_dir)
         if self._removed:
-            raise UnsupportedError("items were removed since loading (they stay in the model's tables): save the "
-                                   "recommender before removing items, or load the run again and add them anew")
+            raise UnsupportedError(
+                "items were removed since loading (they stay in the model's tables): save the "
+                "recommender before removing items, or load the run again and add them anew"
+            )
         with self._lock, run_lock(rd):
             vector_only = [self._ids[r] for r in range(self._n_trained + 1, len(self._ids)) if self._mrow[r] == 0]
             if vector_only:
-                raise UnsupportedError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
-                                       "the model cannot rebuild them, so this recommender cannot be saved")
+                raise UnsupportedError(
+                    f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
+                    "the model cannot rebuild them, so this recommender cannot be saved"
+                )
             dataset = dataclasses.replace(self.dataset, catalogue=self._catalogue_with_new_items(rd))
             run = self._run
-            record = run.record if run is not None and run.record.get("fingerprint") else data_record(
-                self.dataset, {"kind": "given"})
-            save_run(rd, self.cfg, self.model, dataset, run.results if run is not None else {},
-                     origin=record.get("origin", {"kind": "given"}), command="Recommender.save", record=record)
+            record = (
+                run.record
+                if run is not None and run.record.get("fingerprint")
+                else data_record(self.dataset, {"kind": "given"})
+            )
+            save_run(
+                rd,
+                self.cfg,
+                self.model,
+                dataset,
+                run.results if run is not None else {},
+                origin=record.get("origin", {"kind": "given"}),
+                command="Recommender.save",
+                record=record,
+            )
         return rd.path
 
     def _catalogue_with_new_items(self, rd) -> Catalogue:
@@ -252,10 +277,16 @@ class Recommender:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
                 paths[row] = str(path.resolve())
-        fields = {k: np.concatenate([v, np.zeros(n_new, dtype=v.dtype)])  # raw columns: empty for the new rows
-                  for k, v in cat.fields.items()}
-        return Catalogue(item_ids=np.asarray(self._ids), text=np.asarray(self._text),
-                         image_paths=None if paths is None else np.asarray(paths), fields=fields)
+        fields = {
+            k: np.concatenate([v, np.zeros(n_new, dtype=v.dtype)])  # raw columns: empty for the new rows
+            for k, v in cat.fields.items()
+        }
+        return Catalogue(
+            item_ids=np.asarray(self._ids),
+            text=np.asarray(self._text),
+            image_paths=None if paths is None else np.asarray(paths),
+            fields=fields,
+        )
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -294,8 +325,9 @@ class Recommender:
         return title or self._text[row], year, genres
 
     def _info(self, row: int) -> ItemInfo:
-        return ItemInfo(self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]),
-                        *self._display(row))
+        return ItemInfo(
+            self._ids[row], self._text[row], row > self._n_trained, bool(self._has_image[row]), *self._display(row)
+        )
 
     def item(self, item_id) -> ItemInfo:
         return self._info(self._rows([item_id])[0])
@@ -356,8 +388,7 @@ class Recommender:
                 return str(render_text(df, spec.text_fields, spec.text_template)[0])
         if title:
             return str(title)
-        raise RequestError("a new item needs its content: give 'text', or 'title' (with optional 'year' and "
-                           "'genres')")
+        raise RequestError("a new item needs its content: give 'text', or 'title' (with optional 'year' and 'genres')")
 
     def _image_of(self, fields: dict, text: str) -> tuple[np.ndarray | None, bytes | None]:
         """(decoded image at the tower's size or None, the encoded bytes kept for display)."""
@@ -396,8 +427,11 @@ class Recommender:
         texts, images, present, raw = [], [], [], []
         size = self.model.image_size
         for k, fields in enumerate(entries):
-            where = f"item {fields.get('item_id')!r}" if isinstance(fields, dict) and "item_id" in fields else (
-                f"content entry {k}")
+            where = (
+                f"item {fields.get('item_id')!r}"
+                if isinstance(fields, dict) and "item_id" in fields
+                else (f"content entry {k}")
+            )
             fields = check.content(fields, where)
             text = self._text_of(fields)
             img, data = self._image_of(fields, text)
@@ -413,7 +447,8 @@ class Recommender:
         if not self.model.id_free:
             raise UnsupportedError(
                 f"{self.model_name} gives every item an ID embedding learnt in training, so it cannot {what}; "
-                "use an ID-free model (pmmrec, missrec or unisrec with model.mode=inductive)")
+                "use an ID-free model (pmmrec, missrec or unisrec with model.mode=inductive)"
+            )
 
     # -- adding items ----------------------------------------------------------------------------
 
@@ -468,8 +503,10 @@ class Recommender:
             rows = self._rows(ids)
             trained = [self._ids[r] for r in rows if r <= self._n_trained]
             if trained:
-                raise UnsupportedError(f"item(s) {', '.join(map(repr, trained[:10]))} were in the training data: the "
-                                       "model holds them, so only items added since can be removed")
+                raise UnsupportedError(
+                    f"item(s) {', '.join(map(repr, trained[:10]))} were in the training data: the "
+                    "model holds them, so only items added since can be removed"
+                )
             for iid, row in zip(ids, rows):
                 self._removed.add(row)
                 del self._row[iid]
@@ -492,8 +529,7 @@ class Recommender:
             except RequestError:
                 continue  # add_items says what is wrong with it
             title, year, _ = _new_display(r, "")
-            for key in (_norm(text),
-                        ("title", _norm(title), year) if title else None):
+            for key in (_norm(text), ("title", _norm(title), year) if title else None):
                 hit = keys.get(key) if key is not None else None
                 if hit is not None and self._ids[hit] != str(r["item_id"]):
                     out[str(r["item_id"])] = self._ids[hit]
@@ -523,8 +559,15 @@ class Recommender:
 
         return new_item_features(self.model.feature_needs(), new)
 
-    def _append(self, ids: list[str], texts: list[str], raw: list, vec: torch.Tensor, model_rows: list[int],
-                display: list[tuple[str, str, str]] | None = None) -> None:
+    def _append(
+        self,
+        ids: list[str],
+        texts: list[str],
+        raw: list,
+        vec: torch.Tensor,
+        model_rows: list[int],
+        display: list[tuple[str, str, str]] | None = None,
+    ) -> None:
         """Add rows to the index and the catalogue metadata (caller holds the lock)."""
         first = len(self._ids)
         got = self.index.add(vec)
@@ -601,7 +644,7 @@ class Recommender:
         out = torch.zeros(len(rows_list), L, dtype=torch.long)
         for b, rows in enumerate(rows_list):
             rows = rows[-L:]
-            out[b, L - len(rows):] = torch.as_tensor(rows, dtype=torch.long)
+            out[b, L - len(rows) :] = torch.as_tensor(rows, dtype=torch.long)
         return out
 
     @torch.no_grad()
@@ -613,8 +656,10 @@ class Recommender:
         with self._lock:
             vector_only = [self._ids[r] for rows, _ in parsed for r in rows if r > 0 and self._mrow[r] == 0]
             if vector_only:
-                raise RequestError(f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
-                                   "they can be recommended but not used in a history")
+                raise RequestError(
+                    f"item(s) {', '.join(map(repr, vector_only[:10]))} were added as vectors only: "
+                    "they can be recommended but not used in a history"
+                )
             n0 = self.model.n_items
             if extra:  # raw content: borrow model rows for this call only, then forget them
                 self.model.add_items(features)
@@ -651,8 +696,9 @@ class Recommender:
             raise RequestError(f"k={k} must be between 1 and {min(MAX_K, self.n_items)}")
         return int(k)
 
-    def _results(self, scores: torch.Tensor, idx: torch.Tensor, k: int,
-                 filter: Callable[[ItemInfo], bool] | None) -> list[Recommendation]:
+    def _results(
+        self, scores: torch.Tensor, idx: torch.Tensor, k: int, filter: Callable[[ItemInfo], bool] | None
+    ) -> list[Recommendation]:
         out = []
         for s, i in zip(scores.tolist(), idx.tolist()):
             if i <= 0 or s == float("-inf") or i in self._removed:
@@ -660,14 +706,18 @@ class Recommender:
             info = self._info(i)
             if filter is not None and not filter(info):
                 continue
-            out.append(Recommendation(info.item_id, float(s), info.text, info.is_new, info.has_image, info.title,
-                                      info.year, info.genres))
+            out.append(
+                Recommendation(
+                    info.item_id, float(s), info.text, info.is_new, info.has_image, info.title, info.year, info.genres
+                )
+            )
             if len(out) == k:
                 break
         return out
 
-    def _search(self, users: torch.Tensor, seen: list[list[int]], k: int, exclude_seen: bool, allowed,
-                filter) -> list[list[Recommendation]]:
+    def _search(
+        self, users: torch.Tensor, seen: list[list[int]], k: int, exclude_seen: bool, allowed, filter
+    ) -> list[list[Recommendation]]:
         exclude = [torch.as_tensor(s, dtype=torch.long) for s in seen] if exclude_seen else None
         fetch = k if filter is None else min(len(self._ids) - 1, 4 * k)
         while True:
@@ -682,8 +732,15 @@ class Recommender:
         """Dot-product indexes return ``users @ items``; report the model's own score (e.g. / temperature)."""
         return scores if self._scale == 1.0 else scores * self._scale
 
-    def recommend(self, history: list, k: int = 10, exclude_seen: bool = True, include=None, exclude=None,
-                  filter: Callable[[ItemInfo], bool] | None = None) -> list[Recommendation]:
+    def recommend(
+        self,
+        history: list,
+        k: int = 10,
+        exclude_seen: bool = True,
+        include=None,
+        exclude=None,
+        filter: Callable[[ItemInfo], bool] | None = None,
+    ) -> list[Recommendation]:
         """Top-``k`` items after ``history`` (oldest first; ids or raw content of unseen items).
 
         ``include``/``exclude``: item ids to restrict to / leave out; ``filter``: a predicate on
@@ -691,8 +748,16 @@ class Recommender:
         """
         return self.recommend_batch([history], k, exclude_seen, include, exclude, filter)[0]
 
-    def recommend_batch(self, histories: list[list], k: int = 10, exclude_seen: bool = True, include=None,
-                        exclude=None, filter=None, batch_size: int = 256) -> list[list[Recommendation]]:
+    def recommend_batch(
+        self,
+        histories: list[list],
+        k: int = 10,
+        exclude_seen: bool = True,
+        include=None,
+        exclude=None,
+        filter=None,
+        batch_size: int = 256,
+    ) -> list[list[Recommendation]]:
         """:meth:`recommend` for many histories at once (one forward pass and one search per batch)."""
         k = self._check_k(k)
         batch_size = check.positive_int(batch_size, "batch_size")
@@ -702,12 +767,13 @@ class Recommender:
         allowed = self._allowed(check.id_list(include, "include"), check.id_list(exclude, "exclude"))
         out = []
         for i in range(0, len(histories), batch_size):
-            users, seen = self._users(histories[i:i + batch_size])
+            users, seen = self._users(histories[i : i + batch_size])
             out.extend(self._search(users, seen, k, exclude_seen, allowed, filter))
         return out
 
-    def recommend_users(self, users, k: int = 10, exclude_seen: bool = True, include=None,
-                        exclude=None) -> "pd.DataFrame":
+    def recommend_users(
+        self, users, k: int = 10, exclude_seen: bool = True, include=None, exclude=None
+    ) -> "pd.DataFrame":
         """Top-``k`` items for users of the run's data, from their stored histories (every event of theirs
         the run holds), as a DataFrame ``user_id, item_id, score, rank``."""
         from modalrec.serve import frames
@@ -715,8 +781,9 @@ class Recommender:
         histories = frames.known_histories(self, users)
         return frames.frame([str(u) for u in users], self.recommend_batch(histories, k, exclude_seen, include, exclude))
 
-    def recommend_histories(self, histories, k: int = 10, exclude_seen: bool = True, include=None,
-                            exclude=None) -> "pd.DataFrame":
+    def recommend_histories(
+        self, histories, k: int = 10, exclude_seen: bool = True, include=None, exclude=None
+    ) -> "pd.DataFrame":
         """Top-``k`` items after arbitrary histories: a dict ``user -> [item ids or content]`` or a
         DataFrame with ``user_id``, ``item_id`` (and optionally ``timestamp``) columns; as a DataFrame
         ``user_id, item_id, score, rank``."""
@@ -725,8 +792,9 @@ class Recommender:
         users, hs = frames.histories_of(histories)
         return frames.frame(users, self.recommend_batch(hs, k, exclude_seen, include, exclude))
 
-    def recommend_file(self, in_path: str | Path, out_path: str | Path, k: int = 10, exclude_seen: bool = True,
-                       batch_size: int = 256) -> int:
+    def recommend_file(
+        self, in_path: str | Path, out_path: str | Path, k: int = 10, exclude_seen: bool = True, batch_size: int = 256
+    ) -> int:
         """JSONL in (``{"user": ..., "history": [...]}`` per line) -> recommendations written atomically in
         the format of ``out_path``'s extension: ``.parquet`` or ``.csv`` (one row per recommendation:
         user_id, item_id, score, rank) or ``.jsonl`` (``{"user": ..., "items": [...], "scores": [...]}``
@@ -746,7 +814,7 @@ class Recommender:
         results = []
         for i in range(0, len(histories), batch_size):
             try:
-                results.extend(self.recommend_batch(histories[i:i + batch_size], k, exclude_seen))
+                results.extend(self.recommend_batch(histories[i : i + batch_size], k, exclude_seen))
             except RequestError:  # find the offending line for the message
                 for j in range(i, min(i + batch_size, len(histories))):
                     try:
@@ -798,7 +866,7 @@ class Recommender:
                 skip = []
             else:
                 row = self._rows([item])[0]
-                q = sim.items[row:row + 1]
+                q = sim.items[row : row + 1]
                 skip = [row]
         allowed = self._allowed(include, exclude)
         scores, idx = sim.search(q, k, exclude=[torch.as_tensor(skip, dtype=torch.long)], allowed=allowed)
@@ -811,8 +879,11 @@ def _norm(text: str) -> str:
 
 def _new_display(fields: dict, text: str) -> tuple[str, str, str]:
     """(title, year, genres) shown for an added item: its own fields, else its text."""
-    return (_field_text(fields.get("title")) or text, _field_text(fields.get("year")),
-            _field_text(fields.get("genres")))
+    return (
+        _field_text(fields.get("title")) or text,
+        _field_text(fields.get("year")),
+        _field_text(fields.get("genres")),
+    )
 
 
 def _check_finite(vec: torch.Tensor, what: str) -> None:

@@ -32,9 +32,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
-    "content-security-policy": ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-                                "form-action 'self'"),
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+        "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "form-action 'self'"
+    ),
 }
 
 
@@ -98,17 +100,26 @@ class WriteGuard:
 
     def _refusal(self, scope) -> JSONResponse | None:
         if self.read_only:
-            return error_response(403, "this server is read-only: it listens beyond this machine without a token; "
-                                       "restart it with --token (or MODALREC_TOKEN) to allow adding items")
+            return error_response(
+                403,
+                "this server is read-only: it listens beyond this machine without a token; "
+                "restart it with --token (or MODALREC_TOKEN) to allow adding items",
+            )
         foreign = cross_site(scope)
         if foreign is not None:
-            return error_response(403, f"a write from another site ({foreign[:100]}) is refused: add items from "
-                                       "this server's own page or with the API")
+            return error_response(
+                403,
+                f"a write from another site ({foreign[:100]}) is refused: add items from "
+                "this server's own page or with the API",
+            )
         if self.token is None:
             return None
         auth = _header(scope, b"authorization") or ""
         given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            return error_response(401, "adding items needs the server's token: send 'Authorization: Bearer <token>'",
-                                  headers={"www-authenticate": "Bearer"})
+            return error_response(
+                401,
+                "adding items needs the server's token: send 'Authorization: Bearer <token>'",
+                headers={"www-authenticate": "Bearer"},
+            )
         return None

@@ -106,7 +106,9 @@ def positive_int(value, what: str, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidInput(f"{what} must be an integer, not {value!r:.60}")
     if value < 1 or (most is not None and value > most):
-        raise InvalidInput(f"{what}={value} must be between 1 and {most}" if most else f"{what}={value} must be at least 1")
+        raise InvalidInput(
+            f"{what}={value} must be between 1 and {most}" if most else f"{what}={value} must be at least 1"
+        )
     return int(value)
 
 

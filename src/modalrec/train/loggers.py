@@ -42,7 +42,8 @@ def require(names: list[str]) -> None:
         except ImportError as e:
             raise LoggerUnavailable(
                 f"train.loggers asks for {name!r}, but the {package!r} package is not installed ({e}): "
-                f"pip install 'modalrec[{extra}]', or take {name!r} out of train.loggers") from None
+                f"pip install 'modalrec[{extra}]', or take {name!r} out of train.loggers"
+            ) from None
 
 
 def epoch_metrics(record: dict) -> dict[str, float]:
@@ -117,7 +118,7 @@ class MLflowLogger(MetricLogger):
         self.run_id = run.info.run_id
         items = [Param(k, v[:6000]) for k, v in params.items()]  # MLflow's longest value
         for i in range(0, len(items), 100):  # at most 100 params per call
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
@@ -127,8 +128,12 @@ class MLflowLogger(MetricLogger):
         return self.client.create_experiment(self.experiment, artifact_location=where)
 
     def _previous_run(self, exp_id: str) -> str | None:
-        runs = self.client.search_runs([exp_id], filter_string=f"tags.`{RUN_TAG}` = '{self.run_dir}'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
+        runs = self.client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{RUN_TAG}` = '{self.run_dir}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         return runs[0].info.run_id if runs else None
 
     def log_epoch(self, record: dict) -> None:

@@ -92,8 +92,16 @@ class Trainer:
     (tests use this to interrupt a run). Under torchrun only rank 0 writes files.
     """
 
-    def __init__(self, cfg: RunConfig, rd, *, dataset=None, dist_info: DistInfo | None = None,
-                 progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        rd,
+        *,
+        dataset=None,
+        dist_info: DistInfo | None = None,
+        progress: bool = True,
+        callbacks: Sequence[Callable[[int, dict], None]] = (),
+    ):
         self.cfg, self.rd, self.callbacks = cfg, rd, list(callbacks)
         self.dist = dist_info or init_from_env(cfg.train.device)
         self.show = progress and self.dist.is_main
@@ -102,8 +110,16 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.dataset = dataset
         self.key = select_key(cfg.eval.ks)
-        self.state: TrainState = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_evals": 0,
-                                  "elapsed": 0.0, "time_to_best": 0.0, "stopped_early": False}
+        self.state: TrainState = {
+            "epoch": 0,
+            "step": 0,
+            "best": None,
+            "best_epoch": 0,
+            "bad_evals": 0,
+            "elapsed": 0.0,
+            "time_to_best": 0.0,
+            "stopped_early": False,
+        }
         self.stopped_early = False
         self.transfer_info: dict | None = None
         # items never seen in training (the cold-item metrics), made at the first evaluation
@@ -168,8 +184,9 @@ class Trainer:
         n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
         msg = f"{self.cfg.model.name}: {n_train:,} trainable of {n_all:,} parameters"
         if info:
-            msg += (f"; loaded {', '.join(info['loaded'])} from {info['checkpoint']}"
-                    + (f"; fresh: {', '.join(info['fresh'])}" if info["fresh"] else ""))
+            msg += f"; loaded {', '.join(info['loaded'])} from {info['checkpoint']}" + (
+                f"; fresh: {', '.join(info['fresh'])}" if info["fresh"] else ""
+            )
         if tr.freeze:
             msg += f"; frozen: {', '.join(tr.freeze)}"
         return msg
@@ -199,8 +216,9 @@ class Trainer:
         """The ``train.loggers`` back-ends; an MLflow experiment is named ``dataset/model``."""
         from modalrec.train.loggers import open_loggers
 
-        return open_loggers(self.cfg.train.loggers, self.rd, self.cfg.to_dict(),
-                            f"{self.dataset.name}/{self.cfg.model.name}", resume)
+        return open_loggers(
+            self.cfg.train.loggers, self.rd, self.cfg.to_dict(), f"{self.dataset.name}/{self.cfg.model.name}", resume
+        )
 
     def _make_loader(self) -> None:
         from modalrec.data.batches import MultiDomainLoader, train_loader
@@ -208,8 +226,15 @@ class Trainer:
         t, d = self.cfg.train, self.dist
 
         def loader_of(ds):
-            return train_loader(ds.split.train, self.cfg.model.max_len, t.batch_size, t.seed, d.rank, d.world_size,
-                                stride=t.window_stride)
+            return train_loader(
+                ds.split.train,
+                self.cfg.model.max_len,
+                t.batch_size,
+                t.seed,
+                d.rank,
+                d.world_size,
+                stride=t.window_stride,
+            )
 
         self.loader, self.sampler = loader_of(self.dataset)
         if self.extra:
@@ -221,11 +246,15 @@ class Trainer:
         total_steps = len(self.loader) * t.epochs
         self.optimizer = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps))
+            self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, total_steps)
+        )
         self.autocast, needs_scaler = _autocast(self.device, t.amp, t.cpu_bf16)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
-        self.net = (DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                    if self.dist.enabled else model)
+        self.net = (
+            DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.enabled
+            else model
+        )
 
     def _restore(self) -> None:
         """Model, optimizer, scheduler, scaler, RNG and early-stopping state of ``checkpoints/last.pt``."""
@@ -248,9 +277,13 @@ class Trainer:
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64)
         n_batches = 0
-        bar = tqdm(self.loader, desc=f"epoch {epoch}/{self.cfg.train.epochs}", disable=not bars_on(self.show),
-                   leave=False,
-                   unit="batch")
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch}/{self.cfg.train.epochs}",
+            disable=not bars_on(self.show),
+            leave=False,
+            unit="batch",
+        )
         for batch in bar:
             loss_sum += self._train_step(batch, epoch)
             n_batches += 1
@@ -258,8 +291,12 @@ class Trainer:
                 bar.set_postfix(loss=f"{(loss_sum / n_batches).item():.4f}")
         self.state["elapsed"] += time.perf_counter() - t0
         self.state["epoch"] = epoch
-        return {"epoch": epoch, "step": self.state["step"], "train_loss": (loss_sum / max(1, n_batches)).item(),
-                "lr": self.scheduler.get_last_lr()[0]}
+        return {
+            "epoch": epoch,
+            "step": self.state["step"],
+            "train_loss": (loss_sum / max(1, n_batches)).item(),
+            "lr": self.scheduler.get_last_lr()[0],
+        }
 
     def _train_step(self, batch: dict, epoch: int) -> torch.Tensor:
         """One optimizer step; the batch loss (float64, on the CPU)."""
@@ -268,8 +305,10 @@ class Trainer:
         with self.autocast:
             loss = self.net(batch).loss
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {self.state['step']}; "
-                                     "lower train.lr or set train.grad_clip")
+            raise FloatingPointError(
+                f"loss became {loss.item()} at epoch {epoch}, step {self.state['step']}; "
+                "lower train.lr or set train.grad_clip"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if t.grad_clip > 0:
@@ -313,11 +352,19 @@ class Trainer:
             cb(epoch, record)
 
     def _checkpoint(self) -> None:
-        ckpt_io.save(self.rd.last, {
-            "model_name": self.cfg.model.name, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": ckpt_io.rng_state(), "state": dict(self.state),
-        })
+        ckpt_io.save(
+            self.rd.last,
+            {
+                "model_name": self.cfg.model.name,
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": ckpt_io.rng_state(),
+                "state": dict(self.state),
+            },
+        )
 
     def _epoch_line(self, epoch: int, record: dict) -> str:
         v, key, state = record.get("valid", {}), self.key, self.state
@@ -335,9 +382,18 @@ class Trainer:
         if self._cold is None:
             self._cold = torch.as_tensor(~self.dataset.seen_in_train())
         return evaluate(
-            self.model, seqset, max_len=self.cfg.model.max_len, ks=ev.ks, exclude_history=ev.exclude_history,
-            batch_size=ev.batch_size, item_chunk=ev.item_chunk, device=self.device, cold_items=self._cold,
-            progress=self.show, distributed=self.dist.enabled, split=split_name,
+            self.model,
+            seqset,
+            max_len=self.cfg.model.max_len,
+            ks=ev.ks,
+            exclude_history=ev.exclude_history,
+            batch_size=ev.batch_size,
+            item_chunk=ev.item_chunk,
+            device=self.device,
+            cold_items=self._cold,
+            progress=self.show,
+            distributed=self.dist.enabled,
+            split=split_name,
         )
 
     def _final(self) -> dict:
@@ -348,12 +404,20 @@ class Trainer:
         test = self._evaluate(self.dataset.split.test, "test")
         model, state = self.model, self.state
         results = {
-            "model": self.cfg.model.name, "dataset": self.dataset.name, "split": self.dataset.split.kind,
-            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": self.stopped_early,
-            "train_time_s": round(state["elapsed"], 3), "time_to_best_s": round(state["time_to_best"], 3),
-            "parameters": model.num_parameters(), "trainable_parameters": model.num_parameters(trainable_only=True),
-            "transfer": self.transfer_info, "world_size": self.dist.world_size,
-            "valid": valid.to_dict(), "test": test.to_dict(),
+            "model": self.cfg.model.name,
+            "dataset": self.dataset.name,
+            "split": self.dataset.split.kind,
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "stopped_early": self.stopped_early,
+            "train_time_s": round(state["elapsed"], 3),
+            "time_to_best_s": round(state["time_to_best"], 3),
+            "parameters": model.num_parameters(),
+            "trainable_parameters": model.num_parameters(trainable_only=True),
+            "transfer": self.transfer_info,
+            "world_size": self.dist.world_size,
+            "valid": valid.to_dict(),
+            "test": test.to_dict(),
         }
         if self.dist.is_main:
             _append_jsonl(self.rd.metrics, {"final": True, "valid": valid.metrics, "test": test.metrics})
@@ -361,8 +425,16 @@ class Trainer:
         return results
 
 
-def fit(cfg: RunConfig, rd, *, resume: bool = False, dataset=None, dist_info: DistInfo | None = None,
-        progress: bool = True, callbacks: Sequence[Callable[[int, dict], None]] = ()):
+def fit(
+    cfg: RunConfig,
+    rd,
+    *,
+    resume: bool = False,
+    dataset=None,
+    dist_info: DistInfo | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
+):
     """Train ``cfg.model`` on ``cfg.data`` (or ``dataset``) into the run folder ``rd``; returns
     ``(results, model, dataset)`` with the best weights loaded into ``model``. See :class:`Trainer`."""
     trainer = Trainer(cfg, rd, dataset=dataset, dist_info=dist_info, progress=progress, callbacks=callbacks)
@@ -380,9 +452,11 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
     if not cfg.data.extra_sources:
         return []
     if not model.supports_domains:
-        raise ConfigError(f"data.extra_sources: the '{cfg.model.name}' model cannot train on several data sets at "
-                          "once (it has no item representation shared across catalogues); use a content model "
-                          "such as pmmrec")
+        raise ConfigError(
+            f"data.extra_sources: the '{cfg.model.name}' model cannot train on several data sets at "
+            "once (it has no item representation shared across catalogues); use a content model "
+            "such as pmmrec"
+        )
     out = []
     for src in cfg.data.extra_sources:
         dcfg = replace(cfg.data, dataset=src, extra_sources=[], interactions=InteractionsSpec(), items=ItemsSpec())
@@ -399,8 +473,16 @@ def _extra_sources(cfg: RunConfig, model, dist_info, show: bool) -> list:
 
 
 def _save_best(path: Path, model, cfg: RunConfig, epoch: int, metrics: dict) -> None:
-    ckpt_io.save(path, {"model_name": cfg.model.name, "config": cfg.to_dict(), "model": model.state_dict(),
-                        "epoch": epoch, "valid": metrics})
+    ckpt_io.save(
+        path,
+        {
+            "model_name": cfg.model.name,
+            "config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "epoch": epoch,
+            "valid": metrics,
+        },
+    )
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -412,6 +494,9 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     """Drop records of epochs after the checkpoint being resumed (they will be run again)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch
-            and not json.loads(ln).get("final")]
+    keep = [
+        ln
+        for ln in path.read_text().splitlines()
+        if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch and not json.loads(ln).get("final")
+    ]
     path.write_text("".join(ln + "\n" for ln in keep))

@@ -31,8 +31,9 @@ def checkpoint_path(init_from: str | Path) -> Path:
         for name in ("best.pt", "checkpoints/last.pt", "model.safetensors"):
             if (p / name).is_file():
                 return p / name
-        raise CheckpointError(f"{p} holds no best.pt, checkpoints/last.pt or model.safetensors: is it a modalrec "
-                              "run folder?")
+        raise CheckpointError(
+            f"{p} holds no best.pt, checkpoints/last.pt or model.safetensors: is it a modalrec run folder?"
+        )
     return p
 
 
@@ -70,29 +71,46 @@ def load_components(model: torch.nn.Module, init_from: str | Path, names: list[s
         names = [n for n in have if n in in_ckpt]
     unknown = [n for n in names if n not in have]
     if unknown:
-        raise CheckpointError(f"this {type(model).__name__} model has no component(s) {unknown}; "
-                              f"it has: {', '.join(have)}")
+        raise CheckpointError(
+            f"this {type(model).__name__} model has no component(s) {unknown}; it has: {', '.join(have)}"
+        )
     lacking = [n for n in names if n not in in_ckpt]
     if lacking:
-        raise CheckpointError(f"{path} has no component(s) {lacking} (a '{model_name}' checkpoint with "
-                              f"{', '.join(in_ckpt)}); nothing was loaded")
+        raise CheckpointError(
+            f"{path} has no component(s) {lacking} (a '{model_name}' checkpoint with "
+            f"{', '.join(in_ckpt)}); nothing was loaded"
+        )
     new_state = {}
     for n in names:
         keys = [k for k in own if k.split(".", 1)[0] == n]
         missing = [k for k in keys if k not in state]
-        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in keys if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        shapes = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in keys
+            if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        ]
         extra = [k for k in state if k.split(".", 1)[0] == n and k not in own]
         if missing or shapes or extra:
-            detail = "; ".join(filter(None, [
-                f"missing {missing[:4]}" if missing else "", f"unexpected {extra[:4]}" if extra else "",
-                f"shape mismatch {shapes[:3]}" if shapes else ""]))
+            detail = "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing {missing[:4]}" if missing else "",
+                        f"unexpected {extra[:4]}" if extra else "",
+                        f"shape mismatch {shapes[:3]}" if shapes else "",
+                    ],
+                )
+            )
             raise CheckpointError(f"component '{n}' of {path} does not fit this model ({detail}); nothing was loaded")
         new_state.update({k: state[k] for k in keys})
     merged = {**own, **new_state}
     model.load_state_dict(merged)
-    return {"checkpoint": str(path), "model_name": model_name, "loaded": list(names),
-            "fresh": [n for n in have if n not in names]}
+    return {
+        "checkpoint": str(path),
+        "model_name": model_name,
+        "loaded": list(names),
+        "fresh": [n for n in have if n not in names],
+    }
 
 
 def freeze(model: torch.nn.Module, names: list[str]) -> int:
