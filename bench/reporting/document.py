@@ -18,6 +18,7 @@ from .sasrec_recbole import section_sasrec_recbole
 from .serving import section_serve_index, section_serve_latency
 from .speed import plot_ratios, section_cli, section_content, section_eval, section_interest, section_prepare
 from .train_speed import section_train_speed
+from .tuning import section_tune
 from .summary import section_summary
 from .transfer import headline, headline_table, plot_headline
 
@@ -169,6 +170,7 @@ def build(page: Page, quick: bool = False) -> tuple[str, list[dict], str | None]
         section_zero_shot_prior,
         section_cold,
         section_grids,
+        section_tune,
         section_beyond,
         section_sasrec_ml1m,
     ):
