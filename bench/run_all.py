@@ -44,6 +44,7 @@ SCRIPTS = [
     "interest_discovery.py",
     "serve_index.py",
     "sasrec_vs_recbole.py",
+    "tune_sasrec.py",
     "pmmrec_transfer.py",
     "missrec_unisrec_transfer.py",
     "zero_shot_prior.py",
@@ -75,6 +76,7 @@ QUICK_ARGS: dict[str, list[str]] = {
         "--work",
         str(QUICK_RUNS / "sasrec"),
     ],
+    "tune_sasrec.py": ["--quick", "--work", str(QUICK_RUNS / "tune_sasrec")],
     "pmmrec_transfer.py": ["--quick", "--work", str(QUICK_RUNS / "pmmrec")],
     "missrec_unisrec_transfer.py": [
         "--quick",

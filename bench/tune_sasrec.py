@@ -7,7 +7,7 @@ excluded, as in that bench). This bench gives the search fewer epochs than that 
 (``--budget``, 115 by default), then trains the best trial's config on seeds 0, 1, 2 as the grid did
 (those epochs are counted too) and compares the mean validation NDCG@10. Test is reported, never used.
 
-    python bench/tune_sasrec.py [--budget 115] [--threads 1]
+    python bench/tune_sasrec.py [--budget 115] [--threads 1] [--quick]
 
 Prints a table and writes JSON (bench/results/tune_sasrec_ml100k.json).
 """
@@ -47,9 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=int, default=115, help="training epochs of the search (default 115)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="a 6-epoch search, 3-epoch runs: checks the pipeline only")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench" / "tune_sasrec"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tune_sasrec_ml100k.json"))
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.extra = ["train.epochs=3"] if args.quick else []
+    if args.quick:
+        args.budget = 6
+    return args
 
 
 def epochs_of(run: Path) -> int:
@@ -76,6 +81,7 @@ def search(args: argparse.Namespace, work: Path) -> list[dict]:
         str(args.budget),
         "--quiet",
         *OURS_100K,
+        *args.extra,
         "train.seed=0",
         f"train.threads={args.threads}",
     ]
@@ -112,6 +118,7 @@ def confirm(args: argparse.Namespace, work: Path) -> list[dict]:
                 str(work / "search" / "best.yaml"),
                 "--dataset",
                 "ml-100k",
+                *args.extra,
                 f"train.seed={seed}",
                 f"train.threads={args.threads}",
                 "--out",
