@@ -11,8 +11,10 @@ synthetic data set unless --run names another run folder):
 - stalled bodies: N connections that send headers and never the body; `/health` must keep answering
   and every stalled connection must be dropped by the server within the body timeout (+5 s);
 - write storm: 16 readers and 1 writer for --duration seconds: errors, and every added item served;
-- memory: peak RSS (the kernel's high-water mark) against idle (measured after one small content request
-  has warmed the towers up; the RSS before it is reported too), and RSS a minute after the burst.
+- memory: peak RSS of each phase (the kernel's high-water mark, reset before the phase; where that is
+  refused, RSS sampled every 50 ms) and the largest of them against idle (measured after one small content
+  request has warmed the towers up; the RSS before it and the high-water mark of start-up are reported
+  too), and RSS a minute after the burst.
 
 Prints a table and writes bench/results/serve_abuse.json.
 
@@ -103,6 +105,14 @@ class Server:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def reset_peak(self) -> bool:
+        """Reset the kernel's high-water mark of the server's RSS (Linux: "5" into clear_refs); False if refused."""
+        try:
+            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> str:
         self.proc.terminate()
@@ -262,6 +272,56 @@ def storm(srv: Server, ids: list[str], seconds: float) -> dict:
     }
 
 
+class RssSampler(threading.Thread):
+    """The largest VmRSS seen every 50 ms: a phase's peak where clear_refs cannot be written."""
+
+    def __init__(self, srv: Server):
+        super().__init__(daemon=True)
+        self.srv, self.done, self.peak = srv, threading.Event(), srv.rss_mib()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, self.srv.rss_mib())
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join()
+        return max(self.peak, self.srv.rss_mib())
+
+
+PEAK_METHODS = {"VmHWM": "VmHWM reset before each phase", "sampled": "VmRSS sampled every 50 ms (clear_refs refused)"}
+
+
+def phase(srv: Server, fn, *args) -> tuple[dict, str]:
+    """Run one phase; its result carries ``peak_rss_mib``, the server's largest RSS during it (never below
+    ``rss_mib_at_start``: what earlier phases left). Also returns how the peak was measured (a key of
+    PEAK_METHODS)."""
+    start = {"rss_mib_at_start": round(srv.rss_mib(), 1)}
+    if srv.reset_peak():
+        out = fn(*args)
+        return {**out, **start, "peak_rss_mib": round(srv.rss_mib("VmHWM"), 1)}, "VmHWM"
+    sampler = RssSampler(srv)
+    sampler.start()
+    try:
+        out = fn(*args)
+    finally:
+        peak = sampler.stop()
+    return {**out, **start, "peak_rss_mib": round(peak, 1)}, "sampled"
+
+
+PHASES = ("heavy_content", "bombs", "stalled", "storm")
+
+
+def peak_table(res: dict) -> str:
+    """Per phase: RSS at its start and its peak in MiB, the peak over idle."""
+    idle = res["idle"]["rss_mib"]
+    rows = [f"{'phase':<14} {'start MiB':>10} {'peak MiB':>9} {'/ idle':>7}"]
+    for name in PHASES:
+        start, peak = res[name]["rss_mib_at_start"], res[name]["peak_rss_mib"]
+        rows.append(f"{name:<14} {start:>10.0f} {peak:>9.0f} {peak / idle:>7.2f}")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", help="a content model's run folder (default: a PMMRec trained here on synthetic data)")
@@ -298,11 +358,17 @@ def main(argv: list[str] | None = None) -> int:
                 "recommend_ms": round(idle * 1000, 1),
             }
         }
-        res["heavy_content"] = heavy_content(srv, ids, idle)
-        res["bombs"] = bombs(srv)
-        res["stalled"] = stalled(srv, n_stalled, args.body_timeout)
-        res["storm"] = storm(srv, ids, duration)
-        res["peak_rss_mib"] = round(srv.rss_mib("VmHWM"), 1)
+        res["idle"]["peak_rss_mib_start_up"] = round(srv.rss_mib("VmHWM"), 1)  # loading + warm-up
+        runs = {
+            "heavy_content": (heavy_content, srv, ids, idle),
+            "bombs": (bombs, srv),
+            "stalled": (stalled, srv, n_stalled, args.body_timeout),
+            "storm": (storm, srv, ids, duration),
+        }
+        for name, (fn, *fn_args) in runs.items():
+            res[name], method = phase(srv, fn, *fn_args)
+        res["peak_method"] = PEAK_METHODS[method]
+        res["peak_rss_mib"] = max([idle_rss] + [res[name]["peak_rss_mib"] for name in PHASES])
         time.sleep(settle)
         res["settle_s"] = settle
         res["rss_a_minute_after_mib"] = round(srv.rss_mib(), 1)
@@ -313,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     res["peak_over_idle"] = round(res["peak_rss_mib"] / idle_rss, 2)
     res["after_over_idle"] = round(res["rss_a_minute_after_mib"] / idle_rss, 2)
     print(json.dumps({k: v for k, v in res.items()}, indent=1))
+    print("\n" + peak_table(res) + f"\n(peak RSS per phase: {res['peak_method']})")
     write_result(
         args.out,
         {

@@ -72,6 +72,36 @@ def section_serve_abuse(page: Page) -> None:
         f"{d['idle']['recommend_ms']:.0f} ms. The idle baseline is taken after that warm-up because the "
         "towers' first run allocates for good."
     )
+    _phase_peaks(page, d)
+
+
+PHASES = {
+    "heavy_content": "heavy request",
+    "bombs": "image bombs",
+    "stalled": "stalled uploads",
+    "storm": "write storm",
+}
+
+
+def _phase_peaks(page: Page, d: dict) -> None:
+    """Peak RSS of each phase (results written before the bench measured them have none: nothing is shown)."""
+    peaks = {name: d[name]["peak_rss_mib"] for name in PHASES if "peak_rss_mib" in d.get(name, {})}
+    if not peaks:
+        return
+    idle = d["idle"]["rss_mib"]
+    rows = [
+        [PHASES[name], _mib(d[name].get("rss_mib_at_start")), _mib(mib), f"{mib / idle:.2f}"]
+        for name, mib in peaks.items()
+    ]
+    page.para(
+        f"Peak RSS of each phase ({d.get('peak_method', 'VmHWM reset before each phase')}); a phase's peak "
+        "is never below its RSS at the start, which holds what earlier phases left:"
+    )
+    page.add(*md_table(["phase", "RSS at the start", "peak RSS", "peak / idle"], rows), "")
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} MiB"
 
 
 def section_robustness(page: Page) -> None:

@@ -242,6 +242,28 @@ def test_decode_converts_grey_and_rgba_to_rgb():
         assert out.shape == (8, 8, 3) and out.dtype == np.uint8 and out[0, 0, 0] == 128
 
 
+def test_decoding_an_rgb_image_holds_one_full_size_copy(monkeypatch):
+    """A served request may carry 50 images of 12 megapixels (issue 21): an RGB image goes from the decoder
+    straight to resizing, never through ``convert`` (which copies it: two full-size images at once), and
+    its pixels are those the convert-then-resize path gives."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    reference = Image.fromarray(img).convert("RGB").resize((24, 16), Image.Resampling.BILINEAR)
+    expected = np.asarray(reference.crop((4, 0, 20, 16)))
+    sizes = []
+    convert = Image.Image.convert
+
+    def spy(self, *args, **kwargs):
+        sizes.append(self.size)
+        return convert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    np.testing.assert_array_equal(decode_image(png(img), 16), expected)
+    assert (90, 60) not in sizes
+
+
 # --------------------------------------------------------------------------------------------- reading
 
 

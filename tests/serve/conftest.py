@@ -47,3 +47,31 @@ def served_runs(tmp_path_factory, tiny_text_model):
         else:
             os.environ["MODALREC_HOME"] = old
     return runs
+
+
+@pytest.fixture
+def http_scope():
+    """``http_scope(path, content_length=100)``: the ASGI scope of a POST with a JSON body of that length, for
+    sending requests straight to an app."""
+
+    def scope(path: str, content_length: int = 100) -> dict:
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(content_length).encode()),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 80),
+        }
+
+    return scope

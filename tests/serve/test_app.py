@@ -553,26 +553,13 @@ def test_cli_recommend_jsonl_file(served_runs, tmp_path, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
 
 
-def test_a_client_gone_before_its_body_arrived_raises_nothing(pmm):
+def test_a_client_gone_before_its_body_arrived_raises_nothing(pmm, http_scope):
     """A client that disconnects mid-body gets no answer, and the app behind the size limit raises nothing
     (Starlette's HTTP middleware used to fail with "No response returned", a traceback in the log)."""
     import asyncio
 
     app = create_app(pmm)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/items",
-        "raw_path": b"/items",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope("/items")
     messages = [{"type": "http.request", "body": b'{"items": [', "more_body": True}, {"type": "http.disconnect"}]
     sent = []
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
+import tracemalloc
 
 import pytest
 
@@ -163,5 +166,48 @@ def test_a_repeated_query_parameter_is_refused(uni):
         item = uni._ids[1]
         r = c.get(f"/items/{item}/similar?k=3&k=5")
         assert r.status_code == 422 and "more than once: k" in r.json()["detail"]
+        assert r.headers["x-content-type-options"] == SECURITY_HEADERS["x-content-type-options"]
         assert c.get(f"/items/{item}/similar?k=3").status_code == 200
         assert c.get("/items/search?q=a&q=b").status_code == 422
+
+
+def _waiting_request(app, scope: dict) -> asyncio.Task:
+    """A request whose body never arrives, sent straight to the ASGI app."""
+
+    async def receive():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        pass
+
+    return asyncio.create_task(app(scope, receive, send))
+
+
+def test_a_request_waiting_for_its_body_holds_one_task_and_little_memory(uni, http_scope):
+    """Thousands of stalled uploads wait at once (bench/serve_abuse.py): each must hold its own task only.
+    A middleware that runs the app in a task group (Starlette's BaseHTTPMiddleware, ``@app.middleware``:
+    4 tasks and 25 KiB per waiting request) or a task per receive (``asyncio.wait_for``, kept on 3.10 only)
+    multiplies what the server keeps per connection."""
+    app, n = create_app(uni, body_timeout_s=30), 200
+
+    async def main() -> tuple[float, float]:
+        warm = _waiting_request(app, http_scope("/recommend", 1000))  # first request: the middleware stack is built
+        await asyncio.sleep(0.01)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            waiting = [_waiting_request(app, http_scope("/recommend", 1000)) for _ in range(n)]
+            await asyncio.sleep(0.05)
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        tasks = len(asyncio.all_tasks()) - 2  # this one and the warm-up request
+        for t in (*waiting, warm):
+            t.cancel()
+        await asyncio.gather(*waiting, warm, return_exceptions=True)
+        return tasks / n, used / n
+
+    tasks, used = asyncio.run(main())
+    assert tasks == (1 if sys.version_info >= (3, 11) else 2)
+    assert used < 12 * 1024, f"{used / 1024:.1f} KiB per waiting request"

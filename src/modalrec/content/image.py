@@ -356,7 +356,7 @@ def decode_image(data: bytes, size: int, max_pixels: int | None = None) -> np.nd
                 f"{max_pixels / 1e6:g} allowed; send a smaller image"
             )
         im.load()
-        rgb = im.convert("RGB")
+        rgb = im if im.mode == "RGB" else im.convert("RGB")  # convert() copies even an RGB image: a second full size
         w, h = rgb.size
         s = size / min(w, h)
         nw, nh = max(size, round(w * s)), max(size, round(h * s))

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 import binascii
 import errno
 import logging
+import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -35,6 +36,7 @@ from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, Uplo
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi.datastructures import QueryParams
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -486,6 +488,33 @@ def _collect_and_trim() -> None:
     release_memory()
 
 
+async def within(awaitable, seconds: float):
+    """``await awaitable``, or asyncio.TimeoutError after ``seconds``. On Python 3.11+ in the caller's own task
+    (``asyncio.timeout``); ``asyncio.wait_for`` (3.10) wraps it in a task of its own, held while it waits."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+class OneValuePerQueryParameter:
+    """ASGI middleware: no endpoint takes a list in its query, so a repeated parameter (``?k=5&k=9``) is a
+    422, never one of its values picked silently."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            keys = [k for k, _ in QueryParams(scope.get("query_string", b"")).multi_items()]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                detail = f"query parameter(s) given more than once: {', '.join(twice)[:200]}"
+                await error_response(422, detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes``, judged by ``Content-Length`` and by counting.
 
@@ -532,7 +561,7 @@ class BodySizeLimit:
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+                    message = await within(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
                 except asyncio.TimeoutError:
                     await self._stalled_body(scope, receive, send)
                     return
@@ -624,19 +653,12 @@ def create_app(
         lifespan=_tidy_memory,
     )
     app.state.recommender = rec
+    # plain ASGI middlewares only, never @app.middleware("http"): Starlette's BaseHTTPMiddleware runs the app
+    # in a task group of its own, which doubles what each request waiting for its body holds (issue 21)
     app.add_middleware(StrictFormText)  # inside the size limit: it reads the body the limit has counted
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(OneValuePerQueryParameter)
     app.add_middleware(WriteGuard, token=token, read_only=read_only)  # outermost: every response gets its headers
-
-    @app.middleware("http")
-    async def _one_value_per_query_parameter(request: Request, call_next):
-        """No endpoint takes a list in its query: a repeated parameter (``?k=5&k=9``) is a 422, never one of
-        its values picked silently."""
-        keys = [k for k, _ in request.query_params.multi_items()]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        if twice:
-            return error_response(422, f"query parameter(s) given more than once: {', '.join(twice)[:200]}")
-        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(request: Request, exc: RequestValidationError):
