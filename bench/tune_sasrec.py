@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_ndcg@10_tuned_mean_3_seeds": round(mean_test, 4),
         "met": mean_valid >= GRID["best_valid"] and search_epochs + confirm_epochs <= GRID["min_epochs"],
         "wall_s": round(time.time() - t0, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "python bench/tune_sasrec.py " + " ".join(argv or sys.argv[1:]),
     }
     print(f"{'':24}{'epochs':>8}{'valid NDCG@10':>15}")
