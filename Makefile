@@ -6,12 +6,13 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 MLFLOW := $(VENV)/.installed-mlflow
 
-.PHONY: install demo demo-full test test-fast lint docs bench report fetch clean help
+.PHONY: install demo demo-full test test-fast lint docs bench report fetch clean help check-serve-extra
 
 help:
 	@echo "make demo    install, fetch, pre-train UniSRec (text) on ml-1m, transfer to ml-100k, compare with SASRec and Pop, recommend (~6 min)"
 	@echo "make demo-full  the same with PMMRec (text + poster images) pre-trained for 2 epochs (roughly half an hour on 2 cores)"
 	@echo "make test    install and run the whole test suite"
+	@echo "make check-serve-extra  the serve extra alone in a fresh venv serves a content model (CI runs it)"
 	@echo "make lint    ruff (lint and format check), the import-linter layer contract and mypy on src/modalrec (pyproject.toml)"
 	@echo "make docs    the documentation site (MkDocs Material + API reference from the docstrings) into site/, warnings as errors"
 	@echo "make bench   run the benchmarks under bench/ (writes bench/results/*.json), then make report (BENCH_ARGS=--quick: short run)"
@@ -49,6 +50,15 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+
+# the serve extra alone, in a venv of its own (torch's CPU build first, as `make install` does): it must serve
+# a content model without anything the other extras bring
+SERVE_VENV ?= /tmp/modalrec-serve-extra
+check-serve-extra:
+	rm -rf $(SERVE_VENV) && $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(SERVE_VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt ".[serve]"
+	cd /tmp && $(SERVE_VENV)/bin/python $(CURDIR)/scripts/check_serve_extra.py
 
 docs: install
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[docs]"
