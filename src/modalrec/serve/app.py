@@ -25,6 +25,7 @@ import base64
 from contextlib import asynccontextmanager
 import binascii
 import errno
+import functools
 import logging
 import sys
 import uuid
@@ -388,17 +389,25 @@ def _call(fn, *args, unknown_status: int = 404, **kwargs):
 TRIM_AFTER_BYTES = 64 * 1024
 
 
-def release_memory() -> None:
-    """Return freed heap memory to the system (glibc ``malloc_trim``); a no-op elsewhere. Without it the
-    peak of one large request stays in the process's RSS."""
+@functools.cache
+def _libc():
+    """The C library, looked up once (``find_library`` may run ``ldconfig`` in a subprocess); None if absent."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Return freed heap memory to the system (glibc ``malloc_trim``); a no-op elsewhere. Without it the
+    peak of one large request stays in the process's RSS. It can take a while on a large heap: callers in
+    the event loop run it in a thread (ctypes releases the GIL), so other requests are not held."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 TIDY_EVERY_S = 30.0
@@ -581,8 +590,8 @@ class BodySizeLimit:
         finally:
             self._waiting -= 1
         await self.app(scope, replaying(b"".join(chunks), receive), send)
-        if size > TRIM_AFTER_BYTES:  # a large body (images, many texts): give its memory back to the system
-            release_memory()
+        if size > TRIM_AFTER_BYTES:  # a large body (images, many texts): give its memory back to the system,
+            await asyncio.to_thread(release_memory)  # off the event loop, which serves everyone else
 
     @staticmethod
     def _closing(status: int, detail: str):
