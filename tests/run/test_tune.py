@@ -35,12 +35,9 @@ def test_a_bad_space_is_named(tmp_path, text, msg):
         read_space(_space(tmp_path, text))
 
 
-def test_a_search_runs_writes_its_best_and_continues(tmp_path, capsys):
-    space = _space(
-        tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n  model.hidden_size: {choice: [16, 32]}\n"
-    )
-    out = tmp_path / "search"
-    args = [
+def _tune_args(space, out, *extra: str) -> list[str]:
+    """`modalrec tune` of a tiny SASRec on the synthetic data set over ``space`` into ``out``."""
+    return [
         "tune",
         "--model",
         "sasrec",
@@ -51,8 +48,17 @@ def test_a_search_runs_writes_its_best_and_continues(tmp_path, capsys):
         "--out",
         str(out),
         "--quiet",
+        *extra,  # before TINY: the key=value overrides must stay together (argparse)
         *TINY,
     ]
+
+
+def test_a_search_runs_writes_its_best_and_continues(tmp_path, capsys):
+    space = _space(
+        tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n  model.hidden_size: {choice: [16, 32]}\n"
+    )
+    out = tmp_path / "search"
+    args = _tune_args(space, out)
     assert main([*args, "--trials", "3"]) == 0
     first = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trial-*/config.yaml")}
     assert len(first) == 3 and (out / "study.db").is_file() and (out / "trials.csv").is_file()
@@ -95,24 +101,7 @@ def test_an_epoch_budget_caps_the_epochs_of_all_trials(tmp_path, capsys):
     (and a second call with the budget spent trains nothing)."""
     space = _space(tmp_path, "params:\n  train.lr: {float: [1.0e-4, 1.0e-2], log: true}\n")
     out = tmp_path / "search"
-    args = [
-        "tune",
-        "--model",
-        "sasrec",
-        "--dataset",
-        "synthetic",
-        "--space",
-        str(space),
-        "--out",
-        str(out),
-        "--quiet",
-        "--trials",
-        "10",
-        "--epoch-budget",
-        "5",
-        *TINY,
-        "train.patience=10",
-    ]
+    args = _tune_args(space, out, "--trials", "10", "--epoch-budget", "5", "train.patience=10")
     assert main(args) == 0
     import json
 
@@ -127,4 +116,4 @@ def test_an_epoch_budget_caps_the_epochs_of_all_trials(tmp_path, capsys):
     assert epochs == [3, 2] and not (out / "trial-002").exists()
     assert "(2 trials, 5 epochs)" in capsys.readouterr().out
     assert main(args) == 0 and not (out / "trial-002").exists()
-    assert main([a if a != "5" else "0" for a in args]) == 2  # --epoch-budget 0
+    assert main(_tune_args(space, out, "--trials", "10", "--epoch-budget", "0", "train.patience=10")) == 2

@@ -320,40 +320,22 @@ def _encode(
     from modalrec.utils import file_lock
 
     dist = dist or DistInfo()
+    kw = dict(
+        dataset=dataset,
+        root=root,
+        progress=progress,
+        dist=dist,
+        present_hint=present_hint,
+        extra=extra,
+        desc=desc,
+        reader=reader,
+    )
     if dist.world_size > 1:
-        return _encode_store(
-            identity,
-            shape,
-            order,
-            run,
-            batch_size,
-            dataset=dataset,
-            root=root,
-            progress=progress,
-            dist=dist,
-            present_hint=present_hint,
-            extra=extra,
-            desc=desc,
-            reader=reader,
-        )
+        return _encode_store(identity, shape, order, run, batch_size, **kw)
     final = store_folder(dataset, identity, root)
     lock = final.parent.parent / ".locks" / f"{final.parent.name}--{final.name}.lock"
-    with file_lock(lock, wait=True, what=f"the feature store {final}"):
-        return _encode_store(
-            identity,
-            shape,
-            order,
-            run,
-            batch_size,
-            dataset=dataset,
-            root=root,
-            progress=progress,
-            dist=dist,
-            present_hint=present_hint,
-            extra=extra,
-            desc=desc,
-            reader=reader,
-        )
+    with file_lock(lock, wait=True, what=f"the feature store {final}"):  # one writer; others wait, then reuse
+        return _encode_store(identity, shape, order, run, batch_size, **kw)
 
 
 def _encode_store(
